@@ -1,0 +1,104 @@
+"""Build a stack: records → presence bands, aux rasters → normalised bands, outline → valid mask."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from . import defaults
+from .atomic import check_writable
+from .aux_layers import distance_to_lines_km, layer_name, normalised_band, resample_to_grid
+from .errors import InputError
+from .grid import Grid
+from .progress import Progress, SilentProgress, check_cancelled
+from .rasterize import geometry_mask, presence_bands, record_cells
+from .records import read_records
+from .species import SpeciesCatalog
+from .stack import AuxBand, Stack
+from .vectors import read_geometries, reproject_geometries
+
+FAULT_BAND = "fault_distance_km"
+
+
+def outline_grid(outline: str | Path, crs: str, resolution: float) -> tuple[Grid, np.ndarray]:
+    """The grid covering an outline's extent in ``crs`` and its valid-cell mask."""
+    geoms, gcrs = read_geometries(outline)
+    from rasterio.crs import CRS
+    from rasterio.features import bounds as geom_bounds
+
+    dst = CRS.from_user_input(crs)
+    if not dst.is_projected:
+        raise InputError(f"The grid CRS {crs} is geographic; choose a projected CRS in metres "
+                         "(e.g. EPSG:5070 for the conterminous US) so that cells have equal area.")
+    proj = reproject_geometries(geoms, gcrs, dst)
+    b = np.array([geom_bounds(g) for g in proj])
+    grid = Grid.from_bounds(dst, (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()), resolution)
+    return grid, geometry_mask(proj, dst, grid)
+
+
+def build_stack(out: str | Path,
+                records: str | Path = defaults.RECORDS,
+                aux_rasters: Sequence[str | Path] = defaults.AUX_RASTERS,
+                faults: Optional[str | Path] = defaults.FAULTS,
+                outline: str | Path = defaults.OUTLINE,
+                crs: str = defaults.GRID_CRS,
+                resolution: float = defaults.RESOLUTION_M,
+                catalog: Optional[SpeciesCatalog] = None,
+                include_processing_sites: bool = False,
+                progress: Optional[Progress] = None) -> Stack:
+    """Build the stack and write it to ``out`` (atomically). Returns it."""
+    progress = progress or SilentProgress()
+    catalog = catalog or SpeciesCatalog()
+    check_writable(out)
+    if resolution <= 0:
+        raise InputError(f"Resolution must be positive (metres); got {resolution}.")
+    steps = 3 + len(aux_rasters) + (1 if faults else 0)
+    progress.start(steps, "build stack")
+    try:
+        grid, valid = outline_grid(outline, crs, resolution)
+        if not valid.any():
+            raise InputError(f"The outline {outline} covers no cell of the grid.")
+        progress.advance(1)
+        check_cancelled(progress)
+
+        recs = read_records(records, catalog, include_processing_sites)
+        presence = presence_bands(recs, grid, valid)
+        rows, cols, inside = record_cells(recs, grid)
+        inside[inside] = valid[rows[inside], cols[inside]]
+        progress.advance(1)
+
+        aux: list[np.ndarray] = []
+        bands: list[AuxBand] = []
+        for path in aux_rasters:
+            check_cancelled(progress)
+            raw, units = resample_to_grid(path, grid, valid)
+            z, band = normalised_band(raw, valid, layer_name(path), units, Path(path).name)
+            aux.append(z)
+            bands.append(band)
+            progress.advance(1)
+        if faults:
+            check_cancelled(progress)
+            z, band = normalised_band(distance_to_lines_km(faults, grid), valid, FAULT_BAND, "km",
+                                      f"distance to nearest line of {Path(faults).name}")
+            aux.append(z)
+            bands.append(band)
+            progress.advance(1)
+        names = [b.name for b in bands]
+        if len(set(names)) != len(names):
+            raise InputError(f"Two aux rasters have the same name ({names}); rename one of the files.")
+
+        info = {"records": Path(records).name, "records_in_region": int(inside.sum()),
+                "records_outside_region": int((~inside).sum()),
+                "records_skipped_out_of_range": recs.skipped_out_of_range,
+                "records_skipped_processing_plants": recs.skipped_processing,
+                "outline": Path(outline).name, "presence_counts": {}}
+        aux_arr = np.stack(aux) if aux else np.zeros((0,) + grid.shape, np.float32)
+        stack = Stack(grid, catalog.symbols, presence, bands, aux_arr, valid, info)
+        stack.info["presence_counts"] = stack.presence_counts()
+        check_cancelled(progress)
+        stack.write(out)
+        progress.advance(1)
+        return stack
+    finally:
+        progress.close()

@@ -1,0 +1,47 @@
+"""The M3 command line: ``python train_cli.py <command> ...``.
+
+Each command lives in ``core/commands/<name>.py`` and exposes ``register(subparsers)``, which adds
+its parser and sets ``func(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+from typing import Optional, Sequence
+
+from .errors import M3Error
+
+COMMAND_MODULES = ("build_stack", "train", "evaluate", "predict", "clusters", "bench", "demo")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train_cli.py", description="M3: masked mineral modeling.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f".commands.{name}", __package__)
+        except ModuleNotFoundError as e:
+            if e.name and e.name.endswith(f"commands.{name}"):
+                continue  # command not written yet
+            raise
+        module.register(sub)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    warnings.showwarning = _show_warning
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except M3Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing half-written was kept.", file=sys.stderr)
+        return 130

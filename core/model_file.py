@@ -1,0 +1,128 @@
+"""Model files: weights as safetensors plus a JSON card. Loading never unpickles."""
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from .atomic import atomic_path
+from .errors import InputError, ModelMismatchError
+from .models import ModelConfig, build_model
+from .stack import AuxBand, Stack
+
+CARD_VERSION = 1
+
+
+@dataclass
+class ModelCard:
+    """Everything needed to rebuild a model and apply it to a stack, and what it scored."""
+
+    species: list[str]
+    aux_bands: list[dict[str, Any]]
+    grid: dict[str, Any]              # {"crs": ..., "resolution": ...} the model was trained on
+    tile_size: int
+    model: dict[str, Any]             # ModelConfig.to_dict()
+    masking: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    threshold: float = 0.5            # probability threshold chosen on validation blocks
+    git_commit: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    format_version: int = CARD_VERSION
+
+    @property
+    def aux_names(self) -> list[str]:
+        return [b["name"] for b in self.aux_bands]
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.model)
+
+    def aux_band_objects(self) -> list[AuxBand]:
+        return [AuxBand(**b) for b in self.aux_bands]
+
+    def check_stack(self, stack: Stack) -> None:
+        """Raise :class:`ModelMismatchError` when the stack's species or aux bands differ."""
+        if list(stack.species) != list(self.species):
+            raise ModelMismatchError(
+                f"The model was trained on species {self.species} but the stack has {stack.species}. "
+                "Build the stack with the model's species (build-stack --species ...) or use a matching model.")
+        if list(stack.aux_names) != self.aux_names:
+            raise ModelMismatchError(
+                f"The model expects aux bands {self.aux_names} but the stack has {stack.aux_names}. "
+                "Build the stack with the same aux rasters (same names and order) or use a matching model.")
+        res = self.grid.get("resolution")
+        if res and abs(stack.grid.resolution - float(res)) > 1e-6 * float(res):
+            raise ModelMismatchError(
+                f"The model was trained at {res} m cells but the stack has {stack.grid.resolution} m. "
+                "Build the stack at the model's resolution (build-stack --resolution).")
+
+
+def git_commit() -> str:
+    """The current commit of the source tree, or '' outside git."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def card_path(weights_path: Path) -> Path:
+    return Path(weights_path).with_suffix(".json")
+
+
+def save_model(path: str | Path, model: nn.Module, card: ModelCard, half: bool = False) -> Path:
+    """Write ``path`` (.safetensors) and its card (.json) atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise InputError(f"Model files end in .safetensors; got {path}.")
+    module = model.module if hasattr(model, "module") else model
+    tensors = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).contiguous().cpu()
+               for k, v in module.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "m3", "card": card_path(path).name})
+    with atomic_path(card_path(path)) as tmp:
+        tmp.write_text(json.dumps(asdict(card), indent=2))
+    return path
+
+
+def read_card(path: str | Path) -> ModelCard:
+    path = Path(path)
+    cp = card_path(path)
+    if not path.exists():
+        raise InputError(f"No model file at {path}. Train one with: python train_cli.py train --out {path}")
+    if not cp.exists():
+        raise InputError(f"The model {path} has no card {cp} beside it; copy the .json card with the weights.")
+    try:
+        return ModelCard(**json.loads(cp.read_text()))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise InputError(f"The model card {cp} is not a valid M3 card ({e}).") from None
+
+
+def load_model(path: str | Path, device: Optional[torch.device] = None) -> tuple[nn.Module, ModelCard]:
+    """Rebuild the model from its card and load the safetensors weights (float32, eval mode)."""
+    from safetensors.torch import load_file
+
+    card = read_card(path)
+    model = build_model(card.model_config)
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types
+        raise InputError(f"{path} is not a readable safetensors file ({e}).") from None
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelMismatchError(f"The weights in {path} do not fit the architecture in its card "
+                                 f"(missing {len(missing)}, unexpected {len(unexpected)} tensors).")
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model, card

@@ -1,0 +1,64 @@
+"""Model factory: a registry of architectures that all map (B, 2S+A, H, W) inputs to (B, S, H, W) logits."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+RESNET_DEPTHS = (18, 34, 50, 101, 152)
+
+
+@dataclass
+class ModelConfig:
+    """What to build. ``arch`` names a registered builder; ``options`` are its own settings."""
+
+    arch: str = "unet"
+    in_channels: int = 0
+    classes: int = 0
+    encoder_depth: int = 18
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        return cls(**d)
+
+
+def build_unet(cfg: ModelConfig) -> nn.Module:
+    """The M3 model: smp U-Net with a ResNet encoder, no pretrained weights (no hub downloads)."""
+    import segmentation_models_pytorch as smp
+
+    if cfg.encoder_depth not in RESNET_DEPTHS:
+        raise ValueError(f"encoder depth {cfg.encoder_depth} not one of {RESNET_DEPTHS}")
+    return smp.Unet(encoder_name=f"resnet{cfg.encoder_depth}", encoder_weights=None,
+                    in_channels=cfg.in_channels, classes=cfg.classes, **cfg.options)
+
+
+MODEL_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {"unet": build_unet}
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    try:
+        builder = MODEL_BUILDERS[cfg.arch]
+    except KeyError:
+        raise ValueError(f"unknown architecture '{cfg.arch}'; known: {', '.join(MODEL_BUILDERS)}") from None
+    return builder(cfg)
+
+
+def pick_device(prefer: str = "auto") -> tuple[torch.device, str]:
+    """The device to run on and a sentence for the user saying which and why."""
+    if prefer == "cpu":
+        return torch.device("cpu"), "CPU (asked for)"
+    if torch.cuda.is_available():
+        dev = torch.device("cuda")
+        return dev, f"CUDA: {torch.cuda.get_device_name(dev)}"
+    if prefer == "cuda":
+        from .errors import M3Error
+
+        raise M3Error("CUDA was asked for but torch sees no CUDA device; use --device cpu or auto.")
+    why = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+    return torch.device("cpu"), f"CPU ({why}; torch {torch.__version__}, {torch.get_num_threads()} threads)"
