@@ -73,7 +73,9 @@ def build_stack(out: str | Path,
         for path in aux_rasters:
             check_cancelled(progress)
             raw, units = resample_to_grid(path, grid, valid)
-            z, band = normalised_band(raw, valid, layer_name(path), units, Path(path).name)
+            name = layer_name(path)
+            z, band = normalised_band(raw, valid, name, units or defaults.AUX_UNITS.get(name, ""),
+                                      Path(path).name)
             aux.append(z)
             bands.append(band)
             progress.advance(1)

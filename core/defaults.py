@@ -25,6 +25,9 @@ AUX_RASTERS = tuple(DATA_DIR / "aux" / n for n in (
     "elevation_5arcmin.tif",
     "magnetic_br_lithosphere_0p25deg.tif",
 ))
+# Units of the embedded rasters (their files carry none; see resources/data/README.md).
+AUX_UNITS = {"gravity_disturbance_10arcmin": "mGal", "geoid_height_10arcmin": "m",
+             "topography_10arcmin": "m", "elevation_5arcmin": "m", "magnetic_br_lithosphere_0p25deg": "nT"}
 FAULTS = DATA_DIR / "vectors" / "active_faults.gpkg"
 OUTLINE = DATA_DIR / "vectors" / "conus_outline.gpkg"
 GRID_CRS = DEFAULT_CRS

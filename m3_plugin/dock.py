@@ -6,7 +6,7 @@ from typing import Optional
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QDockWidget, QLabel, QVBoxLayout, QWidget
 
-from .dependencies import missing_message, missing_packages
+from .dependencies import install_hint, missing_message, missing_packages
 
 
 def device_text() -> str:
@@ -14,7 +14,10 @@ def device_text() -> str:
     missing = missing_packages()
     if "torch" in missing:
         return missing_message(missing)
-    from .core.models import pick_device  # imports torch: only once it is known to be there
+    try:
+        from .core.models import pick_device  # imports torch: only once it is known to be there
+    except (ImportError, OSError) as err:  # e.g. a torch build that does not fit this system
+        return f"torch does not load in QGIS's Python ({err}). Reinstall it: {install_hint(['torch'])}"
 
     text = f"Device: {pick_device()[1]}"
     if missing:
