@@ -17,7 +17,7 @@ def device_text() -> str:
     try:
         from .core.models import pick_device  # imports torch: only once it is known to be there
     except (ImportError, OSError) as err:  # e.g. a torch build that does not fit this system
-        return f"torch does not load in QGIS's Python ({err}). Reinstall it: {install_hint(['torch'])}"
+        return f"torch does not load in QGIS's Python ({err}). Reinstall it. {install_hint(['torch'])}"
 
     text = f"Device: {pick_device()[1]}"
     if missing:
