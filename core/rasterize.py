@@ -35,9 +35,11 @@ def presence_bands(records: Records, grid: Grid, valid: np.ndarray | None = None
         out[i, rows[sel], cols[sel]] = 1
     if valid is not None:
         out &= valid.astype(np.uint8)[None]
-    for i, sym in enumerate(records.symbols):
-        if not out[i].any():
-            warnings.warn(f"No record of {sym} falls in the region; its presence band is empty.", stacklevel=2)
+    empty = [sym for i, sym in enumerate(records.symbols) if not out[i].any()]
+    if empty:
+        warnings.warn(f"No record of {', '.join(empty)} falls in the region; "
+                      f"{'its presence band is' if len(empty) == 1 else 'their presence bands are'} empty.",
+                      stacklevel=2)
     return out
 
 
