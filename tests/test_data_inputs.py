@@ -29,7 +29,7 @@ def write(path: Path, text: str) -> Path:
 
 def small_grid() -> Grid:
     """A 40 x 40 mile grid over the Sierra Nevada foothills (Mother Lode), EPSG:5070."""
-    x, y = transform_points("EPSG:4326", "EPSG:5070", [-120.9, -120.2], [37.8, 38.4])
+    x, y = transform_points("EPSG:4326", "EPSG:5070", [-120.9, -120.9, -120.2, -120.2], [37.8, 38.4, 37.8, 38.4])
     return Grid.from_bounds("EPSG:5070", (min(x), min(y), max(x), max(y)), MILE_M)
 
 
