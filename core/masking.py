@@ -103,6 +103,7 @@ def rect_masks(n: int, h: int, w: int, fraction: float, gen: torch.Generator) ->
     aspect = torch.exp((torch.rand(n, generator=gen) * 2 - 1) * math.log(2.0))
     rh = torch.sqrt(area * aspect).round().clamp(1, h)
     rw = (area / rh).round().clamp(1, w)
+    rh = (area / rw).round().clamp(1, h)  # when the width hit the tile's side, grow the height
     top = (torch.rand(n, generator=gen) * (h - rh + 1)).floor()
     left = (torch.rand(n, generator=gen) * (w - rw + 1)).floor()
     rows = torch.arange(h).view(1, h, 1)

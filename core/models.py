@@ -7,6 +7,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .vit import build_vit
+
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
 
 
@@ -38,7 +40,7 @@ def build_unet(cfg: ModelConfig) -> nn.Module:
                     in_channels=cfg.in_channels, classes=cfg.classes, **cfg.options)
 
 
-MODEL_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {"unet": build_unet}
+MODEL_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {"unet": build_unet, "vit": build_vit}
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

@@ -1,4 +1,5 @@
-"""The plugin object QGIS holds: a toolbar/menu action that shows and hides the M3 dock."""
+"""The plugin object QGIS holds: a toolbar/menu action that shows and hides the M3 dock, and the
+M3 Processing provider."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,20 @@ class M3Plugin:
         self.iface = iface
         self.action: Optional[QAction] = None
         self.dock: Optional[M3Dock] = None
+        self.provider = None
+
+    def initProcessing(self) -> None:  # noqa: N802 (name fixed by QGIS)
+        """Register the M3 algorithms in the Processing toolbox (metadata: hasProcessingProvider=yes)."""
+        from qgis.core import QgsApplication
+
+        from .processing_provider import M3ProcessingProvider
+
+        if self.provider is None:
+            self.provider = M3ProcessingProvider()
+            QgsApplication.processingRegistry().addProvider(self.provider)
 
     def initGui(self) -> None:  # noqa: N802 (name fixed by QGIS)
+        self.initProcessing()
         self.action = QAction(QIcon(str(ICON_PATH)), M3Dock.TITLE, self.iface.mainWindow())
         self.action.setObjectName("m3ShowDock")
         self.action.setCheckable(True)
@@ -36,7 +49,7 @@ class M3Plugin:
         if self.dock is None:
             if not visible:
                 return
-            self.dock = M3Dock(self.iface.mainWindow())
+            self.dock = M3Dock(self.iface)
             self.dock.visibilityChanged.connect(self._sync_action)
             self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
         self.dock.setVisible(visible)
@@ -49,8 +62,10 @@ class M3Plugin:
             self.action.setChecked(visible)
 
     def unload(self) -> None:
-        """Remove the action, the menu entry and the dock."""
+        """Remove the action, the menu entry, the dock and the Processing provider."""
         if self.dock is not None:
+            self.dock.save_settings()
+            self.dock.close_down()
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None
@@ -59,3 +74,8 @@ class M3Plugin:
             self.iface.removeToolBarIcon(self.action)
             self.action.deleteLater()
             self.action = None
+        if self.provider is not None:
+            from qgis.core import QgsApplication
+
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None

@@ -1,0 +1,234 @@
+"""``bench infer``: throughput of :func:`core.infer.infill` against a naive reference measured in
+the same run, and what a 150-evaluation CONUS map would take at that rate.
+
+- ours: :func:`infill` as the CLI and plugin run it — windows of 4 tiles (the U-Net is fully
+  convolutional, so a window larger than the training tile is a legitimate input; less work goes
+  into overlaps and each forward pass is large enough to run efficiently), blended overlaps,
+  batches of windows, channels-last tensors, ``torch.inference_mode``, bf16 on CUDA;
+- naive: one non-overlapping tile of the training size at a time, float32, batch of one,
+  contiguous (NCHW) tensors, ``torch.no_grad``, the same input encoding and the same model.
+
+Both infill every valid cell of every species. On CPU they run on a fixed part of the grid
+(:data:`CPU_PART`, all land on the CONUS stack), on CUDA on the whole grid; the two alternate
+``repeats`` times after a warm-up and the best time of each counts (other work on a shared
+machine slows both the same way). Rates are in megacells ("megapixels") per second of grid
+covered per evaluation.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from .hiding import HideSpec
+from .infer import EnsembleMember, default_overlap, default_window, infill, load_members
+from .inputs import model_inputs
+from .models import pick_device
+from .sliding_windows import WindowLayout, round_up
+from .stack_windows import GeoTiffStackSource, open_stack_source
+
+CPU_PART = (500, 400, 512, 512)  # row, col, height, width on the CONUS 1-mile stack (all land)
+EVALUATIONS = 150                # the paper's 3 seeds x 50 draws
+
+
+def naive_infill(stack, model: torch.nn.Module, tile: int, with_aux: bool, device: torch.device) -> np.ndarray:
+    """The reference: one tile at a time, float32, batch 1, no overlap (hard tile edges)."""
+    t = int(tile)
+    s, (h, w) = len(stack.species), stack.grid.shape
+    out = np.full((s, h, w), np.nan, np.float32)
+    with torch.no_grad():
+        for r in range(0, h, t):
+            for c in range(0, w, t):
+                win = stack.window(r, c, min(t, h - r), min(t, w - c))
+                if not win.valid.any():
+                    continue
+                pad = ((0, t - win.grid.height), (0, t - win.grid.width))
+                presence = torch.from_numpy(np.pad(win.presence, ((0, 0),) + pad))[None].to(device)
+                aux = torch.from_numpy(np.pad(win.aux, ((0, 0),) + pad))[None].to(device)
+                valid = torch.from_numpy(np.pad(win.valid, pad))[None].to(device)
+                if not with_aux:
+                    aux = aux[:, :0]
+                hidden = torch.ones_like(presence, dtype=torch.bool)
+                p = torch.sigmoid(model(model_inputs(presence, hidden, aux, valid)))[0].cpu().numpy()
+                hh, ww = win.grid.shape
+                out[:, r:r + hh, c:c + ww] = np.where(win.valid, p[:, :hh, :ww], np.nan)
+    return out
+
+
+def _random_member(source, tile_size: int = 64, depth: int = 18) -> EnsembleMember:
+    """A U-Net with random weights shaped for the stack (when no model file is given)."""
+    from .model_file import ModelCard
+    from .models import ModelConfig, build_model
+
+    s, a = len(source.species), len(source.aux_bands)
+    cfg = ModelConfig(arch="unet", in_channels=2 * s + a, classes=s, encoder_depth=depth)
+    card = ModelCard(species=list(source.species), aux_bands=[vars(b) for b in source.aux_bands],
+                     grid={"crs": source.grid.crs.to_string(), "resolution": source.grid.resolution},
+                     tile_size=tile_size, model=cfg.to_dict())
+    model = build_model(cfg).eval()
+    return EnsembleMember(model, card, f"random resnet{depth} U-Net")
+
+
+def _active_windows(source, layout: WindowLayout) -> int:
+    """Windows of the layout holding a valid cell (what infill runs per evaluation)."""
+    n = 0
+    c0 = layout.cols[0]
+    span = layout.cols[-1] + layout.size - c0
+    for r in layout.rows:
+        v = source.read_valid(r, c0, layout.size, span)
+        n += sum(bool(v[:, c - c0:c - c0 + layout.size].any()) for c in layout.cols)
+    return n
+
+
+def _valid_tiles(source, tile: int) -> int:
+    n = 0
+    g = source.grid
+    for r in range(0, g.height, tile):
+        v = source.read_valid(r, 0, tile, g.width)
+        n += sum(bool(v[:, c:c + tile].any()) for c in range(0, g.width, tile))
+    return n
+
+
+def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None, device: str = "auto",
+                batch_size: int = 4, window: Optional[int] = None, overlap: Optional[int] = None,
+                repeats: int = 2, part: Optional[tuple[int, int, int, int]] = None,
+                log=print) -> dict[str, Any]:
+    dev, why = pick_device(device)
+    log(f"device: {why}; torch threads: {torch.get_num_threads()}")
+    full = GeoTiffStackSource(stack_path)
+    try:
+        members = load_members([model_path], dev) if model_path else [_random_member(full)]
+        if not model_path:
+            members[0].model.to(dev).to(memory_format=torch.channels_last)
+        member = members[0]
+        if part is None and dev.type == "cpu":
+            part = CPU_PART
+        if part is not None:
+            r, c, h, w = part
+            h, w = min(h, full.grid.height - r), min(w, full.grid.width - c)
+            stack = full.read_window(r, c, h, w)
+            where = f"part rows {r}:{r + h}, cols {c}:{c + w} of {full.path.name}"
+        else:
+            stack = full.read_window(0, 0, full.grid.height, full.grid.width)
+            where = f"the whole grid of {full.path.name}"
+        g = stack.grid
+        cells = g.height * g.width
+        size = round_up(window or default_window(members))
+        ov = default_overlap(member.card.tile_size) if overlap is None else overlap
+        hide = HideSpec(tuple(stack.species))
+        log(f"model: {member.name} ({member.card.model_config.arch} resnet{member.card.model_config.encoder_depth}, "
+            f"tile {member.card.tile_size}); {where}: {g.height} x {g.width} cells, "
+            f"{int(stack.valid.sum())} valid; ours: windows of {size} (overlap {ov}), batch {batch_size}")
+
+        def ours() -> tuple[float, Any]:
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            res = infill(stack, members, hide, draws=1, batch_size=batch_size, device=dev, window=size,
+                         overlap=ov)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            return time.perf_counter() - t0, res
+
+        naive_model = copy.deepcopy(member.model).to(memory_format=torch.contiguous_format)
+        tile = int(member.card.tile_size)
+
+        def naive() -> tuple[float, np.ndarray]:
+            t0 = time.perf_counter()
+            out = naive_infill(stack, naive_model, tile, member.with_aux, dev)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            return time.perf_counter() - t0, out
+
+        # warm-up: the first pass of each shape pays for kernel selection
+        warm = stack.window(0, 0, min(g.height, size), min(g.width, size))
+        infill(warm, members, HideSpec(tuple(stack.species)), batch_size=batch_size, device=dev, window=size,
+               overlap=ov)
+        naive_infill(warm.window(0, 0, min(warm.grid.height, tile), min(warm.grid.width, tile)), naive_model,
+                     tile, member.with_aux, dev)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        t_ours, t_naive = [], []
+        res = ref = None
+        for i in range(repeats):
+            dt, ref = naive()
+            t_naive.append(dt)
+            dt, res = ours()
+            t_ours.append(dt)
+            log(f"  round {i + 1}: naive {t_naive[-1]:.2f} s, ours {t_ours[-1]:.2f} s")
+        best_ours, best_naive = min(t_ours), min(t_naive)
+        rate_ours, rate_naive = cells / best_ours / 1e6, cells / best_naive / 1e6
+        mean = res.mean
+        agree = float(np.nanmean(np.abs(mean - ref)))
+
+        layout = WindowLayout(full.grid.height, full.grid.width, size, ov)
+        n_windows = _active_windows(full, layout)
+        n_tiles = _valid_tiles(full, member.card.tile_size)
+        per_window = best_ours / max(1, res.window_evaluations)
+        per_tile = best_naive / max(1, _valid_tiles(open_stack_source(stack), member.card.tile_size))
+        est_ours = EVALUATIONS * n_windows * per_window
+        est_naive = EVALUATIONS * n_tiles * per_tile
+        out = {"device": why, "threads": torch.get_num_threads(), "model": member.name, "where": where,
+               "cells": cells, "window": size, "overlap": ov, "batch_size": batch_size,
+               "seconds_ours": t_ours, "seconds_naive": t_naive,
+               "mcells_per_s_ours": rate_ours, "mcells_per_s_naive": rate_naive,
+               "ratio": rate_ours / rate_naive,
+               "mean_abs_difference_ours_vs_naive": agree,
+               "conus_grid": [full.grid.height, full.grid.width], "conus_windows": n_windows,
+               "conus_tiles": n_tiles,
+               "conus_150_evaluations_hours_ours": est_ours / 3600,
+               "conus_150_evaluations_hours_naive": est_naive / 3600}
+        if dev.type == "cuda":
+            out["gpu_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+        log(f"ours : {rate_ours:.3f} Mcells/s (best of {repeats}: {best_ours:.2f} s)")
+        log(f"naive: {rate_naive:.3f} Mcells/s (best of {repeats}: {best_naive:.2f} s)")
+        log(f"ratio: {out['ratio']:.2f}x   (mean |ours - naive| = {agree:.4f}: blended windows vs hard tiles)")
+        log(f"CONUS {full.grid.height} x {full.grid.width}, {EVALUATIONS} evaluations: ours "
+            f"{n_windows} windows x {per_window * 1000:.0f} ms → {est_ours / 3600:.2f} h; naive {n_tiles} tiles x "
+            f"{per_tile * 1000:.0f} ms → {est_naive / 3600:.2f} h")
+        if "gpu_peak_memory_gib" in out:
+            log(f"GPU peak memory: {out['gpu_peak_memory_gib']:.2f} GiB")
+        return out
+    finally:
+        full.close()
+
+
+def add_bench_infer(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``bench infer`` under the ``bench`` command's subparsers."""
+    p = bench_subparsers.add_parser("infer", help="inference throughput vs a naive tile-by-tile reference",
+                                    description=__doc__.split("\n\n")[0])
+    p.add_argument("--stack", type=Path, help="stack GeoTIFF (default: the embedded CONUS stack)")
+    p.add_argument("--model", type=Path, help="model file (default: a random-weight resnet18 U-Net, tile 64)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--window", type=int, help="window side (default: as predict)")
+    p.add_argument("--overlap", type=int, help="window overlap (default: as predict)")
+    p.add_argument("--repeats", type=int, default=2, help="alternating timed rounds of each (best counts)")
+    p.add_argument("--part", type=int, nargs=4, metavar=("ROW", "COL", "HEIGHT", "WIDTH"),
+                   help=f"part of the grid to time (default on CPU: {' '.join(map(str, CPU_PART))}; "
+                        "on CUDA: the whole grid)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
+    p.set_defaults(func=_run)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .defaults import default_stack_path
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = bench_infer(args.stack or default_stack_path(), args.model, args.device, args.batch_size, args.window,
+                      args.overlap, args.repeats, tuple(args.part) if args.part else None)
+    if args.json:
+        from .atomic import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(out, indent=2))
+    return 0

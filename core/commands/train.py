@@ -1,0 +1,141 @@
+"""``train``: masked training of the M3 model on a stack (torchrun for several GPUs/nodes)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..masking import REGION_SHAPES
+from ..models import RESNET_DEPTHS
+from ..presets import PRESETS, preset
+from ..progress import TqdmProgress
+from ..stack import Stack
+from ..train import TrainConfig, train
+
+
+def add_stack_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stack", type=Path, help="stack GeoTIFF (default: the embedded CONUS stack, built and "
+                                               "cached on first use)")
+
+
+def load_stack(path: Path | None) -> Stack:
+    if path is None:
+        from ..defaults import default_stack_path
+
+        path = default_stack_path()
+    return Stack.read(path)
+
+
+def _scenarios(text: str) -> dict[str, float]:
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, w = part.partition("=")
+        try:
+            out[name.strip()] = float(w) if w else 1.0
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad scenario weight in '{part}'") from None
+    return out
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"write KEY=VALUE (JSON value), not '{text}'")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the M3 model by masked reconstruction",
+                       description="Train on tiles of a stack with masks drawn on the fly; checkpoints "
+                                   "atomically; --resume continues a killed run exactly. Several processes: "
+                                   "torchrun --nproc_per_node=N train_cli.py train ...")
+    add_stack_argument(p)
+    p.add_argument("--out", required=True, type=Path, help="model file to write (.safetensors; card .json beside)")
+    p.add_argument("--preset", default="quick", choices=sorted(PRESETS),
+                   help="base configuration; every option below overrides it (default: quick)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint when there is one")
+    p.add_argument("--checkpoint-dir", type=Path, help="checkpoints and validation figure (default: <out>.ckpt)")
+    g = p.add_argument_group("data and model")
+    g.add_argument("--seed", type=int, help="model initialisation, tiles and masks")
+    g.add_argument("--steps", type=int, help="gradient steps")
+    g.add_argument("--tiles", type=int, help="N: training tiles sampled from the training blocks")
+    g.add_argument("--tile-size", type=int, help="K: tile side in cells (multiple of 32)")
+    g.add_argument("--arch", help="registered architecture (unet, vit, ...)")
+    g.add_argument("--encoder-depth", type=int, choices=RESNET_DEPTHS, help="H: ResNet depth of the U-Net encoder")
+    g.add_argument("--model-option", type=_option, action="append", default=[], metavar="KEY=JSON",
+                   help="architecture option, e.g. decoder_channels=[256,128,64,32,16]; repeatable")
+    g.add_argument("--aux", dest="use_aux", action=argparse.BooleanOptionalAction, default=None,
+                   help="feed the aux bands to the model (default yes)")
+    g.add_argument("--min-valid", type=float, help="least share of land in a tile")
+    g.add_argument("--require-record", action=argparse.BooleanOptionalAction, default=None,
+                   help="training tiles hold at least one record (default yes)")
+    g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random flips/transposes of training tiles (default yes)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--batch-size", type=int, help="global batch (split over processes)")
+    g.add_argument("--micro-batch", type=int, help="forward/backward chunk per process (0: whole share)")
+    g.add_argument("--lr", type=float, help="peak learning rate of AdamW")
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--warmup-steps", type=int)
+    g.add_argument("--grad-clip", type=float, help="gradient norm clip (0: none)")
+    g.add_argument("--loss-bce", type=float, help="weight of BCE")
+    g.add_argument("--loss-dice", type=float, help="weight of soft Dice")
+    g.add_argument("--loss-recall", type=float, help="weight of the soft recall term")
+    g.add_argument("--pos-weight", type=float, help="BCE weight of positive cells")
+    g = p.add_argument_group("masking")
+    g.add_argument("--mask-scenarios", type=_scenarios, metavar="NAME=W,...",
+                   help="scenario mixture, e.g. region=1,species=1,both=1")
+    g.add_argument("--mask-species-k", type=int, nargs=2, metavar=("LO", "HI"),
+                   help="number of species hidden, uniform in [LO, HI]")
+    g.add_argument("--mask-fraction", type=float, help="A: masked-area fraction of the hidden region")
+    g.add_argument("--mask-shape", choices=REGION_SHAPES, help="hidden region shape")
+    g.add_argument("--blob-scale", type=int, help="cells per noise lattice step of irregular blobs")
+    g = p.add_argument_group("spatial hold-out")
+    g.add_argument("--block-size", type=int, help="hold-out block side in cells")
+    g.add_argument("--val-fraction", type=float, help="share of land blocks for validation")
+    g.add_argument("--test-fraction", type=float, help="share of land blocks for test")
+    g.add_argument("--split-seed", type=int, help="seed of the block split (keep it fixed across model seeds)")
+    g.add_argument("--holdout-buffer", type=int, help="cells kept free between training tiles and held-out blocks")
+    g = p.add_argument_group("monitoring")
+    g.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    g.add_argument("--val-every", type=int, help="steps between validation figures (0: none)")
+    g.add_argument("--val-tiles", type=int, help="most validation tiles used")
+    p.set_defaults(func=run)
+
+
+OPTION_KEYS = {  # argparse dest -> TrainConfig key
+    "seed": "seed", "steps": "steps", "tiles": "tiles", "tile_size": "tile_size", "arch": "arch",
+    "encoder_depth": "encoder_depth", "use_aux": "use_aux", "min_valid": "min_valid",
+    "require_record": "require_record", "augment": "augment", "batch_size": "batch_size",
+    "micro_batch": "micro_batch", "lr": "lr", "weight_decay": "weight_decay", "warmup_steps": "warmup_steps",
+    "grad_clip": "grad_clip", "loss_bce": "loss.bce", "loss_dice": "loss.dice", "loss_recall": "loss.recall",
+    "pos_weight": "loss.pos_weight", "mask_scenarios": "mask.scenarios", "mask_species_k": "mask.species_k",
+    "mask_fraction": "mask.region_fraction", "mask_shape": "mask.region_shape", "blob_scale": "mask.blob_scale",
+    "block_size": "holdout.block_size", "val_fraction": "holdout.val_fraction",
+    "test_fraction": "holdout.test_fraction", "split_seed": "holdout.seed", "holdout_buffer": "holdout.buffer",
+    "checkpoint_every": "checkpoint_every", "val_every": "val_every", "val_tiles": "val_tiles",
+}
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    config = TrainConfig().with_overrides(preset(args.preset))
+    overrides = {key: getattr(args, dest) for dest, key in OPTION_KEYS.items()}
+    if args.model_option:
+        overrides["model_options"] = dict(config.model_options, **dict(args.model_option))
+    return config.with_overrides(overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out.suffix != ".safetensors":
+        raise InputError(f"--out must end in .safetensors (got {args.out}).")
+    config = config_from_args(args)
+    stack = load_stack(args.stack)
+    train(stack, config, args.out, checkpoint_dir=args.checkpoint_dir, resume=args.resume, device=args.device,
+          progress=TqdmProgress())
+    return 0

@@ -1,0 +1,413 @@
+"""The comparison the method's claims rest on, and the sweeps of its levers.
+
+``compare`` trains (or loads) the U-Net, the U-Net without aux bands and the ViT for each seed
+with one trainer and one loss, adds the aux-routing ablation, kriging and the simple baselines,
+and scores every predictor with :func:`core.evaluate.score_predictor` on the same held-out test
+tiles and the same seeded masks, per masking scenario. ``sweep`` trains the U-Net at several
+values of one lever (training tiles N, encoder depth, aux on/off, steps) and scores it the same
+way. Thresholds: a trained model's comes from its card (chosen on validation blocks when it was
+trained); every other predictor's is chosen here on the validation blocks. Nothing is tuned on
+the test blocks.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .atomic import atomic_path, check_writable
+from .baselines import CoPresencePredictor, FrequencyPredictor, NeighbourDensityPredictor
+from .errors import InputError
+from .evaluate import EVAL_SEED, HoldoutMasks, aggregate, holdout_masks, score_predictor
+from .interdependence import species_interdependence
+from .kriging import KrigingPredictor
+from .masking import SCENARIOS
+from .metrics import METRICS, precision_recall_curve
+from .model_file import read_card
+from .models import pick_device
+from .predictors import ModelPredictor, Predictor, WholeSpeciesAuxPredictor
+from .progress import Progress, check_cancelled
+from .stack import Stack
+from .tiles import TRAIN, StackTensors
+from .train import RESUMABLE_CHANGES, TrainConfig, train
+
+VIT_OPTIONS = {"patch": 8, "embed_dim": 128, "depth": 4, "heads": 4}
+VARIANTS: dict[str, dict[str, Any]] = {     # trained models: overrides of the base training config
+    "unet": {},
+    "unet_no_aux": {"use_aux": False},
+    "vit": {"arch": "vit", "model_options": VIT_OPTIONS},
+}
+ROUTED = "unet_aux_whole_species"           # unet where a species is hidden entirely, else unet_no_aux
+BASELINES = ("kriging", "co_presence", "neighbour_density", "frequency")
+LEVERS = {"tiles": "tiles", "encoder-depth": "encoder_depth", "aux": "use_aux", "steps": "steps"}
+
+Log = Callable[[str], None]
+
+
+def model_file(models_dir: Path, name: str, seed: int) -> Path:
+    return Path(models_dir) / f"{name}_seed{seed}.safetensors"
+
+
+def _normalised(d: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(d))
+
+
+def ensure_model(stack: Stack, config: TrainConfig, path: Path, device: str = "auto",
+                 progress: Optional[Progress] = None, log: Log = print) -> Path:
+    """``path`` trained with ``config``: loaded when a model trained with the same settings is
+    there, else trained (resuming its checkpoint when a previous run was stopped)."""
+    if path.exists():
+        card = read_card(path)
+        card.check_stack(stack)
+        mine, theirs = _normalised(config.to_dict()), card.training
+        diff = sorted(k for k in set(mine) | set(theirs)
+                      if k not in RESUMABLE_CHANGES and mine.get(k) != theirs.get(k))
+        if diff:
+            raise InputError(f"{path} was trained with other settings ({', '.join(diff)}); remove it or "
+                             "choose another --models-dir.")
+        log(f"using the trained model {path}")
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log(f"training {path.name} ...")
+    train(stack, config, path, resume=True, device=device, progress=progress, log=log)
+    return path
+
+
+class EvaluationSet:
+    """The held-out tiles and seeded masks every predictor is scored on, and the training cells
+    the baselines are fitted on."""
+
+    def __init__(self, stack: Stack, config: TrainConfig, draws: Optional[int] = None, seed: int = EVAL_SEED,
+                 device: torch.device = torch.device("cpu")) -> None:
+        spec = config.mask.only("region", species_k=1)
+        draws = draws or len(stack.species)
+        self.stack, self.species = stack, list(stack.species)
+        self.val = holdout_masks(stack, config.holdout, config.tile_size, "val", config.min_valid, spec, draws, seed)
+        self.test = holdout_masks(stack, config.holdout, config.tile_size, "test", config.min_valid, spec, draws,
+                                  seed)
+        if len(self.test.origins) == 0:
+            raise InputError("The hold-out split has no test tile with enough land; use a smaller --block-size "
+                             "or a larger --test-fraction.")
+        self.tensors = StackTensors(stack, device)
+        self.train_cells = (config.holdout.cell_labels(stack.valid) == TRAIN) & stack.valid
+
+    def describe(self) -> str:
+        t = self.test
+        return (f"{len(t.origins)} test tiles and {len(self.val.origins)} validation tiles of {t.tile_size} cells, "
+                f"{t.draws} mask draws per scenario (mask seed {t.seed}), region fraction "
+                f"{t.spec.region_fraction}, 1 species hidden per draw in the species scenarios")
+
+
+def fit_baselines(ev: EvaluationSet, names: Sequence[str] = BASELINES, seed: int = 0) -> list[Predictor]:
+    """The untrained predictors, fitted on the training cells (never the held-out blocks)."""
+    presence = ev.stack.presence
+    freq = FrequencyPredictor.fit(presence, ev.train_cells)
+    made: dict[str, Callable[[], Predictor]] = {
+        "frequency": lambda: freq,
+        "neighbour_density": lambda: NeighbourDensityPredictor(freq.frequency),
+        "co_presence": lambda: CoPresencePredictor.fit(presence, ev.train_cells, seed=seed),
+        "kriging": lambda: KrigingPredictor(freq.frequency, seed=seed),
+    }
+    unknown = set(names) - set(made)
+    if unknown:
+        raise InputError(f"Unknown baselines {sorted(unknown)}; choose from {', '.join(made)}.")
+    return [made[n]() for n in names]
+
+
+class Scoreboard:
+    """Reports per predictor and seed, thresholds, and the first seed's precision-recall curves."""
+
+    def __init__(self) -> None:
+        self.reports: dict[str, list[dict[str, Any]]] = {}
+        self.thresholds: dict[str, list[float]] = {}
+        self.curves: dict[str, dict[str, Any]] = {sc: {} for sc in SCENARIOS}
+        self.seconds: dict[str, float] = {}
+
+    def score(self, predictor: Predictor, ev: EvaluationSet, threshold: Optional[float] = None,
+              progress: Optional[Progress] = None, log: Log = print) -> None:
+        t0 = time.perf_counter()
+        scored = score_predictor(predictor, ev.tensors, ev.test, ev.val, ev.species, threshold, progress)
+        name = predictor.name
+        self.reports.setdefault(name, []).append(scored.reports)
+        self.thresholds.setdefault(name, []).append(scored.threshold)
+        if name not in self.curves[SCENARIOS[0]]:
+            for sc, cells in scored.cells.items():
+                recall, precision = precision_recall_curve(*cells.arrays())
+                self.curves[sc][name] = {"recall": recall.tolist(), "precision": precision.tolist(),
+                                         "auprc": scored.reports[sc]["overall"]["auprc"]}
+        dt = time.perf_counter() - t0
+        self.seconds[name] = self.seconds.get(name, 0.0) + dt
+        o = {sc: scored.reports[sc]["overall"] for sc in scored.reports}
+        log(f"  {name:<24} threshold {scored.threshold:.4f}  " + "  ".join(
+            f"{sc}: Dice {o[sc]['dice']:.3f} recall {o[sc]['recall']:.3f}" for sc in o) + f"  ({dt:.0f} s)")
+
+    def table(self) -> dict[str, dict[str, Any]]:
+        return {sc: {name: aggregate([r[sc] for r in reps]) for name, reps in self.reports.items()}
+                for sc in SCENARIOS}
+
+
+def map_panel(predictors: dict[str, Predictor], ev: EvaluationSet) -> dict[str, Any]:
+    """One held-out test tile (the one with the most records) and its most recorded species,
+    under the evaluation mask of each scenario that hides that species, with every predictor's
+    probabilities."""
+    test, k, n = ev.test, ev.test.tile_size, len(ev.species)
+    counts = [int(ev.stack.presence[:, r:r + k, c:c + k].sum()) for r, c in test.origins]
+    t = int(np.argmax(counts))
+    tile = ev.tensors.gather(torch.from_numpy(test.origins[t:t + 1]), k)
+    s = int(tile.presence[0].flatten(1).sum(1).argmax())
+    draw = (s - t) % n  # HoldoutMasks hides species (tile + draw) mod S in the species scenarios
+    rows = []
+    for sc in SCENARIOS:
+        hidden = test.hidden(sc, draw % test.draws, n)[t:t + 1].to(tile.presence.device)
+        probs = {name: p.predict(tile.presence, hidden, tile.aux, tile.valid)[0, s].numpy()
+                 for name, p in predictors.items()}
+        rows.append({"scenario": sc, "truth": tile.presence[0, s].cpu().numpy(), "valid": tile.valid[0].cpu().numpy(),
+                     "hidden": hidden[0, s].cpu().numpy(), "probs": probs})
+    return {"origin": [int(v) for v in test.origins[t]], "species": ev.species[s], "rows": rows}
+
+
+def _fmt(v: dict[str, Any], digits: int = 3) -> str:
+    if v["mean"] is None or math.isnan(v["mean"]):
+        return "n/a"
+    if len(v["values"]) > 1:
+        return f"{v['mean']:.{digits}f} ± {v['std']:.{digits}f}"
+    return f"{v['mean']:.{digits}f}"
+
+
+def rows(table: dict[str, dict[str, Any]], seeds: dict[str, int]) -> list[dict[str, Any]]:
+    """Flat rows (scenario, predictor) with mean and std of each metric, pooled over species."""
+    out = []
+    for sc, preds in table.items():
+        for name, agg in preds.items():
+            row: dict[str, Any] = {"scenario": sc, "predictor": name, "seeds": seeds[name]}
+            for m in METRICS:
+                row[m] = {"mean": agg["overall"][m]["mean"], "std": agg["overall"][m]["std"]}
+            out.append(row)
+    return out
+
+
+def markdown_tables(table: dict[str, dict[str, Any]], seeds: dict[str, int], species: list[str],
+                    per_species_metrics: Sequence[str] = METRICS) -> str:
+    """Overall (pooled over species) and per-species tables per scenario, as markdown."""
+    lines = []
+    for sc, preds in table.items():
+        lines += [f"#### {sc}: {_scenario_text(sc)}", "",
+                  "| predictor | seeds | Dice | recall | precision | AUPRC |", "|---|---|---|---|---|---|"]
+        for name, agg in preds.items():
+            lines.append(f"| {name} | {seeds[name]} | " + " | ".join(_fmt(agg["overall"][m]) for m in METRICS) + " |")
+        lines.append("")
+    for m in per_species_metrics:
+        lines += [f"#### {m} per species", ""]
+        for sc, preds in table.items():
+            lines += [f"{sc}:", "", "| predictor | " + " | ".join(species) + " |",
+                      "|---|" + "---|" * len(species)]
+            for name, agg in preds.items():
+                lines.append(f"| {name} | " + " | ".join(_fmt(agg["per_species"][s][m], 2) for s in species) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _scenario_text(sc: str) -> str:
+    return {"region": "every species hidden in a region", "species": "one species hidden over the whole tile",
+            "both": "one species hidden in a region"}.get(sc, sc)
+
+
+def text_table(table: dict[str, dict[str, Any]], seeds: dict[str, int]) -> str:
+    """The overall table for the screen."""
+    head = f"{'scenario':<9} {'predictor':<24} {'seeds':>5} " + " ".join(f"{m:>15}" for m in METRICS)
+    lines = [head, "-" * len(head)]
+    for sc, preds in table.items():
+        for i, (name, agg) in enumerate(preds.items()):
+            lines.append(f"{sc if i == 0 else '':<9} {name:<24} {seeds[name]:>5} "
+                         + " ".join(f"{_fmt(agg['overall'][m]):>15}" for m in METRICS))
+    return "\n".join(lines)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=float))
+    return path
+
+
+def _write_text(path: Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def compare(stack: Stack, config: TrainConfig, seeds: Sequence[int], out_dir: str | Path,
+            models_dir: Optional[str | Path] = None, variants: Sequence[str] = tuple(VARIANTS),
+            baselines: Sequence[str] = BASELINES, draws: Optional[int] = None, mask_seed: int = EVAL_SEED,
+            device: str = "auto", interdependence: bool = True, figures: bool = True,
+            progress: Optional[Progress] = None, log: Log = print) -> dict[str, Any]:
+    """Train or load each variant for each seed, score everything on the same held-out masks,
+    write ``compare.json``, ``compare.md`` and the PNGs to ``out_dir``; return the result."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(out_dir / "compare.json")
+    models_dir = Path(models_dir) if models_dir else out_dir / "models"
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise InputError(f"Unknown model variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}.")
+    if not seeds:
+        raise InputError("Give at least one seed (--seeds 0 1 2).")
+    dev, why = pick_device(device)
+    log(f"device: {why}")
+    timing: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    paths: dict[str, list[Path]] = {}
+    for v in variants:
+        paths[v] = [ensure_model(stack, config.with_overrides({**VARIANTS[v], "seed": s}), model_file(models_dir, v, s),
+                                 device, progress, log) for s in seeds]
+    timing["train_or_load"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    ev = EvaluationSet(stack, config, draws, mask_seed, dev)
+    log(f"scoring on {ev.describe()}")
+    board = Scoreboard()
+    first: dict[str, Predictor] = {}
+    loaded: dict[str, list[ModelPredictor]] = {}
+    for v, ps in paths.items():
+        loaded[v] = [ModelPredictor.from_file(p, name=v, device=dev) for p in ps]
+        for p, pred in zip(ps, loaded[v]):
+            check_cancelled(progress)
+            board.score(pred, ev, threshold=read_card(p).threshold, progress=progress, log=log)
+        first[v] = loaded[v][0]
+    if "unet" in loaded and "unet_no_aux" in loaded:
+        for a, b in zip(loaded["unet"], loaded["unet_no_aux"]):
+            routed = WholeSpeciesAuxPredictor(a, b, ROUTED)
+            board.score(routed, ev, progress=progress, log=log)
+        first[ROUTED] = WholeSpeciesAuxPredictor(loaded["unet"][0], loaded["unet_no_aux"][0], ROUTED)
+    timing["score_models"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    for b in fit_baselines(ev, baselines):
+        check_cancelled(progress)
+        board.score(b, ev, progress=progress, log=log)
+        first[b.name] = b
+    timing["score_baselines"] = time.perf_counter() - t2
+    for name, secs in board.seconds.items():
+        timing[f"score:{name}"] = secs
+
+    table = board.table()
+    seeds_of = {name: len(reps) for name, reps in board.reports.items()}
+    result: dict[str, Any] = {
+        "seeds": list(seeds), "variants": {v: VARIANTS[v] for v in variants}, "baselines": list(baselines),
+        "models": {v: [str(p) for p in ps] for v, ps in paths.items()}, "training": _normalised(config.to_dict()),
+        "evaluation": {"test_tiles": int(len(ev.test.origins)), "val_tiles": int(len(ev.val.origins)),
+                       "tile_size": ev.test.tile_size, "draws": ev.test.draws, "mask_seed": ev.test.seed,
+                       "mask": ev.test.spec.to_dict(), "holdout": config.holdout.to_dict()},
+        "device": why, "thresholds": board.thresholds, "rows": rows(table, seeds_of), "scenarios": table}
+
+    if interdependence and "unet" in loaded:
+        t3 = time.perf_counter()
+        log("species interdependence of unet (seed %d) on the test tiles ..." % seeds[0])
+        inter = species_interdependence(loaded["unet"][0], ev.tensors, ev.test.origins, ev.test.tile_size,
+                                        ev.species, read_card(paths["unet"][0]).threshold, progress=progress)
+        result["interdependence"] = inter
+        _write_json(out_dir / "interdependence.json", inter)
+        timing["interdependence"] = time.perf_counter() - t3
+    if figures:
+        from .compare_figures import interdependence_figure, map_panel_figure, pr_curves_figure
+
+        note = f"test blocks, {ev.test.draws} mask draws per scenario; seed {seeds[0]} of each trained model"
+        pr_curves_figure(board.curves, out_dir / "pr_curves.png", note)
+        map_panel_figure(map_panel(first, ev), out_dir / "map_panel.png")
+        if "interdependence" in result:
+            interdependence_figure(result["interdependence"], out_dir / "interdependence.png",
+                                   title="unet: drop of species i's AUPRC when species j is hidden too")
+    timing["total"] = time.perf_counter() - t0
+    result["timing_s"] = {k: round(v, 1) for k, v in timing.items()}
+    _write_json(out_dir / "compare.json", result)
+    md = (f"Test blocks: {ev.describe()}. Scores pooled over species on hidden valid cells; "
+          f"mean ± std over seeds for trained models (a single value: one deterministic run).\n\n"
+          + markdown_tables(table, seeds_of, ev.species))
+    _write_text(out_dir / "compare.md", md)
+    log(text_table(table, seeds_of))
+    log(f"wrote {out_dir / 'compare.json'}, {out_dir / 'compare.md'}"
+        + (", pr_curves.png, map_panel.png" if figures else "")
+        + (", interdependence.png" if figures and "interdependence" in result else "")
+        + f" (total {timing['total']:.0f} s)")
+    return result
+
+
+def parse_lever_values(lever: str, texts: Sequence[str]) -> list[Any]:
+    """The lever's values from the command line: integers, or on/off for ``aux``."""
+    if lever not in LEVERS:
+        raise InputError(f"Unknown lever '{lever}'; choose from {', '.join(LEVERS)}.")
+    out: list[Any] = []
+    for t in texts:
+        if lever == "aux":
+            if t.lower() not in ("on", "off", "true", "false", "yes", "no"):
+                raise InputError(f"Values of the aux lever are on/off, not '{t}'.")
+            out.append(t.lower() in ("on", "true", "yes"))
+        else:
+            try:
+                out.append(int(t))
+            except ValueError:
+                raise InputError(f"Values of the {lever} lever are integers, not '{t}'.") from None
+    return out
+
+
+def _value_name(value: Any) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
+
+
+def sweep(stack: Stack, config: TrainConfig, lever: str, values: Sequence[Any], seeds: Sequence[int],
+          out_dir: str | Path, models_dir: Optional[str | Path] = None, draws: Optional[int] = None,
+          mask_seed: int = EVAL_SEED, device: str = "auto", figures: bool = True,
+          progress: Optional[Progress] = None, log: Log = print) -> dict[str, Any]:
+    """Train (or load) the U-Net at each value of one lever for each seed and score it on the
+    same held-out masks; write ``sweep_<lever>.json/.md/.png``."""
+    if lever not in LEVERS:
+        raise InputError(f"Unknown lever '{lever}'; choose from {', '.join(LEVERS)}.")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"sweep_{lever.replace('-', '_')}"
+    check_writable(out_dir / f"{stem}.json")
+    models_dir = Path(models_dir) if models_dir else out_dir / "models"
+    dev, why = pick_device(device)
+    log(f"device: {why}")
+    t0 = time.perf_counter()
+    ev = EvaluationSet(stack, config, draws, mask_seed, dev)
+    points: dict[str, Any] = {}
+    for value in values:
+        name = _value_name(value)
+        reports = []
+        for s in seeds:
+            cfg = config.with_overrides({LEVERS[lever]: value, "seed": s})
+            path = ensure_model(stack, cfg, model_file(models_dir, f"unet_{lever.replace('-', '_')}_{name}", s),
+                                device, progress, log)
+            pred = ModelPredictor.from_file(path, name=f"{lever}={name}", device=dev)
+            scored = score_predictor(pred, ev.tensors, ev.test, ev.val, ev.species, read_card(path).threshold,
+                                     progress)
+            reports.append(scored.reports)
+        points[name] = {"value": value, "scenarios": {sc: aggregate([r[sc] for r in reports]) for sc in SCENARIOS}}
+        o = points[name]["scenarios"]
+        log(f"{lever}={name}: " + "  ".join(f"{sc} Dice {_fmt(o[sc]['overall']['dice'])} "
+                                            f"recall {_fmt(o[sc]['overall']['recall'])}" for sc in SCENARIOS))
+    result = {"lever": lever, "config_key": LEVERS[lever], "values": [_value_name(v) for v in values],
+              "seeds": list(seeds), "model": "unet", "scenarios": list(SCENARIOS), "device": why,
+              "training": _normalised(config.to_dict()),
+              "evaluation": {"test_tiles": int(len(ev.test.origins)), "draws": ev.test.draws,
+                             "mask_seed": ev.test.seed},
+              "points": points, "timing_s": {"total": round(time.perf_counter() - t0, 1)}}
+    _write_json(out_dir / f"{stem}.json", result)
+    lines = [f"| {lever} | scenario | Dice | recall | precision | AUPRC |", "|---|---|---|---|---|---|"]
+    for name, pt in points.items():
+        for sc in SCENARIOS:
+            lines.append(f"| {name} | {sc} | " + " | ".join(_fmt(pt["scenarios"][sc]["overall"][m]) for m in METRICS)
+                         + " |")
+    _write_text(out_dir / f"{stem}.md", "\n".join(lines) + "\n")
+    if figures:
+        from .compare_figures import sweep_figure
+
+        sweep_figure(result, out_dir / f"{stem}.png")
+    log("\n".join(lines))
+    log(f"wrote {out_dir / (stem + '.json')} (+ .md{', .png' if figures else ''})")
+    return result

@@ -1,0 +1,407 @@
+"""Continent-scale infilling: sliding windows with blended seams over a stack, an ensemble of
+model files × random mask draws, and the mean probability and spread of every hidden cell.
+
+What each evaluation hides (one evaluation = one model file × one mask draw):
+
+- the user's hidden set (:class:`core.hiding.HideSpec`), in every evaluation;
+- plus, when ``draws > 1`` or the user hides nothing, a random extra mask drawn from the
+  model's own masking configuration (its card's ``masking``, the generator training used:
+  :func:`core.masking.draw_masks`). Draws are tied to the grid, not to the windows: the grid is
+  cut into blocks of the model's tile size and block row ``i`` of draw ``d`` of model ``m`` is a
+  pure function of ``(seed, m, d, i)``, so overlapping windows see the same mask and shifting the
+  windows changes nothing but the context at their edges.
+
+Statistics, per species and cell, are taken over the evaluations in which the cell was hidden:
+with a user hidden set those are all evaluations, on the user's cells only (the extra draws
+vary the context around them); with nothing hidden by the user (the "where might minerals be"
+map, like the paper's 3 seeds × 50 draws) each cell's mean is over the draws that hid it, and
+cells never hidden are left empty (NaN).
+
+Seams: every window's prediction is weighted by :mod:`core.sliding_windows`' taper (a partition
+of unity). The mean is exactly the ensemble mean of the blended maps. The spread is that of the
+weighted mixture of (evaluation, window) predictions, which equals the ensemble's standard
+deviation away from the overlaps and in them also counts how much the two windows disagree;
+it is continuous across seams.
+
+Windows are larger than the training tile (the U-Net is fully convolutional; by default
+4 × the tile side, at least 256 cells) so that less work goes into the overlaps and each
+forward pass is large enough to run efficiently.
+
+Memory: the stack is read one strip of window rows at a time; the accumulators hold one strip;
+finished rows go to the output (a GeoTIFF written by row blocks), so the peak does not grow with
+the grid's height.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import InputError, ModelMismatchError
+from .grid import Grid
+from .hiding import HideSpec
+from .inputs import model_inputs
+from .model_file import ModelCard, load_model
+from .models import pick_device
+from .progress import Progress, SilentProgress, check_cancelled
+from .sliding_windows import UNET_MULTIPLE, WindowLayout, round_up
+from .stack import Stack
+from .stack_windows import StackSource, open_stack_source
+
+MIN_WINDOW = 256      # default window side at least this (cells)
+WINDOW_TILES = 4      # ... and this many training tiles
+
+
+@dataclass
+class EnsembleMember:
+    """One model file: the network (eval mode, on the device) and its card."""
+
+    model: nn.Module
+    card: ModelCard
+    name: str
+
+    @property
+    def with_aux(self) -> bool:
+        """False for a model trained without the aux bands (2 × species input channels)."""
+        from .predictors import uses_aux
+
+        cfg = self.card.model_config
+        return uses_aux(cfg.in_channels, cfg.classes)
+
+
+@dataclass
+class InfillResult:
+    """Per-species mean probability and standard deviation over the ensemble.
+
+    ``mean``/``std`` are (len(species), H, W) float32 with NaN where no prediction was made
+    (invalid cells, cells not hidden) when the result is kept in memory; when written to
+    ``path`` they are None (use :meth:`read`)."""
+
+    species: list[str]
+    grid: Grid
+    mean: Optional[np.ndarray]
+    std: Optional[np.ndarray]
+    path: Optional[Path]
+    models: list[str]
+    draws: int
+    evaluations: int
+    hide: str
+    window: int
+    overlap: int
+    threshold: float
+    device: str
+    seconds: float
+    window_evaluations: int
+    predicted_cells: dict[str, int] = field(default_factory=dict)
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) arrays, from memory or from the written GeoTIFF."""
+        if self.mean is not None:
+            return self.mean, self.std
+        from .prediction_io import read_band
+
+        mean = np.stack([read_band(self.path, f"mean_{s}") for s in self.species])
+        std = np.stack([read_band(self.path, f"std_{s}") for s in self.species])
+        return mean, std
+
+    def tags(self) -> dict[str, Any]:
+        return {"species": self.species, "models": self.models, "draws": self.draws,
+                "evaluations": self.evaluations, "hide": self.hide, "window": self.window,
+                "overlap": self.overlap, "threshold": self.threshold}
+
+
+class _ArraySink:
+    """Keeps the whole result in memory (small grids, tests, the plugin's previews)."""
+
+    def __init__(self, grid: Grid, n: int) -> None:
+        self.mean = np.full((n,) + grid.shape, np.nan, np.float32)
+        self.std = np.full((n,) + grid.shape, np.nan, np.float32)
+
+    def write_rows(self, row0: int, mean: np.ndarray, std: np.ndarray) -> None:
+        self.mean[:, row0:row0 + mean.shape[1]] = mean
+        self.std[:, row0:row0 + std.shape[1]] = std
+
+
+def load_members(model_paths: Sequence[str | Path], device: torch.device) -> list[EnsembleMember]:
+    """Load model files for inference (eval mode, channels-last on the device)."""
+    if not model_paths:
+        raise InputError("No model file given; pass at least one .safetensors model.")
+    members = []
+    for p in model_paths:
+        model, card = load_model(p, device)
+        model.to(memory_format=torch.channels_last)
+        members.append(EnsembleMember(model, card, Path(p).name))
+    return members
+
+
+def mask_spec_of(card: ModelCard):
+    """The card's masking configuration as a :class:`core.masking.MaskSpec` (defaults if none)."""
+    from .masking import MaskSpec
+
+    known = {f.name for f in fields(MaskSpec)}
+    return MaskSpec.from_dict({k: v for k, v in (card.masking or {}).items() if k in known})
+
+
+def default_window(members: Sequence[EnsembleMember]) -> int:
+    """Larger than the tile for fully convolutional models (the U-Net); the tile otherwise (a
+    ViT attends over the whole window, so a larger one would change what it computes)."""
+    tile = max(int(m.card.tile_size) for m in members)
+    if all(m.card.model_config.arch == "unet" for m in members):
+        return round_up(max(MIN_WINDOW, WINDOW_TILES * tile))
+    return round_up(tile)
+
+
+def default_overlap(tile_size: int) -> int:
+    return max(16, tile_size // 2)
+
+
+class _Infiller:
+    """One infill run: plans the windows, runs the batches, accumulates, emits finished rows."""
+
+    def __init__(self, source: StackSource, members: list[EnsembleMember], hide: HideSpec, draws: int,
+                 batch_size: int, device: torch.device, progress: Progress, layout: WindowLayout,
+                 seed: int) -> None:
+        self.source, self.members, self.hide, self.draws = source, members, hide, draws
+        self.batch_size, self.device, self.progress, self.layout, self.seed = (
+            batch_size, device, progress, layout, seed)
+        self.species = list(source.species)
+        self.discovery = hide.is_empty
+        self.flags = hide.species_flags(self.species)
+        self.out_species = hide.output_species(self.species)
+        self.out_index = torch.tensor([self.species.index(s) for s in self.out_species], device=device)
+        self.extra = self.discovery or draws > 1
+        self.specs = [mask_spec_of(m.card) if self.extra else None for m in members]
+        self.rows, self.cols = layout.rows, layout.cols
+        self.col0 = self.cols[0]
+        self.span = self.cols[-1] + layout.size - self.col0
+        self.evaluations = len(members) * draws
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                         else contextlib.nullcontext())
+        self._weights: dict[tuple[int, int], torch.Tensor] = {}
+        self.window_evaluations = 0
+        self.predicted = np.zeros(len(self.out_species), np.int64)
+
+    # -- planning ---------------------------------------------------------------------------------
+    def _strip_grid(self, r: int) -> Grid:
+        return self.source.grid.window(r, self.col0, self.layout.size, self.span)
+
+    def plan(self) -> list[list[int]]:
+        """For each window row, the window columns holding at least one cell to predict."""
+        size = self.layout.size
+        active, cells = [], 0
+        for r in self.rows:
+            valid = self.source.read_valid(r, self.col0, size, self.span)
+            need = self.hide.cells(self._strip_grid(r), valid)
+            active.append([j for j, c in enumerate(self.cols) if need[:, c - self.col0:c - self.col0 + size].any()])
+            cells += int(need.sum())
+        if cells == 0:
+            where = self.hide.region.description if self.hide.region is not None else "the stack"
+            raise InputError(f"Nothing to predict: {where} holds no valid cell of the stack's grid. "
+                             "Check the region and the CRS its coordinates are in.")
+        return active
+
+    # -- masks ------------------------------------------------------------------------------------
+    def _extra_hidden(self, m: int, d: int, r: int) -> torch.Tensor:
+        """(S, size, span) bool: draw ``d`` of model ``m`` over a strip, from blocks of the
+        model's tile size on a lattice anchored at the grid's origin (see the module docstring)."""
+        from .masking import draw_masks, generator_for
+
+        b = int(self.members[m].card.tile_size)
+        size, s = self.layout.size, len(self.species)
+        bj_lo = -math.ceil(size / b)                       # lattice columns fixed for the grid,
+        n = math.ceil((self.source.grid.width + size) / b) - bj_lo  # whatever the window offset
+        bi0, bi1 = math.floor(r / b), math.floor((r + size - 1) / b)
+        rows = []
+        for bi in range(bi0, bi1 + 1):
+            hidden, _ = draw_masks(self.specs[m], n, s, b, b, generator_for(self.seed, m, d, bi))
+            rows.append(hidden.permute(1, 2, 0, 3).reshape(s, b, n * b))
+        full = torch.cat(rows, dim=1)
+        rr, cc = r - bi0 * b, self.col0 - bj_lo * b
+        return full[:, rr:rr + size, cc:cc + self.span].to(self.device)
+
+    # -- batches ----------------------------------------------------------------------------------
+    def _window_weights(self, i: int, j: int) -> torch.Tensor:
+        key = (0 if i == 0 else (2 if i == len(self.rows) - 1 else 1),
+               0 if j == 0 else (2 if j == len(self.cols) - 1 else 1))
+        if key not in self._weights:
+            self._weights[key] = torch.from_numpy(self.layout.weights(i, j)).to(self.device)
+        return self._weights[key]
+
+    def _run_batch(self, member: EnsembleMember, jobs: list[tuple], acc: torch.Tensor) -> None:
+        """jobs: (i, j, presence, hidden, aux, valid, target) window views; adds to ``acc``."""
+        check_cancelled(self.progress)
+        presence = torch.stack([jb[2] for jb in jobs])
+        hidden = torch.stack([jb[3] for jb in jobs])
+        aux = torch.stack([jb[4] for jb in jobs])
+        valid = torch.stack([jb[5] for jb in jobs])
+        if not member.with_aux:
+            aux = aux[:, :0]
+        x = model_inputs(presence, hidden, aux, valid).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), self.autocast:
+            logits = member.model(x)
+        with torch.inference_mode():
+            p = torch.sigmoid(logits.float()).index_select(1, self.out_index)
+            size = self.layout.size
+            for b, (i, j, *_rest, target) in enumerate(jobs):
+                c = self.cols[j] - self.col0
+                wt = self._window_weights(i, j) * target
+                view = acc[:, :, :, c:c + size]
+                view[0] += wt
+                view[1] += wt * p[b]
+                view[2] += wt * p[b] * p[b]
+        self.window_evaluations += len(jobs)
+        self.progress.advance(len(jobs))
+
+    def _strip(self, i: int, cols: list[int], acc: torch.Tensor) -> None:
+        """All evaluations of the active windows of window row ``i``."""
+        r, size = self.rows[i], self.layout.size
+        win = self.source.read_window(r, self.col0, size, self.span)
+        dev = self.device
+        presence = torch.from_numpy(win.presence).to(dev)
+        aux = torch.from_numpy(win.aux).to(dev)
+        valid = torch.from_numpy(win.valid).to(dev)
+        need = torch.from_numpy(self.hide.cells(win.grid, win.valid)).to(dev)
+        user = torch.from_numpy(self.flags).to(dev).view(-1, 1, 1) & need
+        user_target = user.index_select(0, self.out_index)
+        for m, member in enumerate(self.members):
+            jobs: list[tuple] = []
+            for d in range(self.draws):
+                check_cancelled(self.progress)
+                hidden = (user | self._extra_hidden(m, d, r)) if self.extra else user
+                target = ((hidden & valid).index_select(0, self.out_index) if self.discovery
+                          else user_target)
+                for j in cols:
+                    c = self.cols[j] - self.col0
+                    t = target[:, :, c:c + size]
+                    if self.discovery and not bool(t.any()):
+                        self.progress.advance(1)
+                        continue
+                    jobs.append((i, j, presence[:, :, c:c + size], hidden[:, :, c:c + size],
+                                 aux[:, :, c:c + size], valid[:, c:c + size], t))
+                    if len(jobs) == self.batch_size:
+                        self._run_batch(member, jobs, acc)
+                        jobs = []
+            if jobs:
+                self._run_batch(member, jobs, acc)
+
+    def _emit(self, i: int, acc: torch.Tensor, sink) -> None:
+        """Write the rows that no later window touches, then slide the accumulators up."""
+        r, size, stride = self.rows[i], self.layout.size, self.layout.stride
+        last = i == len(self.rows) - 1
+        n = size if last else stride
+        lo, hi = max(r, 0), min(r + n, self.source.grid.height)
+        if hi > lo:
+            a = acc[:, :, lo - r:hi - r, -self.col0:-self.col0 + self.source.grid.width]
+            wsum = a[0]
+            has = wsum > 0
+            safe = torch.where(has, wsum, torch.ones_like(wsum))
+            mean = a[1] / safe
+            var = (a[2] / safe - mean * mean).clamp_min(0)
+            nan = torch.tensor(float("nan"), device=acc.device)
+            mean = torch.where(has, mean, nan).cpu().numpy()
+            std = torch.where(has, var.sqrt(), nan).cpu().numpy()
+            self.predicted += has.sum(dim=(1, 2)).cpu().numpy()
+            sink.write_rows(lo, mean, std)
+        if not last:
+            acc[:, :, :size - stride] = acc[:, :, stride:].clone()
+            acc[:, :, size - stride:] = 0
+
+    def run(self, sink) -> None:
+        active = self.plan()
+        self.progress.start(sum(len(a) for a in active) * self.evaluations, "infill (window evaluations)")
+        acc = torch.zeros((3, len(self.out_species), self.layout.size, self.span), dtype=torch.float32,
+                          device=self.device)
+        for i, cols in enumerate(active):
+            check_cancelled(self.progress)
+            if cols:
+                self._strip(i, cols, acc)
+            self._emit(i, acc, sink)
+
+
+def _resolve_device(device: Optional[str | torch.device]) -> tuple[torch.device, str]:
+    if isinstance(device, torch.device):
+        return device, str(device)
+    return pick_device(device or "auto")
+
+
+def check_members(members: list[EnsembleMember], source: StackSource) -> None:
+    """Every model must fit the stack (species, aux bands, resolution)."""
+    for mb in members:
+        try:
+            mb.card.check_stack(source)
+        except ModelMismatchError as e:
+            raise ModelMismatchError(f"{mb.name}: {e}") from None
+
+
+def infill(stack: Stack | StackSource | str | Path,
+           model_paths: Sequence[str | Path] | Sequence[EnsembleMember],
+           hide: Optional[HideSpec] = None,
+           draws: int = 1,
+           batch_size: int = 4,
+           device: Optional[str | torch.device] = None,
+           progress: Optional[Progress] = None,
+           *,
+           out: Optional[str | Path] = None,
+           window: Optional[int] = None,
+           overlap: Optional[int] = None,
+           seed: int = 0,
+           offset: tuple[int, int] = (0, 0)) -> InfillResult:
+    """Infill a stack (in memory, or a stack GeoTIFF read by windows) with an ensemble of model
+    files × ``draws`` mask draws and return per-species mean probability and spread.
+
+    With ``out`` the result is written there (GeoTIFF, atomically) and not kept in memory.
+    ``window``/``overlap`` (cells) default to :func:`default_window`/:func:`default_overlap` of
+    the models' tile size; ``offset`` (rows, cols) shifts the window lattice (for seam tests).
+    Cancel through ``progress.cancelled()``: checked between batches; nothing is written then.
+    """
+    t0 = time.perf_counter()
+    hide = hide or HideSpec()
+    progress = progress or SilentProgress()
+    if draws < 1:
+        raise InputError(f"The number of mask draws must be at least 1; got {draws}.")
+    if batch_size < 1:
+        raise InputError(f"The batch size must be at least 1; got {batch_size}.")
+    dev, dev_note = _resolve_device(device)
+    source = open_stack_source(stack)
+    try:
+        members = (list(model_paths) if model_paths and isinstance(model_paths[0], EnsembleMember)
+                   else load_members(model_paths, dev))
+        check_members(members, source)
+        hide.species_flags(source.species)  # unknown species → InputError before any work
+        tile = max(int(m.card.tile_size) for m in members)
+        size = round_up(window or default_window(members), UNET_MULTIPLE)
+        ov = default_overlap(tile) if overlap is None else int(overlap)
+        g = source.grid
+        size = min(size, round_up(max(g.height, g.width) + 2 * ov))
+        layout = WindowLayout(g.height, g.width, size, ov, offset[0], offset[1])
+        engine = _Infiller(source, members, hide, draws, batch_size, dev, progress, layout, seed)
+        threshold = float(np.mean([m.card.threshold for m in members]))
+        result = InfillResult(engine.out_species, g, None, None, Path(out) if out else None,
+                              [m.name for m in members], draws, engine.evaluations, hide.describe(),
+                              size, ov, threshold, dev_note, 0.0, 0)
+        try:
+            if out is not None:
+                from .prediction_io import prediction_file
+
+                with prediction_file(out, g, engine.out_species, result.tags()) as writer:
+                    engine.run(writer)
+            else:
+                sink = _ArraySink(g, len(engine.out_species))
+                engine.run(sink)
+                result.mean, result.std = sink.mean, sink.std
+        finally:
+            progress.close()
+        result.seconds = time.perf_counter() - t0
+        result.window_evaluations = engine.window_evaluations
+        result.predicted_cells = {s: int(n) for s, n in zip(engine.out_species, engine.predicted)}
+        return result
+    finally:
+        if source is not stack:
+            source.close()

@@ -1,0 +1,82 @@
+"""The training loss: BCE + soft Dice + a recall term, on hidden valid cells only.
+
+Occurrence data has no true negatives (no record is not no mineral), so the loss leans on
+overlap (Dice) and on finding the hidden records (recall) as well as on calibrated
+probabilities (BCE).
+
+Each term is a sum of per-cell or per-(tile, species) contributions divided by a count that
+depends on the data only. The trainer sums the counts over all micro-batches and ranks before
+dividing, so that a batch split over processes or micro-batches gives the same gradient as
+the whole batch at once.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+TERMS = ("bce", "dice", "recall")
+
+
+@dataclass
+class LossWeights:
+    """Weights of the three terms and the BCE weight of positive cells."""
+
+    bce: float = 1.0
+    dice: float = 1.0
+    recall: float = 0.5
+    pos_weight: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def loss_counts(target: torch.Tensor, hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Normalisers of the three terms (float64, shape (3,)): hidden valid cells; (tile, species)
+    pairs with any hidden valid cell; pairs with any hidden positive cell."""
+    m = hidden & valid.unsqueeze(1)
+    pos = m & (target > 0.5)
+    return torch.stack([m.sum(), m.flatten(2).any(2).sum(), pos.flatten(2).any(2).sum()]).double()
+
+
+def loss_sums(logits: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor, valid: torch.Tensor,
+              weights: LossWeights, smooth: float = 1.0) -> torch.Tensor:
+    """Sums of the three terms' contributions, shape (3,), float32, differentiable.
+
+    logits, target (B, S, H, W); hidden (B, S, H, W) bool; valid (B, H, W) bool.
+    Dice and recall are soft (probabilities, not thresholds) and per (tile, species).
+    """
+    logits = logits.float()
+    y = target.float()
+    m = (hidden & valid.unsqueeze(1)).float()
+    pw = torch.tensor(weights.pos_weight, dtype=logits.dtype, device=logits.device)
+    bce = F.binary_cross_entropy_with_logits(logits, y, reduction="none", pos_weight=pw)
+    bce_sum = (bce * m).sum()
+
+    p = torch.sigmoid(logits) * m
+    inter = (p * y).flatten(2).sum(2)
+    p_sum = p.flatten(2).sum(2)
+    y_sum = (y * m).flatten(2).sum(2)
+    has_hidden = m.flatten(2).amax(2) > 0
+    dice = 1 - (2 * inter + smooth) / (p_sum + y_sum + smooth)
+    dice_sum = torch.where(has_hidden, dice, torch.zeros_like(dice)).sum()
+    has_pos = y_sum > 0
+    recall = 1 - inter / y_sum.clamp_min(1.0)
+    recall_sum = torch.where(has_pos, recall, torch.zeros_like(recall)).sum()
+    return torch.stack([bce_sum, dice_sum, recall_sum])
+
+
+def combine(sums: torch.Tensor, counts: torch.Tensor, weights: LossWeights) -> torch.Tensor:
+    """The weighted loss from term sums and (global) counts; a term with count 0 adds 0."""
+    w = torch.tensor([weights.bce, weights.dice, weights.recall], dtype=sums.dtype, device=sums.device)
+    c = counts.to(sums.device, sums.dtype)
+    return (w * sums / c.clamp_min(1.0)).sum()
+
+
+def masked_loss(logits: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor, valid: torch.Tensor,
+                weights: LossWeights = LossWeights()) -> torch.Tensor:
+    """The loss of one batch on its own (no cross-process normalisation)."""
+    return combine(loss_sums(logits, target, hidden, valid, weights),
+                   loss_counts(target, hidden, valid), weights)

@@ -1,0 +1,197 @@
+"""Probability maps on disk: mean and standard deviation per species in one GeoTIFF (tiled,
+deflate-compressed, band descriptions ``mean_Au``/``std_Au``, NaN nodata outside the predicted
+cells), written top to bottom by row blocks and atomically; and a PNG quick-look."""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import InputError
+from .grid import Grid
+
+PREDICTION_TAG = "M3_PREDICTION"
+NODATA = float("nan")
+BLOCK = 256
+
+
+def band_names(species: Sequence[str]) -> list[str]:
+    """Means first, then standard deviations, in the species' order."""
+    return [f"mean_{s}" for s in species] + [f"std_{s}" for s in species]
+
+
+class PredictionWriter:
+    """Receives rows top to bottom and writes them in whole blocks of rows (so that compressed
+    tiles are written once); holds at most one block of rows plus one incoming strip."""
+
+    def __init__(self, path: str | Path, grid: Grid, species: Sequence[str], tags: dict[str, Any]) -> None:
+        import rasterio
+
+        self.grid = grid
+        self.species = list(species)
+        names = band_names(self.species)
+        profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=len(names),
+                       dtype="float32", crs=grid.crs, transform=grid.transform, nodata=NODATA,
+                       tiled=True, blockxsize=BLOCK, blockysize=BLOCK, compress="deflate", predictor=3,
+                       BIGTIFF="IF_SAFER")
+        self._dst = rasterio.open(path, "w", **profile)
+        for i, name in enumerate(names, start=1):
+            self._dst.set_band_description(i, name)
+        self._dst.update_tags(**{PREDICTION_TAG: json.dumps(tags)})
+        self._next = 0
+        self._buffer: list[np.ndarray] = []
+
+    def write_rows(self, row0: int, mean: np.ndarray, std: np.ndarray) -> None:
+        """Rows ``row0 ..`` of (S, n, W) mean and std; rows must arrive in order."""
+        if row0 != self._next + sum(b.shape[1] for b in self._buffer):
+            raise ValueError("prediction rows must be written top to bottom without gaps")
+        self._buffer.append(np.concatenate([mean, std]).astype(np.float32))
+        buffered = sum(b.shape[1] for b in self._buffer)
+        if buffered >= BLOCK:
+            self._flush(buffered // BLOCK * BLOCK)
+
+    def _flush(self, rows: int) -> None:
+        from rasterio.windows import Window
+
+        data = np.concatenate(self._buffer, axis=1)
+        if rows:
+            self._dst.write(data[:, :rows], window=Window(0, self._next, self.grid.width, rows))
+            self._next += rows
+        self._buffer = [data[:, rows:]] if rows < data.shape[1] else []
+
+    def close(self) -> None:
+        if self._buffer:
+            self._flush(sum(b.shape[1] for b in self._buffer))
+        if self._next != self.grid.height:
+            self._dst.close()
+            raise ValueError(f"prediction has {self._next} of {self.grid.height} rows")
+        self._dst.close()
+
+    def abort(self) -> None:
+        self._dst.close()
+
+
+@contextlib.contextmanager
+def prediction_file(path: str | Path, grid: Grid, species: Sequence[str],
+                    tags: dict[str, Any]) -> Iterator[PredictionWriter]:
+    """A :class:`PredictionWriter` on a temporary file that replaces ``path`` only when every
+    row was written; on error or cancel nothing is left behind."""
+    with atomic_path(path) as tmp:
+        writer = PredictionWriter(tmp, grid, species, tags)
+        try:
+            yield writer
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+
+
+def read_prediction_info(path: str | Path) -> tuple[Grid, list[str], dict[str, Any]]:
+    """Grid, species and metadata of a prediction GeoTIFF."""
+    import rasterio
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"No prediction at {path}. Make one with: python train_cli.py predict --out {path}")
+    with rasterio.open(path) as src:
+        tag = src.tags().get(PREDICTION_TAG)
+        if tag is None:
+            raise InputError(f"{path} is not an M3 prediction (no {PREDICTION_TAG} tag); "
+                             "make one with: python train_cli.py predict")
+        meta = json.loads(tag)
+        grid = Grid(src.crs, src.transform, src.height, src.width)
+        descriptions = list(src.descriptions)
+    species = [d[len("mean_"):] for d in descriptions if d and d.startswith("mean_")]
+    return grid, species, meta
+
+
+def read_band(path: str | Path, name: str) -> np.ndarray:
+    """One band (e.g. ``mean_Au``) as float32, NaN where not predicted."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        names = list(src.descriptions)
+        if name not in names:
+            raise InputError(f"{path} has no band {name}; it has {', '.join(n for n in names if n)}.")
+        return src.read(names.index(name) + 1, out_dtype=np.float32)
+
+
+def _presence_cells(source, species_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) of the presence cells of one species, read strip by strip."""
+    rows, cols = [], []
+    g = source.grid
+    for r in range(0, g.height, BLOCK):
+        h = min(BLOCK, g.height - r)
+        rr, cc = np.nonzero(source.read_presence(species_index, r, 0, h, g.width))
+        rows.append(rr + r)
+        cols.append(cc)
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+def write_quicklook(prediction: str | Path, png: str | Path, stack=None, records=None,
+                    max_pixels: int = 900) -> Path:
+    """A PNG of every species' mean probability, downsampled to at most ``max_pixels`` wide,
+    with the valid-cell outline and the known records (``records``: a
+    :class:`core.records.Records`, else the stack's presence cells) drawn on it."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from .maps import figure, save_figure
+    from .stack_windows import open_stack_source
+
+    grid, species, meta = read_prediction_info(prediction)
+    k = max(1, int(np.ceil(max(grid.shape) / max_pixels)))
+    shape = (max(1, grid.height // k), max(1, grid.width // k))
+    source = open_stack_source(stack) if stack is not None else None
+    try:
+        with rasterio.open(prediction) as src:
+            names = list(src.descriptions)
+            means = [src.read(names.index(f"mean_{s}") + 1, out_shape=shape, resampling=Resampling.average,
+                              masked=True).filled(np.nan) for s in species]
+        outline = None
+        if source is not None:
+            outline = np.zeros(shape, bool)
+            step = k * max(1, BLOCK // k)
+            for r in range(0, grid.height, step):
+                v = source.read_valid(r, 0, min(step, grid.height - r), grid.width)[::k, ::k]
+                n, m = min(v.shape[0], shape[0] - r // k), min(v.shape[1], shape[1])
+                if n > 0:
+                    outline[r // k:r // k + n, :m] = v[:n, :m]
+        ncols = min(4, len(species))
+        fig, axes = figure(ncols, -(-len(species) // ncols), shape)
+        sx, sy = shape[1] / grid.width, shape[0] / grid.height
+        rec_rc = None
+        if records is not None:
+            from .rasterize import record_cells
+
+            rr, cc, inside = record_cells(records, grid)
+            rec_rc = (rr, cc, inside)
+        for ax, sym, m in zip(axes.flat, species, means):
+            im = ax.imshow(m, cmap="magma", vmin=0.0, vmax=1.0, interpolation="nearest")
+            if outline is not None:
+                ax.contour(outline.astype(float), levels=[0.5], colors="0.3", linewidths=0.6)
+            if rec_rc is not None and sym in records.symbols:
+                rr, cc, inside = rec_rc
+                sel = inside & records.species[:, records.symbols.index(sym)]
+                pr, pc = (rr[sel] + 0.5) * sy - 0.5, (cc[sel] + 0.5) * sx - 0.5
+            elif source is not None and sym in source.species:
+                pr, pc = _presence_cells(source, source.species.index(sym))
+                pr, pc = (pr + 0.5) * sy - 0.5, (pc + 0.5) * sx - 0.5
+            else:
+                pr = pc = np.zeros(0)
+            ax.scatter(pc, pr, s=1.5, c="#19c3ff", linewidths=0, label="records")
+            ax.set_xlim(-0.5, shape[1] - 0.5)
+            ax.set_ylim(shape[0] - 0.5, -0.5)
+            finite = m[np.isfinite(m)]
+            peak = f"{finite.max():.2f}" if finite.size else "—"
+            ax.set_title(f"{sym}: mean probability (max {peak}), {len(pr)} records", fontsize=9)
+        fig.colorbar(im, ax=list(axes.flat), shrink=0.6, label="mean probability")
+        fig.suptitle(f"M3 infill: {meta.get('hide', '')}; {meta.get('evaluations', '?')} evaluations", fontsize=10)
+        return save_figure(fig, png)
+    finally:
+        if source is not None and source is not stack:
+            source.close()

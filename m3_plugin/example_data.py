@@ -1,0 +1,160 @@
+""""Load example data": the embedded CONUS data set as project layers, in one group.
+
+Presence comes from the default stack (built from the embedded data and cached on first use:
+about 10 s, in a background task); the aux rasters, the records (as a GeoPackage point layer made
+once in the cache folder), the faults and the outline are added at once.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+from qgis.core import QgsApplication, QgsLayerTreeGroup, QgsMapLayer, QgsProject, QgsRasterLayer, QgsTask, QgsVectorLayer
+from qgis.PyQt.QtGui import QColor
+
+from . import styles
+from .core import defaults
+from .core.atomic import atomic_path
+from .core.aux_layers import layer_name
+from .core.errors import M3Error
+from .core.progress import CallbackProgress
+
+GROUP = "M3 example data"
+STACK_LAYER = "M3 stack (CONUS, 1 mile)"
+RECORDS_LAYER = "mineral sites (MinMod)"
+RECORDS_TABLE = "mineral_sites"
+
+
+def records_geopackage() -> Path:
+    """The embedded records CSV as a GeoPackage point layer in the cache folder (made once)."""
+    from osgeo import gdal
+
+    out = defaults.cache_dir() / "example" / "mineral_sites_us.gpkg"
+    if out.exists() and out.stat().st_mtime >= defaults.RECORDS.stat().st_mtime:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        tmp.unlink()
+        ds = gdal.VectorTranslate(str(tmp), f"/vsigzip/{defaults.RECORDS}", format="GPKG",
+                                  layerName=RECORDS_TABLE, srcSRS="EPSG:4326", dstSRS="EPSG:4326",
+                                  geometryType="POINT",
+                                  options=["-oo", "X_POSSIBLE_NAMES=lon", "-oo", "Y_POSSIBLE_NAMES=lat"])
+        if ds is None:
+            raise M3Error(f"Could not convert {defaults.RECORDS} to a GeoPackage: {gdal.GetLastErrorMsg()}")
+        ds = None  # close before the rename
+    return out
+
+
+def _vector(path: Path, name: str, table: str = "") -> QgsVectorLayer:
+    uri = f"{path}|layername={table}" if table else str(path)
+    return QgsVectorLayer(uri, name, "ogr")
+
+
+def _raster(path: Path, name: str) -> QgsRasterLayer:
+    return QgsRasterLayer(str(path), name, "gdal")
+
+
+def _add(group: QgsLayerTreeGroup, layers: list[QgsMapLayer], visible: bool = True, at_top: bool = False) -> None:
+    project = QgsProject.instance()
+    for layer in layers:
+        if not layer.isValid():
+            raise M3Error(f"The example layer '{layer.name()}' ({layer.source()}) did not load. "
+                          "Reinstall the plugin.")
+    for layer in layers:
+        project.addMapLayer(layer, False)
+        node = group.insertLayer(0, layer) if at_top else group.addLayer(layer)
+        node.setItemVisibilityChecked(visible)
+        node.setExpanded(False)
+
+
+class StackBuildTask(QgsTask):
+    """Builds the default stack in the background (first use only)."""
+
+    def __init__(self, on_built: Callable[[Optional[Path], Optional[str]], None]) -> None:
+        super().__init__("M3: build the example stack", QgsTask.CanCancel)
+        self.on_built = on_built
+        self.path: Optional[Path] = None
+        self.error: Optional[str] = None
+
+    def run(self) -> bool:
+        from .core.build_stack import build_stack
+
+        path = defaults.cache_dir() / "conus_stack_1mile.tif"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                build_stack(path, progress=CallbackProgress(self.setProgress, self.isCanceled))
+            self.path = path
+            return True
+        except M3Error as e:
+            self.error = str(e)
+        except Exception as e:  # noqa: BLE001  (never let an exception escape into QGIS's task thread)
+            self.error = f"Building the example stack failed: {e!r}"
+        return False
+
+    def finished(self, ok: bool) -> None:  # noqa: D401 (QgsTask API)
+        self.on_built(self.path if ok else None, self.error or (None if ok else "Cancelled."))
+
+
+class ExampleData:
+    """Adds the example layers; ``task`` is the stack build when the stack was not cached yet."""
+
+    def __init__(self, report: Callable[[str, bool], None]) -> None:
+        self.report = report  # (message, is_error)
+        self.group: Optional[QgsLayerTreeGroup] = None
+        self.task: Optional[StackBuildTask] = None
+        self.stack_layer_id: Optional[str] = None
+
+    def load(self) -> QgsLayerTreeGroup:
+        """Add the layers that need no build; start (or finish at once) adding the stack."""
+        project = QgsProject.instance()
+        root = project.layerTreeRoot()
+        old = root.findGroup(GROUP)
+        if old is not None:
+            self.group = old
+            self.report("The example data is already in the project.", False)
+            return old
+        group = root.insertGroup(0, GROUP)
+        try:
+            outline = _vector(defaults.OUTLINE, "CONUS outline")
+            styles.style_outline(outline, QColor(60, 60, 60), 0.4)
+            faults = _vector(defaults.FAULTS, "active faults")
+            records = _vector(records_geopackage(), RECORDS_LAYER, RECORDS_TABLE)
+            _add(group, [records, faults, outline])
+            _add(group, [_raster(p, layer_name(p)) for p in defaults.AUX_RASTERS], visible=False)
+        except Exception:
+            self._remove(group)
+            raise
+        self.group = group
+        cached = defaults.cache_dir() / "conus_stack_1mile.tif"
+        if cached.exists():
+            self._add_stack(cached, None)
+        else:
+            self.report("Building the example stack from the embedded data (first use, about 10 s)...", False)
+            self.task = StackBuildTask(self._add_stack)
+            QgsApplication.taskManager().addTask(self.task)
+        return group
+
+    def _add_stack(self, path: Optional[Path], error: Optional[str]) -> None:
+        if self.group is None:
+            return
+        if path is None:
+            self.report(f"The example stack was not built: {error}", True)
+            return
+        layer = _raster(path, STACK_LAYER)
+        styles.style_presence(layer, 1)
+        try:
+            _add(self.group, [layer], at_top=True)
+        except M3Error as e:
+            self.report(str(e), True)
+            return
+        self.stack_layer_id = layer.id()
+        self.report("Example data loaded: the stack's presence bands, aux rasters, mineral sites, faults "
+                    "and the outline.", False)
+
+    @staticmethod
+    def _remove(group: QgsLayerTreeGroup) -> None:
+        project = QgsProject.instance()
+        for node in group.findLayers():
+            project.removeMapLayer(node.layerId())
+        project.layerTreeRoot().removeChildNode(group)

@@ -1,0 +1,144 @@
+"""The background task of one infill run. ``run()`` (a worker thread) touches no QGIS layer: it
+gets plain inputs exported on the main thread and writes files into the run's folder;
+``finished()`` (main thread) hands the outputs to the dock, which adds the layers. On error or
+cancel the run's folder is deleted, so nothing half-made is left."""
+from __future__ import annotations
+
+import shutil
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from qgis.core import QgsMessageLog, Qgis, QgsTask
+
+from .core.errors import Cancelled, M3Error
+from .core.grid import Grid
+from .core.layer_inputs import LayerInputs, PointRecords, VectorShapes
+from .core.progress import CallbackProgress
+from .results import RunOutputs
+
+LOG_TAG = "M3"
+PREDICTION_FILE = "prediction.tif"
+REGION_FILE = "region.gpkg"
+CLUSTERS_FILE = "clusters.gpkg"
+STEPS_PERCENT = {"inputs": 5.0, "infill": 90.0}  # share of the progress bar; the rest is clusters
+
+
+@dataclass
+class InfillJob:
+    """Everything a run needs, as plain data."""
+
+    name: str
+    folder: Path
+    inputs: LayerInputs
+    region: VectorShapes
+    hide_species: list[str]
+    model_paths: list[str]
+    grid: Grid                 # the model's cells around the region (core.layer_inputs.model_context_grid)
+    draws: int
+    batch_size: int
+    device: str
+    threshold: float
+    sites: Optional[PointRecords] = None
+    sites_layer_id: str = ""
+    find_clusters: bool = True
+
+
+class InfillTask(QgsTask):
+    """Runs :func:`core.infer.infill` on the stack assembled from the job's layers."""
+
+    def __init__(self, job: InfillJob, on_done: Callable[["InfillTask"], None]) -> None:
+        super().__init__(f"M3 infill: {job.name}", QgsTask.CanCancel)
+        self.job = job
+        self.on_done = on_done
+        self.outputs: Optional[RunOutputs] = None
+        self.error: Optional[str] = None
+        self.was_cancelled = False
+        self._created = False
+
+    # worker thread ---------------------------------------------------------------------------
+    def _scaled(self, lo: float, hi: float) -> CallbackProgress:
+        return CallbackProgress(lambda p: self.setProgress(lo + (hi - lo) * p / 100.0), self.isCanceled)
+
+    def run(self) -> bool:
+        try:
+            self.outputs = self._infill()
+            return True
+        except Cancelled:
+            self.was_cancelled = True
+        except M3Error as e:
+            self.error = str(e)
+        except Exception:  # noqa: BLE001 (an exception must not escape into QGIS's task thread)
+            self.error = "The infill failed unexpectedly; details are in the log (View > Panels > Log Messages)."
+            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
+        if self.isCanceled():
+            self.was_cancelled = True
+        self._discard()
+        return False
+
+    def _infill(self) -> RunOutputs:
+        from .core.comparison import compare_with_sites
+        from .core.hiding import HideSpec
+        from .core.infer import infill
+        from .core.layer_inputs import as_region, assemble_stack, catalog_for, records_from_points, write_shapes
+        from .core.progress import check_cancelled
+
+        job = self.job
+        progress = self._scaled(0, STEPS_PERCENT["inputs"])
+        region = as_region(job.region)
+        grid = job.grid
+        stack = assemble_stack(job.inputs, grid)
+        check_cancelled(progress)
+        try:
+            job.folder.mkdir(parents=True, exist_ok=False)
+        except OSError as e:
+            raise M3Error(f"Cannot create the run folder {job.folder} ({e}). Choose another output folder.") from None
+        self._created = True
+        hide = HideSpec(species=list(job.hide_species), region=region)
+        result = infill(stack, job.model_paths, hide, draws=job.draws, batch_size=job.batch_size,
+                        device=job.device, progress=self._scaled(STEPS_PERCENT["inputs"], STEPS_PERCENT["infill"]),
+                        out=job.folder / PREDICTION_FILE)
+        check_cancelled(progress)
+        mean, std = result.read()
+        means = dict(zip(result.species, mean))
+        write_shapes(job.region, job.folder / REGION_FILE)
+        outputs = RunOutputs(job.name, job.folder, job.folder / PREDICTION_FILE, list(result.species),
+                             job.threshold, job.folder / REGION_FILE, sites_layer_id=job.sites_layer_id)
+        import numpy as np
+
+        outputs.std_max = {s: float(np.nanmax(a)) if np.isfinite(a).any() else 0.0
+                           for s, a in zip(result.species, std)}
+        region_cells = hide.cells(grid, stack.valid)
+        if job.sites is not None:
+            sites = records_from_points(job.sites, catalog_for(stack.species))
+            outputs.comparison = compare_with_sites(means, grid, region_cells, stack.valid, job.threshold, sites)
+        if job.find_clusters:
+            outputs.clusters, outputs.cluster_count = self._clusters(result, stack, job)
+        outputs.summary = (f"{result.evaluations} evaluations ({len(result.models)} model(s) × {result.draws} "
+                           f"draws) on {result.device}, {result.seconds:.1f} s; {result.hide}.")
+        self.setProgress(100.0)
+        return outputs
+
+    def _clusters(self, result, stack, job: InfillJob) -> tuple[Optional[Path], int]:
+        """Discovered clusters as a GeoPackage, when core has the clusters module."""
+        try:
+            from .core import clusters as clusters_mod
+        except ImportError:
+            return None, 0
+        return clusters_mod.plugin_clusters(result, stack, job.threshold, job.folder / CLUSTERS_FILE)
+
+    def _discard(self) -> None:
+        """Delete the run's folder (only ever created by this task)."""
+        if self._created and self.job.folder.exists():
+            shutil.rmtree(self.job.folder, ignore_errors=True)
+
+    # main thread ------------------------------------------------------------------------------
+    def cancel(self) -> None:
+        self.was_cancelled = True
+        super().cancel()
+
+    def finished(self, ok: bool) -> None:  # noqa: D401 (QgsTask API)
+        if not ok and self.error is None:
+            self.was_cancelled = True
+        self.on_done(self)

@@ -1,0 +1,212 @@
+"""Project layers turned into core's plain inputs (on the main thread, before a task starts), and
+the guesses that pre-fill the dock's combo boxes by name."""
+from __future__ import annotations
+
+import re
+from typing import Iterable, Optional
+
+import numpy as np
+from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsFeatureRequest, QgsGeometry,
+                       QgsMapLayer, QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer, QgsWkbTypes)
+
+from .core.errors import InputError
+from .core.layer_inputs import PointRecords, RasterBand, VectorShapes
+
+WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
+COMMODITY_FIELD_NAMES = ("commodities", "commodity", "commod1", "commods", "minerals", "mineral")
+NAME_FIELD_NAMES = ("name", "site_name", "sitename")
+
+
+def crs_text(crs: QgsCoordinateReferenceSystem, what: str) -> str:
+    """The CRS as WKT for core; an :class:`InputError` when the layer has none."""
+    if not crs.isValid():
+        raise InputError(f"{what} has no coordinate reference system. Set it in Layer Properties > Source "
+                         "and retry.")
+    authid = crs.authid()
+    return authid if authid.upper().startswith("EPSG:") else crs.toWkt()
+
+
+def band_description(layer: QgsRasterLayer, band: int) -> str:
+    """``presence_Au`` from QGIS's band name ``Band 01: presence_Au``; '' when the band has none."""
+    name = layer.bandName(band)
+    return name.split(": ", 1)[1] if ": " in name else ""
+
+
+def raster_bands(layer: QgsRasterLayer) -> list[tuple[int, str]]:
+    """(band number, label) of every band."""
+    return [(b, layer.bandName(b)) for b in range(1, layer.bandCount() + 1)]
+
+
+def raster_band(layer: QgsRasterLayer, band: int) -> RasterBand:
+    """A file-based raster layer's band as a core source."""
+    if layer is None or not layer.isValid():
+        raise InputError("A chosen raster layer is missing or broken. Choose it again.")
+    if layer.providerType() != "gdal":
+        raise InputError(f"The layer '{layer.name()}' is not a raster file ({layer.providerType()}). Save it as "
+                         "a GeoTIFF (Export > Save As...) and use that.")
+    crs_text(layer.crs(), f"The layer '{layer.name()}'")
+    return RasterBand(layer.source(), band, f"'{layer.name()}' {layer.bandName(band)}")
+
+
+def _request(layer: QgsVectorLayer, extent: Optional[tuple[QgsRectangle, QgsCoordinateReferenceSystem]],
+             attributes: Iterable[str] = ()) -> QgsFeatureRequest:
+    request = QgsFeatureRequest()
+    names = [a for a in attributes if a]
+    if names:
+        request.setSubsetOfAttributes(names, layer.fields())
+    else:
+        request.setFlags(QgsFeatureRequest.NoFlags)
+        request.setNoAttributes()
+    if extent is not None:
+        rect, crs = extent
+        try:
+            tr = QgsCoordinateTransform(crs, layer.crs(), QgsProject.instance())
+            request.setFilterRect(tr.transformBoundingBox(rect))
+        except Exception:  # QgsCsException: the extent is not representable in the layer's CRS
+            pass
+    return request
+
+
+def point_records(layer: QgsVectorLayer, field: str,
+                  extent: Optional[tuple[QgsRectangle, QgsCoordinateReferenceSystem]] = None) -> PointRecords:
+    """The layer's points (those within ``extent`` when given) as lon/lat with the ``field`` text."""
+    if layer is None or not layer.isValid():
+        raise InputError("A chosen point layer is missing or broken. Choose it again.")
+    if layer.geometryType() != QgsWkbTypes.PointGeometry:
+        raise InputError(f"The layer '{layer.name()}' is not a point layer; choose a layer of site points.")
+    if layer.fields().indexOf(field) < 0:
+        raise InputError(f"The layer '{layer.name()}' has no field '{field}'. Choose its commodity field.")
+    crs_text(layer.crs(), f"The layer '{layer.name()}'")
+    name_field = next((n for n in NAME_FIELD_NAMES if layer.fields().indexOf(n) >= 0), "")
+    tr = QgsCoordinateTransform(layer.crs(), WGS84, QgsProject.instance())
+    lon, lat, comms, names = [], [], [], []
+    for feat in layer.getFeatures(_request(layer, extent, (field, name_field))):
+        geom = feat.geometry()
+        if geom is None or geom.isEmpty():
+            continue
+        try:
+            pt = tr.transform(geom.asPoint() if not geom.isMultipart() else geom.asMultiPoint()[0])
+        except Exception:  # QgsCsException
+            continue
+        value = feat[field]
+        lon.append(pt.x())
+        lat.append(pt.y())
+        comms.append("" if value is None else str(value))
+        names.append(str(feat[name_field] or "") if name_field else "")
+    return PointRecords(np.array(lon, float), np.array(lat, float), comms, names, layer.name())
+
+
+def layer_shapes(layer: QgsVectorLayer, selected_only: bool = False,
+                 extent: Optional[tuple[QgsRectangle, QgsCoordinateReferenceSystem]] = None) -> VectorShapes:
+    """A vector layer's geometries (all, or the selected ones) as GeoJSON in the layer's CRS."""
+    if layer is None or not layer.isValid():
+        raise InputError("A chosen vector layer is missing or broken. Choose it again.")
+    crs = crs_text(layer.crs(), f"The layer '{layer.name()}'")
+    feats = layer.getSelectedFeatures() if selected_only else layer.getFeatures(_request(layer, extent))
+    geoms = [_geojson(f.geometry()) for f in feats if f.hasGeometry() and not f.geometry().isEmpty()]
+    if selected_only and not geoms:
+        raise InputError(f"No feature of '{layer.name()}' is selected. Select the polygons of the region "
+                         "(Select Features tool) or choose another region.")
+    return VectorShapes([g for g in geoms if g], crs, layer.name())
+
+
+def geometry_shapes(geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem, name: str = "region") -> VectorShapes:
+    """One geometry (a drawn region, the map extent) as core shapes."""
+    if geometry is None or geometry.isEmpty():
+        raise InputError("The region to hide is empty: draw a rectangle or polygon on the map, or choose "
+                         "another region.")
+    return VectorShapes([_geojson(geometry)], crs_text(crs, "The map"), name)
+
+
+def _geojson(geometry: QgsGeometry) -> dict:
+    import json
+
+    return json.loads(geometry.asJson(17))
+
+
+# -- guesses that pre-fill the combo boxes -------------------------------------------------------------
+
+def normalised_name(text: str) -> str:
+    """``Gravity Disturbance (10 arcmin).tif`` → ``gravitydisturbance10arcmin``."""
+    text = re.sub(r"\.(tif|tiff|nc|vrt|img|gpkg|shp)$", "", text.strip().lower())
+    return re.sub(r"[^a-z0-9]", "", text)
+
+
+def project_layers(kind: type) -> list[QgsMapLayer]:
+    """Valid project layers of a class, in layer-tree order."""
+    root = QgsProject.instance().layerTreeRoot()
+    return [l for l in root.layerOrder() if isinstance(l, kind) and l.isValid()] or \
+        [l for l in QgsProject.instance().mapLayers().values() if isinstance(l, kind) and l.isValid()]
+
+
+def find_stack_band(description: str) -> Optional[tuple[QgsRasterLayer, int]]:
+    """A project raster (an M3 stack) with a band of this description."""
+    for layer in project_layers(QgsRasterLayer):
+        for band in range(1, layer.bandCount() + 1):
+            if band_description(layer, band) == description:
+                return layer, band
+    return None
+
+
+def commodity_field(layer: QgsVectorLayer) -> str:
+    """The field of a point layer most likely to hold commodities; '' when none looks like it."""
+    names = [f.name() for f in layer.fields()]
+    lower = {n.lower(): n for n in names}
+    for cand in COMMODITY_FIELD_NAMES:
+        if cand in lower:
+            return lower[cand]
+    return next((n for n in names if "commod" in n.lower()), "")
+
+
+def is_point_layer(layer: QgsMapLayer) -> bool:
+    return isinstance(layer, QgsVectorLayer) and layer.geometryType() == QgsWkbTypes.PointGeometry
+
+
+def is_line_layer(layer: QgsMapLayer) -> bool:
+    return isinstance(layer, QgsVectorLayer) and layer.geometryType() == QgsWkbTypes.LineGeometry
+
+
+def is_polygon_layer(layer: QgsMapLayer) -> bool:
+    return isinstance(layer, QgsVectorLayer) and layer.geometryType() == QgsWkbTypes.PolygonGeometry
+
+
+def guess_mineral_source(symbol: str) -> Optional[tuple[QgsMapLayer, object]]:
+    """(layer, band or field) for a species: a stack's ``presence_<symbol>`` band, a raster named
+    for the species, else a point layer with a commodity field."""
+    hit = find_stack_band(f"presence_{symbol}")
+    if hit:
+        return hit
+    for layer in project_layers(QgsRasterLayer):
+        if normalised_name(layer.name()) in {normalised_name(symbol), f"presence{normalised_name(symbol)}"}:
+            return layer, 1
+    for layer in project_layers(QgsVectorLayer):
+        if is_point_layer(layer) and commodity_field(layer):
+            return layer, commodity_field(layer)
+    return None
+
+
+def guess_aux_source(band_name: str) -> Optional[tuple[QgsMapLayer, int]]:
+    """(layer, band) for an aux band: a raster layer of the same name, a stack's ``aux_<name>``
+    band, or (for a distance band such as ``fault_distance_km``) a line layer whose name shares a word."""
+    want = normalised_name(band_name)
+    for layer in project_layers(QgsRasterLayer):
+        if normalised_name(layer.name()) == want or normalised_name(layer.source().rsplit("/", 1)[-1]) == want:
+            return layer, 1
+    hit = find_stack_band(f"aux_{band_name}")
+    if hit:
+        return hit
+    if "distance" in band_name:
+        words = [w for w in re.split(r"[^a-z]+", band_name.lower()) if w and w not in ("distance", "km", "dist")]
+        for layer in project_layers(QgsVectorLayer):
+            lname = layer.name().lower()
+            if is_line_layer(layer) and any(w.rstrip("s") in lname for w in words):
+                return layer, 0
+    return None
+
+
+def guess_outline() -> Optional[QgsVectorLayer]:
+    """A polygon layer named like an outline (``outline``, ``boundary``)."""
+    for layer in project_layers(QgsVectorLayer):
+        if is_polygon_layer(layer) and any(w in layer.name().lower() for w in ("outline", "boundary")):
+            return layer
+    return None
