@@ -15,7 +15,7 @@ that evaluation thresholds like any model's.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -70,7 +70,10 @@ class FrequencyPredictor:
 
     name = "frequency"
 
-    def __init__(self, frequency: np.ndarray) -> None:
+    def __init__(self, frequency: np.ndarray | dict[str, float], species: Optional[list[str]] = None) -> None:
+        """``frequency``: (S,) values, or {species: value} with the ``species`` order."""
+        if isinstance(frequency, dict):
+            frequency = [frequency[s] for s in (species or list(frequency))]
         self.frequency = np.asarray(frequency, dtype=np.float64)
 
     @classmethod
@@ -144,21 +147,26 @@ class CoPresencePredictor:
         kept; absence cells are subsampled to ``max_negatives`` and re-weighted to their count."""
         s = presence.shape[0]
         frequency = species_frequency(presence, train_cells)
-        vis_p = (presence > 0) & train_cells
-        feats = co_presence_features(vis_p[None].astype(np.float64),
-                                     np.broadcast_to(train_cells, presence.shape)[None], frequency)[0]
-        rng = np.random.default_rng(seed)
         rows, cols = np.nonzero(train_cells)
+        # with every record visible, the same-cell value is the presence itself; the 3x3 share is
+        # computed over the training cells, one species at a time (float32, the grid can be large)
+        cell = np.stack([(p[rows, cols] > 0) for p in presence]).astype(np.float32)       # (S, N)
+        around = np.empty_like(cell)
+        box = box_smoother(3)
+        for j in range(s):
+            share, _ = visible_share(((presence[j] > 0) & train_cells).astype(np.float32), train_cells, box)
+            around[j] = share[rows, cols]
+        rng = np.random.default_rng(seed)
         coefs = []
         for i in range(s):
-            y = vis_p[i, rows, cols].astype(np.float64)
+            y = cell[i].astype(np.float64)
             pos, neg = np.nonzero(y > 0)[0], np.nonzero(y == 0)[0]
             take = rng.choice(neg, size=min(max_negatives, len(neg)), replace=False) if len(neg) else neg
             idx = np.concatenate([pos, take])
             weight = np.concatenate([np.ones(len(pos)), np.full(len(take), len(neg) / max(len(take), 1))])
             others = [j for j in range(s) if j != i]
-            x = feats[others][:, :, rows[idx], cols[idx]].reshape(2 * (s - 1), -1).T
-            coefs.append(fit_logistic(x, y[idx], weight))
+            x = np.stack([cell[others][:, idx], around[others][:, idx]], axis=1).reshape(2 * (s - 1), -1).T
+            coefs.append(fit_logistic(x.astype(np.float64), y[idx], weight))
         return cls(np.stack(coefs), frequency)
 
     def predict(self, presence, hidden, aux, valid) -> torch.Tensor:

@@ -78,11 +78,12 @@ def _random_member(source, tile_size: int = 64, depth: int = 18) -> EnsembleMemb
 def _active_windows(source, layout: WindowLayout) -> int:
     """Windows of the layout holding a valid cell (what infill runs per evaluation)."""
     n = 0
-    c0 = layout.cols[0]
-    span = layout.cols[-1] + layout.size - c0
-    for r in layout.rows:
-        v = source.read_valid(r, c0, layout.size, span)
-        n += sum(bool(v[:, c - c0:c - c0 + layout.size].any()) for c in layout.cols)
+    cols, h, w = layout.cols.starts, layout.rows.size, layout.cols.size
+    c0 = cols[0]
+    span = cols[-1] + w - c0
+    for r in layout.rows.starts:
+        v = source.read_valid(r, c0, h, span)
+        n += sum(bool(v[:, c - c0:c - c0 + w].any()) for c in cols)
     return n
 
 
@@ -124,7 +125,8 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
         hide = HideSpec(tuple(stack.species))
         log(f"model: {member.name} ({member.card.model_config.arch} resnet{member.card.model_config.encoder_depth}, "
             f"tile {member.card.tile_size}); {where}: {g.height} x {g.width} cells, "
-            f"{int(stack.valid.sum())} valid; ours: windows of {size} (overlap {ov}), batch {batch_size}")
+            f"{int(stack.valid.sum())} valid; ours: {WindowLayout.fitted(g.height, g.width, size, ov).describe()}, "
+            f"batch {batch_size}")
 
         def ours() -> tuple[float, Any]:
             if dev.type == "cuda":
@@ -167,7 +169,7 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
         mean = res.mean
         agree = float(np.nanmean(np.abs(mean - ref)))
 
-        layout = WindowLayout(full.grid.height, full.grid.width, size, ov)
+        layout = WindowLayout.fitted(full.grid.height, full.grid.width, size, ov)
         n_windows = _active_windows(full, layout)
         n_tiles = _valid_tiles(full, member.card.tile_size)
         per_window = best_ours / max(1, res.window_evaluations)

@@ -13,7 +13,8 @@ from typing import Optional, Sequence
 
 from .errors import M3Error
 
-COMMAND_MODULES = ("build_stack", "train", "evaluate", "predict", "clusters", "bench", "demo")
+COMMAND_MODULES = ("build_stack", "train", "evaluate", "compare", "sweep", "interdependence", "predict", "clusters",
+                   "bench", "demo")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

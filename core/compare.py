@@ -163,7 +163,7 @@ def map_panel(predictors: dict[str, Predictor], ev: EvaluationSet) -> dict[str, 
     draw = (s - t) % n  # HoldoutMasks hides species (tile + draw) mod S in the species scenarios
     rows = []
     for sc in SCENARIOS:
-        hidden = test.hidden(sc, draw % test.draws, n)[t:t + 1].to(tile.presence.device)
+        hidden = test.hidden(sc, draw, n)[t:t + 1].to(tile.presence.device)
         probs = {name: p.predict(tile.presence, hidden, tile.aux, tile.valid)[0, s].numpy()
                  for name, p in predictors.items()}
         rows.append({"scenario": sc, "truth": tile.presence[0, s].cpu().numpy(), "valid": tile.valid[0].cpu().numpy(),

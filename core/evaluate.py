@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_path, check_writable
+from .baselines import FrequencyPredictor
 from .errors import InputError
 from .masking import SCENARIOS, MaskSpec, draw_masks, generator_for
 from .metrics import METRICS, HiddenCells
@@ -77,25 +78,40 @@ def collect(predictor: Predictor, tensors: StackTensors, masks: HoldoutMasks, sp
     return out
 
 
+def holdout_masks(stack: Stack, split: HoldoutSplit, tile_size: int, part: str, min_valid: float, spec: MaskSpec,
+                  draws: int, seed: int = EVAL_SEED) -> HoldoutMasks:
+    """The ``part`` ('val' or 'test') tiles of ``split`` with their seeded mask draws."""
+    return HoldoutMasks(holdout_tiles(stack, split, tile_size, part, min_valid), tile_size, spec, draws, seed)
+
+
+@dataclass
+class Scored:
+    """One predictor's test reports per scenario at its threshold, and the hidden cells behind them."""
+
+    reports: dict[str, dict[str, Any]]
+    threshold: float
+    cells: dict[str, HiddenCells]
+
+
+def score_predictor(predictor: Predictor, tensors: StackTensors, test: HoldoutMasks, val: HoldoutMasks,
+                    species: list[str], threshold: Optional[float] = None,
+                    progress: Optional[Progress] = None) -> Scored:
+    """Score any predictor (model, kriging, baseline) on the test masks at ``threshold``; when
+    None, at the Dice-best threshold on the validation masks (never on the test blocks). The one
+    scoring path of ``evaluate``, ``compare`` and ``sweep``."""
+    if threshold is None:
+        threshold = pooled_threshold(collect(predictor, tensors, val, species, progress=progress)) \
+            if len(val.origins) else 0.5
+    cells = collect(predictor, tensors, test, species, progress=progress)
+    return Scored({sc: c.report(threshold) for sc, c in cells.items()}, float(threshold), cells)
+
+
 def pooled_threshold(cells: dict[str, HiddenCells]) -> float:
     """The Dice-maximising threshold over all scenarios' hidden cells pooled."""
     from .metrics import best_dice_threshold
 
     arrays = [c.arrays() for c in cells.values()]
     return best_dice_threshold(np.concatenate([a[0] for a in arrays]), np.concatenate([a[1] for a in arrays]))
-
-
-class FrequencyPredictor:
-    """The trivial baseline: every hidden cell of a species gets that species' share of land
-    cells with a record in the training blocks."""
-
-    def __init__(self, frequency: dict[str, float], species: list[str], name: str = "frequency") -> None:
-        self.name = name
-        self.freq = torch.tensor([frequency[s] for s in species], dtype=torch.float32)
-
-    def predict(self, presence: torch.Tensor, hidden: torch.Tensor, aux: torch.Tensor,
-                valid: torch.Tensor) -> torch.Tensor:
-        return self.freq.view(1, -1, 1, 1).expand(presence.shape).clone()
 
 
 def random_draw_report(cells: HiddenCells, frequency: dict[str, float]) -> dict[str, Any]:
@@ -176,8 +192,8 @@ def evaluate_models(stack: Stack, model_paths: Sequence[str | Path], out: Option
     draws = draws or len(stack.species)
     k = card.tile_size
     min_valid = float(card.training.get("min_valid", 0.25))
-    test = HoldoutMasks(holdout_tiles(stack, split, k, "test", min_valid), k, spec, draws, seed)
-    val = HoldoutMasks(holdout_tiles(stack, split, k, "val", min_valid), k, spec, draws, seed)
+    test = holdout_masks(stack, split, k, "test", min_valid, spec, draws, seed)
+    val = holdout_masks(stack, split, k, "val", min_valid, spec, draws, seed)
     if len(test.origins) == 0:
         raise InputError("The hold-out split has no test tile with enough land; use a smaller --block-size or "
                          "a larger --test-fraction when training.")
@@ -194,15 +210,12 @@ def evaluate_models(stack: Stack, model_paths: Sequence[str | Path], out: Option
     model_reports, thresholds = [], {}
     for p, c in zip(paths, cards):
         pred = ModelPredictor.from_file(p, device=tensors.device)
-        cells = collect(pred, tensors, test, species, progress=progress)
         thresholds[str(p)] = c.threshold
-        model_reports.append({sc: cells[sc].report(c.threshold) for sc in SCENARIOS})
+        model_reports.append(score_predictor(pred, tensors, test, val, species, c.threshold, progress).reports)
 
-    baseline = FrequencyPredictor(freq, species)
-    val_cells = collect(baseline, tensors, val, species, progress=progress) if len(val.origins) else {}
-    base_t = pooled_threshold(val_cells) if val_cells else 0.5
+    base = score_predictor(FrequencyPredictor(freq, species), tensors, test, val, species, progress=progress)
+    base_t, base_cells = base.threshold, base.cells
     thresholds["frequency"] = base_t
-    base_cells = collect(baseline, tensors, test, species, progress=progress)
     if progress is not None:
         progress.close()
 

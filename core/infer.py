@@ -51,7 +51,7 @@ from .inputs import model_inputs
 from .model_file import ModelCard, load_model
 from .models import pick_device
 from .progress import Progress, SilentProgress, check_cancelled
-from .sliding_windows import UNET_MULTIPLE, WindowLayout, round_up
+from .sliding_windows import WindowLayout, round_up
 from .stack import Stack
 from .stack_windows import StackSource, open_stack_source
 
@@ -93,7 +93,7 @@ class InfillResult:
     draws: int
     evaluations: int
     hide: str
-    window: int
+    windows: str
     overlap: int
     threshold: float
     device: str
@@ -113,7 +113,7 @@ class InfillResult:
 
     def tags(self) -> dict[str, Any]:
         return {"species": self.species, "models": self.models, "draws": self.draws,
-                "evaluations": self.evaluations, "hide": self.hide, "window": self.window,
+                "evaluations": self.evaluations, "hide": self.hide, "windows": self.windows,
                 "overlap": self.overlap, "threshold": self.threshold}
 
 
@@ -178,9 +178,10 @@ class _Infiller:
         self.out_index = torch.tensor([self.species.index(s) for s in self.out_species], device=device)
         self.extra = self.discovery or draws > 1
         self.specs = [mask_spec_of(m.card) if self.extra else None for m in members]
-        self.rows, self.cols = layout.rows, layout.cols
+        self.rows, self.cols = layout.rows.starts, layout.cols.starts
+        self.height, self.width = layout.rows.size, layout.cols.size   # of a window
         self.col0 = self.cols[0]
-        self.span = self.cols[-1] + layout.size - self.col0
+        self.span = self.cols[-1] + self.width - self.col0
         self.evaluations = len(members) * draws
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                          else contextlib.nullcontext())
@@ -190,16 +191,16 @@ class _Infiller:
 
     # -- planning ---------------------------------------------------------------------------------
     def _strip_grid(self, r: int) -> Grid:
-        return self.source.grid.window(r, self.col0, self.layout.size, self.span)
+        return self.source.grid.window(r, self.col0, self.height, self.span)
 
     def plan(self) -> list[list[int]]:
         """For each window row, the window columns holding at least one cell to predict."""
-        size = self.layout.size
+        w = self.width
         active, cells = [], 0
         for r in self.rows:
-            valid = self.source.read_valid(r, self.col0, size, self.span)
+            valid = self.source.read_valid(r, self.col0, self.height, self.span)
             need = self.hide.cells(self._strip_grid(r), valid)
-            active.append([j for j, c in enumerate(self.cols) if need[:, c - self.col0:c - self.col0 + size].any()])
+            active.append([j for j, c in enumerate(self.cols) if need[:, c - self.col0:c - self.col0 + w].any()])
             cells += int(need.sum())
         if cells == 0:
             where = self.hide.region.description if self.hide.region is not None else "the stack"
@@ -214,17 +215,17 @@ class _Infiller:
         from .masking import draw_masks, generator_for
 
         b = int(self.members[m].card.tile_size)
-        size, s = self.layout.size, len(self.species)
-        bj_lo = -math.ceil(size / b)                       # lattice columns fixed for the grid,
-        n = math.ceil((self.source.grid.width + size) / b) - bj_lo  # whatever the window offset
-        bi0, bi1 = math.floor(r / b), math.floor((r + size - 1) / b)
+        s = len(self.species)
+        bj_lo = -math.ceil(self.width / b)                       # lattice columns fixed for the grid,
+        n = math.ceil((self.source.grid.width + self.width) / b) - bj_lo  # whatever the window offset
+        bi0, bi1 = math.floor(r / b), math.floor((r + self.height - 1) / b)
         rows = []
         for bi in range(bi0, bi1 + 1):
             hidden, _ = draw_masks(self.specs[m], n, s, b, b, generator_for(self.seed, m, d, bi))
             rows.append(hidden.permute(1, 2, 0, 3).reshape(s, b, n * b))
         full = torch.cat(rows, dim=1)
         rr, cc = r - bi0 * b, self.col0 - bj_lo * b
-        return full[:, rr:rr + size, cc:cc + self.span].to(self.device)
+        return full[:, rr:rr + self.height, cc:cc + self.span].to(self.device)
 
     # -- batches ----------------------------------------------------------------------------------
     def _window_weights(self, i: int, j: int) -> torch.Tensor:
@@ -248,11 +249,10 @@ class _Infiller:
             logits = member.model(x)
         with torch.inference_mode():
             p = torch.sigmoid(logits.float()).index_select(1, self.out_index)
-            size = self.layout.size
             for b, (i, j, *_rest, target) in enumerate(jobs):
                 c = self.cols[j] - self.col0
                 wt = self._window_weights(i, j) * target
-                view = acc[:, :, :, c:c + size]
+                view = acc[:, :, :, c:c + self.width]
                 view[0] += wt
                 view[1] += wt * p[b]
                 view[2] += wt * p[b] * p[b]
@@ -261,8 +261,8 @@ class _Infiller:
 
     def _strip(self, i: int, cols: list[int], acc: torch.Tensor) -> None:
         """All evaluations of the active windows of window row ``i``."""
-        r, size = self.rows[i], self.layout.size
-        win = self.source.read_window(r, self.col0, size, self.span)
+        r, size = self.rows[i], self.width
+        win = self.source.read_window(r, self.col0, self.height, self.span)
         dev = self.device
         presence = torch.from_numpy(win.presence).to(dev)
         aux = torch.from_numpy(win.aux).to(dev)
@@ -293,7 +293,7 @@ class _Infiller:
 
     def _emit(self, i: int, acc: torch.Tensor, sink) -> None:
         """Write the rows that no later window touches, then slide the accumulators up."""
-        r, size, stride = self.rows[i], self.layout.size, self.layout.stride
+        r, size, stride = self.rows[i], self.height, self.layout.rows.stride
         last = i == len(self.rows) - 1
         n = size if last else stride
         lo, hi = max(r, 0), min(r + n, self.source.grid.height)
@@ -316,7 +316,7 @@ class _Infiller:
     def run(self, sink) -> None:
         active = self.plan()
         self.progress.start(sum(len(a) for a in active) * self.evaluations, "infill (window evaluations)")
-        acc = torch.zeros((3, len(self.out_species), self.layout.size, self.span), dtype=torch.float32,
+        acc = torch.zeros((3, len(self.out_species), self.height, self.span), dtype=torch.float32,
                           device=self.device)
         for i, cols in enumerate(active):
             check_cancelled(self.progress)
@@ -376,16 +376,14 @@ def infill(stack: Stack | StackSource | str | Path,
         check_members(members, source)
         hide.species_flags(source.species)  # unknown species → InputError before any work
         tile = max(int(m.card.tile_size) for m in members)
-        size = round_up(window or default_window(members), UNET_MULTIPLE)
         ov = default_overlap(tile) if overlap is None else int(overlap)
         g = source.grid
-        size = min(size, round_up(max(g.height, g.width) + 2 * ov))
-        layout = WindowLayout(g.height, g.width, size, ov, offset[0], offset[1])
+        layout = WindowLayout.fitted(g.height, g.width, window or default_window(members), ov, offset)
         engine = _Infiller(source, members, hide, draws, batch_size, dev, progress, layout, seed)
         threshold = float(np.mean([m.card.threshold for m in members]))
         result = InfillResult(engine.out_species, g, None, None, Path(out) if out else None,
                               [m.name for m in members], draws, engine.evaluations, hide.describe(),
-                              size, ov, threshold, dev_note, 0.0, 0)
+                              layout.describe(), ov, threshold, dev_note, 0.0, 0)
         try:
             if out is not None:
                 from .prediction_io import prediction_file

@@ -13,7 +13,7 @@ def model_inputs(presence: torch.Tensor, hidden: torch.Tensor, aux: torch.Tensor
 
     presence (B, S, H, W) 0/1, hidden (B, S, H, W) bool, aux (B, A, H, W), valid (B, H, W) bool.
     """
-    v = valid.unsqueeze(1).to(aux.dtype if aux.numel() else presence.dtype)
+    v = valid.unsqueeze(1).to(aux.dtype if aux.is_floating_point() else torch.float32)  # float even with no aux band
     p = presence.to(v.dtype)
     h = hidden.to(v.dtype)
     visible = torch.where(hidden, torch.full_like(p, HIDDEN_FILL), p) * v

@@ -262,8 +262,9 @@ def valid_on_grid(grid: Grid, outline: Optional[VectorShapes], stack_valid: Opti
                   aux: Sequence[RasterBand]) -> np.ndarray:
     """Cells to model: inside an outline layer; else the valid band of an M3 stack; else the cells
     where every aux raster has data."""
-    if outline is not None:
-        valid = geometry_mask(outline.geometries, to_crs(outline.crs), grid)
+    if outline is not None:  # no polygon near the region: no valid cell
+        valid = (geometry_mask(outline.geometries, to_crs(outline.crs), grid) if outline.geometries
+                 else np.zeros(grid.shape, bool))
     elif stack_valid is not None:
         valid = np.nan_to_num(band_on_grid(stack_valid, grid, Resampling.nearest)) > 0.5
     else:

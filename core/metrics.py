@@ -48,6 +48,20 @@ def average_precision(probs: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+def precision_recall_curve(probs: np.ndarray, truth: np.ndarray, max_points: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and precision at each distinct threshold (descending), thinned to at most
+    ``max_points`` (the first and last kept) for plotting; empty without positives."""
+    n_pos = int(np.count_nonzero(truth))
+    if n_pos == 0 or len(probs) == 0:
+        return np.zeros(0), np.zeros(0)
+    _, tp, fp = _ranked(probs, truth)
+    recall, precision = tp / n_pos, tp / (tp + fp)
+    if len(recall) > max_points:
+        keep = np.unique(np.linspace(0, len(recall) - 1, max_points).round().astype(int))
+        recall, precision = recall[keep], precision[keep]
+    return recall, precision
+
+
 def best_dice_threshold(probs: np.ndarray, truth: np.ndarray) -> float:
     """The threshold (predict ``>=``) that maximises Dice; 0.5 when there is no positive."""
     n_pos = int(np.count_nonzero(truth))

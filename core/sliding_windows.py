@@ -1,10 +1,16 @@
 """Sliding windows over a grid with overlapping, blended seams.
 
-Windows of ``size`` cells step by ``size - overlap``. Each window's prediction is weighted by a
-separable taper: 1 in the middle, a cosine-squared ramp over the ``overlap`` cells it shares
-with a neighbour (no ramp on a side with no neighbour). Neighbouring ramps sum to exactly 1
-(sin² + cos²), so the weights are a partition of unity: a blended map has no visible tile
-edges, and away from the ramps each cell comes from one window's interior.
+Along each axis, windows of ``size`` cells step by ``size - overlap``. Each window's prediction
+is weighted by a separable taper: 1 in the middle; over the ``overlap`` cells it shares with a
+neighbour, 0 on the outer quarter (the cells nearest its edge, where a convolutional model sees
+the least context), a cosine-squared ramp over the middle half, 1 on the inner quarter (no
+taper on a side with no neighbour). Neighbouring tapers sum to exactly 1 (sin² + cos²), so the
+weights are a partition of unity: a blended map has no visible window edges, and away from the
+overlaps each cell comes from one window's interior.
+
+The window side along each axis is fitted to the grid (:func:`fit_size`): the fewest cells of
+computation that cover the axis with windows no larger than asked, so small grids and regions
+do not pay for windows hanging far over their edges.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from .errors import InputError
 UNET_MULTIPLE = 32  # the U-Net halves its input 5 times: window sides must be multiples of 32
 
 
-def round_up(n: int, multiple: int = UNET_MULTIPLE) -> int:
+def round_up(n: float, multiple: int = UNET_MULTIPLE) -> int:
     return int(math.ceil(n / multiple) * multiple)
 
 
@@ -37,12 +43,36 @@ def window_starts(length: int, size: int, overlap: int, offset: int = 0) -> list
     return starts
 
 
+def fit_size(length: int, max_size: int, overlap: int, offset: int = 0,
+             multiple: int = UNET_MULTIPLE) -> int:
+    """The window side (a multiple of ``multiple``, at most ``max_size``, at least twice the
+    overlap) whose windows cover ``length`` cells with the fewest cells computed."""
+    max_size = max(round_up(max_size, multiple), round_up(2 * overlap + 1, multiple))
+    span = length + offset
+    if span <= max_size:
+        return round_up(max(span, 2 * overlap + 1), multiple)
+    n_min = math.ceil((span - overlap) / (max_size - overlap))
+    best = None
+    for n in (n_min, n_min + 1):
+        size = min(max_size, max(round_up((span - overlap) / n + overlap, multiple),
+                                 round_up(2 * overlap + 1, multiple)))
+        cost = len(window_starts(length, size, overlap, offset)) * size
+        if best is None or cost < best[0]:
+            best = (cost, size)
+    return best[1]
+
+
 @lru_cache(maxsize=64)
 def taper(size: int, overlap: int, ramp_before: bool, ramp_after: bool) -> np.ndarray:
-    """(size,) float32 weights of one axis (see the module docstring)."""
+    """(size,) float32 weights along one axis (see the module docstring). Inside an overlap the
+    outer quarter is dropped (weight 0: those cells are near the window's zero-padded edge, where
+    a convolutional model sees the least context), the middle half ramps, the inner quarter is 1."""
     w = np.ones(size, np.float64)
     if overlap > 0:
-        ramp = np.sin(0.5 * np.pi * (np.arange(overlap) + 0.5) / overlap) ** 2
+        margin = overlap // 4
+        n = overlap - 2 * margin
+        ramp = np.concatenate([np.zeros(margin), np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n) ** 2,
+                               np.ones(margin)])
         if ramp_before:
             w[:overlap] = ramp
         if ramp_after:
@@ -51,34 +81,50 @@ def taper(size: int, overlap: int, ramp_before: bool, ramp_after: bool) -> np.nd
 
 
 @dataclass(frozen=True)
-class WindowLayout:
-    """Window origins over a (height, width) grid and each window's blend weights."""
+class AxisWindows:
+    """Windows along one axis of ``length`` cells."""
 
-    height: int
-    width: int
+    length: int
     size: int
     overlap: int
-    row_offset: int = 0
-    col_offset: int = 0
+    offset: int = 0
+
+    @property
+    def starts(self) -> list[int]:
+        return window_starts(self.length, self.size, self.overlap, self.offset)
 
     @property
     def stride(self) -> int:
         return self.size - self.overlap
 
-    @property
-    def rows(self) -> list[int]:
-        return window_starts(self.height, self.size, self.overlap, self.row_offset)
+    def weights(self, i: int) -> np.ndarray:
+        return taper(self.size, self.overlap, i > 0, i < len(self.starts) - 1)
 
-    @property
-    def cols(self) -> list[int]:
-        return window_starts(self.width, self.size, self.overlap, self.col_offset)
+    @classmethod
+    def fitted(cls, length: int, max_size: int, overlap: int, offset: int = 0) -> "AxisWindows":
+        return cls(length, fit_size(length, max_size, overlap, offset), overlap, offset)
+
+
+@dataclass(frozen=True)
+class WindowLayout:
+    """Windows over a grid: strips of ``rows.size`` cells, windows ``cols.size`` cells wide."""
+
+    rows: AxisWindows
+    cols: AxisWindows
+
+    @classmethod
+    def fitted(cls, height: int, width: int, max_size: int, overlap: int,
+               offset: tuple[int, int] = (0, 0)) -> "WindowLayout":
+        return cls(AxisWindows.fitted(height, max_size, overlap, offset[0]),
+                   AxisWindows.fitted(width, max_size, overlap, offset[1]))
 
     def weights(self, i: int, j: int) -> np.ndarray:
-        """(size, size) float32 blend weights of the window in row ``i``, column ``j`` of the lattice."""
-        ni, nj = len(self.rows), len(self.cols)
-        wr = taper(self.size, self.overlap, i > 0, i < ni - 1)
-        wc = taper(self.size, self.overlap, j > 0, j < nj - 1)
-        return np.outer(wr, wc)
+        """(rows.size, cols.size) float32 blend weights of window (i, j)."""
+        return np.outer(self.rows.weights(i), self.cols.weights(j))
 
     def __len__(self) -> int:
-        return len(self.rows) * len(self.cols)
+        return len(self.rows.starts) * len(self.cols.starts)
+
+    def describe(self) -> str:
+        return (f"{len(self.rows.starts)} x {len(self.cols.starts)} windows of {self.rows.size} x "
+                f"{self.cols.size} cells, overlap {self.rows.overlap}")

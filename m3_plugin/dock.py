@@ -22,6 +22,7 @@ from . import layer_sources as ls
 from .dependencies import install_hint, missing_message, missing_packages
 from .settings import DockSettings
 
+SITES_MARGIN_M = 200_000.0  # known sites are exported this far around the run's grid
 REGION_MODES = (("drawn", "Drawn on the map"), ("selection", "Selected polygons of a layer"),
                 ("extent", "Current map extent"))
 
@@ -277,9 +278,23 @@ class M3Dock(QDockWidget):
         self.sites_layer.layerChanged.connect(self._sites_layer_changed)
         form.addRow("Known mines", self.sites_layer)
         form.addRow("Commodity field", self.sites_field)
-        self.clusters_check = QCheckBox("Find clusters of high probability", run_box)
-        self.clusters_check.setChecked(True)
+        self.clusters_check = QCheckBox("Find clusters: high probability, no known site nearby", run_box)
+        self.clusters_check.setChecked(self.settings.find_clusters)
         form.addRow(self.clusters_check)
+        clusters = QHBoxLayout()
+        self.cluster_area_spin = QDoubleSpinBox(run_box)
+        self.cluster_area_spin.setRange(0.0, 1e6)
+        self.cluster_area_spin.setSuffix(" km²")
+        self.cluster_area_spin.setValue(self.settings.cluster_min_area_km2)
+        self.cluster_distance_spin = QDoubleSpinBox(run_box)
+        self.cluster_distance_spin.setRange(0.0, 1e4)
+        self.cluster_distance_spin.setSuffix(" km")
+        self.cluster_distance_spin.setValue(self.settings.cluster_min_distance_km)
+        clusters.addWidget(QLabel("at least", run_box))
+        clusters.addWidget(self.cluster_area_spin)
+        clusters.addWidget(QLabel("farther than", run_box))
+        clusters.addWidget(self.cluster_distance_spin)
+        form.addRow(clusters)
         self.output_widget = QgsFileWidget(run_box)
         self.output_widget.setStorageMode(QgsFileWidget.GetDirectory)
         self.output_widget.setFilePath(self.settings.output_dir)
@@ -371,6 +386,8 @@ class M3Dock(QDockWidget):
         self.ensemble_label.setText(f"× {n} model{'s' if n > 1 else ''} = {n * d} evaluations")
 
     def _rebuild_rows(self) -> None:
+        for row in list(self.mineral_rows.values()) + list(self.aux_rows.values()):
+            row.layer.layerChanged.disconnect()  # the widgets die later; no slot may run on them meanwhile
         for grid in (self.minerals_grid, self.aux_grid):
             while grid.count():
                 item = grid.takeAt(0)
@@ -557,6 +574,9 @@ class M3Dock(QDockWidget):
         s.hidden_species = [sym for sym, row in self.mineral_rows.items() if row.hide.isChecked()]
         s.region_mode = self.region_mode.currentData()
         s.sites_field = self.sites_field.currentField()
+        s.find_clusters = self.clusters_check.isChecked()
+        s.cluster_min_area_km2 = self.cluster_area_spin.value()
+        s.cluster_min_distance_km = self.cluster_distance_spin.value()
         s.save()
 
     def _run_folder(self, name: str) -> Path:
@@ -628,7 +648,10 @@ class M3Dock(QDockWidget):
         sites, sites_id = None, ""
         sites_layer = self.sites_layer.currentLayer()
         if sites_layer is not None and self.sites_field.currentField():
-            sites = ls.point_records(sites_layer, self.sites_field.currentField(), extent)
+            # wider than the grid, so that distances from clusters to the nearest site are right
+            wide = QgsRectangle(left - SITES_MARGIN_M, bottom - SITES_MARGIN_M, right + SITES_MARGIN_M,
+                                top + SITES_MARGIN_M)
+            sites = ls.point_records(sites_layer, self.sites_field.currentField(), (wide, qcrs))
             sites_id = sites_layer.id()
         what = ", ".join(hidden) if hidden else "all species"
         name = f"M3 infill {what} {time.strftime('%H:%M:%S')}"
@@ -637,7 +660,9 @@ class M3Dock(QDockWidget):
                          draws=self.draws_spin.value(),
                          batch_size=self.batch_spin.value(), device=self.device_combo.currentData(),
                          threshold=float(self.threshold_spin.value()), sites=sites, sites_layer_id=sites_id,
-                         find_clusters=self.clusters_check.isChecked())
+                         find_clusters=self.clusters_check.isChecked(),
+                         cluster_min_area_km2=self.cluster_area_spin.value(),
+                         cluster_min_distance_km=self.cluster_distance_spin.value())
 
     def run(self):
         """Start an infill in the background; returns the task, or None when the inputs are not usable

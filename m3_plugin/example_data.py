@@ -33,15 +33,18 @@ def records_geopackage() -> Path:
     if out.exists() and out.stat().st_mtime >= defaults.RECORDS.stat().st_mtime:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
+    src = gdal.OpenEx(f"/vsigzip/{defaults.RECORDS}", gdal.OF_VECTOR,
+                      open_options=["X_POSSIBLE_NAMES=lon", "Y_POSSIBLE_NAMES=lat"])
+    if src is None:
+        raise M3Error(f"Could not read {defaults.RECORDS}: {gdal.GetLastErrorMsg()}. Reinstall the plugin.")
     with atomic_path(out) as tmp:
         tmp.unlink()
-        ds = gdal.VectorTranslate(str(tmp), f"/vsigzip/{defaults.RECORDS}", format="GPKG",
-                                  layerName=RECORDS_TABLE, srcSRS="EPSG:4326", dstSRS="EPSG:4326",
-                                  geometryType="POINT",
-                                  options=["-oo", "X_POSSIBLE_NAMES=lon", "-oo", "Y_POSSIBLE_NAMES=lat"])
+        ds = gdal.VectorTranslate(str(tmp), src, format="GPKG", layerName=RECORDS_TABLE, srcSRS="EPSG:4326",
+                                  dstSRS="EPSG:4326", geometryType="POINT")
         if ds is None:
             raise M3Error(f"Could not convert {defaults.RECORDS} to a GeoPackage: {gdal.GetLastErrorMsg()}")
         ds = None  # close before the rename
+    src = None
     return out
 
 

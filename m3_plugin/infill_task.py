@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from qgis.core import QgsMessageLog, Qgis, QgsTask
+import numpy as np
+from qgis.core import Qgis, QgsMessageLog, QgsTask
 
 from .core.errors import Cancelled, M3Error
 from .core.grid import Grid
@@ -43,6 +44,8 @@ class InfillJob:
     sites: Optional[PointRecords] = None
     sites_layer_id: str = ""
     find_clusters: bool = True
+    cluster_min_area_km2: float = 25.0
+    cluster_min_distance_km: float = 10.0
 
 
 class InfillTask(QgsTask):
@@ -54,6 +57,7 @@ class InfillTask(QgsTask):
         self.on_done = on_done
         self.outputs: Optional[RunOutputs] = None
         self.error: Optional[str] = None
+        self.details = ""  # traceback of an unexpected failure
         self.was_cancelled = False
         self._created = False
 
@@ -71,7 +75,8 @@ class InfillTask(QgsTask):
             self.error = str(e)
         except Exception:  # noqa: BLE001 (an exception must not escape into QGIS's task thread)
             self.error = "The infill failed unexpectedly; details are in the log (View > Panels > Log Messages)."
-            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
+            self.details = traceback.format_exc()
+            QgsMessageLog.logMessage(self.details, LOG_TAG, Qgis.Critical)
         if self.isCanceled():
             self.was_cancelled = True
         self._discard()
@@ -105,28 +110,35 @@ class InfillTask(QgsTask):
         write_shapes(job.region, job.folder / REGION_FILE)
         outputs = RunOutputs(job.name, job.folder, job.folder / PREDICTION_FILE, list(result.species),
                              job.threshold, job.folder / REGION_FILE, sites_layer_id=job.sites_layer_id)
-        import numpy as np
-
         outputs.std_max = {s: float(np.nanmax(a)) if np.isfinite(a).any() else 0.0
                            for s, a in zip(result.species, std)}
         region_cells = hide.cells(grid, stack.valid)
-        if job.sites is not None:
-            sites = records_from_points(job.sites, catalog_for(stack.species))
+        sites = records_from_points(job.sites, catalog_for(stack.species)) if job.sites is not None else None
+        if sites is not None:
             outputs.comparison = compare_with_sites(means, grid, region_cells, stack.valid, job.threshold, sites)
         if job.find_clusters:
-            outputs.clusters, outputs.cluster_count = self._clusters(result, stack, job)
+            check_cancelled(progress)
+            outputs.clusters, outputs.cluster_count = self._clusters(stack, sites, job)
         outputs.summary = (f"{result.evaluations} evaluations ({len(result.models)} model(s) × {result.draws} "
                            f"draws) on {result.device}, {result.seconds:.1f} s; {result.hide}.")
         self.setProgress(100.0)
         return outputs
 
-    def _clusters(self, result, stack, job: InfillJob) -> tuple[Optional[Path], int]:
-        """Discovered clusters as a GeoPackage, when core has the clusters module."""
-        try:
-            from .core import clusters as clusters_mod
-        except ImportError:
-            return None, 0
-        return clusters_mod.plugin_clusters(result, stack, job.threshold, job.folder / CLUSTERS_FILE)
+    @staticmethod
+    def _clusters(stack, sites, job: InfillJob) -> tuple[Path, int]:
+        """Discovered clusters (core.clusters) as a GeoPackage: high probability, no known site of the
+        species nearby; known sites from the known-mines layer, else the stack's presence cells."""
+        from .core.clusters import KnownSites, find_clusters, write_clusters
+        from .core.stack_windows import open_stack_source
+
+        known = (KnownSites.from_records(sites, job.grid) if sites is not None
+                 else KnownSites.from_stack(open_stack_source(stack)))
+        found = find_clusters(job.folder / PREDICTION_FILE, known, job.threshold, job.cluster_min_area_km2,
+                              job.cluster_min_distance_km)
+        path = write_clusters(found, job.folder / CLUSTERS_FILE, job.grid.crs,
+                              {"threshold": job.threshold, "min_area_km2": job.cluster_min_area_km2,
+                               "min_distance_km": job.cluster_min_distance_km})
+        return path, len(found)
 
     def _discard(self) -> None:
         """Delete the run's folder (only ever created by this task)."""

@@ -103,7 +103,7 @@ def layer_shapes(layer: QgsVectorLayer, selected_only: bool = False,
         raise InputError("A chosen vector layer is missing or broken. Choose it again.")
     crs = crs_text(layer.crs(), f"The layer '{layer.name()}'")
     feats = layer.getSelectedFeatures() if selected_only else layer.getFeatures(_request(layer, extent))
-    geoms = [_geojson(f.geometry()) for f in feats if f.hasGeometry() and not f.geometry().isEmpty()]
+    geoms = [geometry_json(f.geometry()) for f in feats if f.hasGeometry() and not f.geometry().isEmpty()]
     if selected_only and not geoms:
         raise InputError(f"No feature of '{layer.name()}' is selected. Select the polygons of the region "
                          "(Select Features tool) or choose another region.")
@@ -115,10 +115,10 @@ def geometry_shapes(geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem, na
     if geometry is None or geometry.isEmpty():
         raise InputError("The region to hide is empty: draw a rectangle or polygon on the map, or choose "
                          "another region.")
-    return VectorShapes([_geojson(geometry)], crs_text(crs, "The map"), name)
+    return VectorShapes([geometry_json(geometry)], crs_text(crs, "The map"), name)
 
 
-def _geojson(geometry: QgsGeometry) -> dict:
+def geometry_json(geometry: QgsGeometry) -> dict:
     import json
 
     return json.loads(geometry.asJson(17))

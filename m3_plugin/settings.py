@@ -24,6 +24,9 @@ class DockSettings:
     hidden_species: list[str] = field(default_factory=list)
     region_mode: str = "drawn"
     sites_field: str = ""
+    find_clusters: bool = True
+    cluster_min_area_km2: float = 25.0
+    cluster_min_distance_km: float = 10.0
 
     @classmethod
     def load(cls, settings: Optional[QgsSettings] = None) -> "DockSettings":
@@ -65,6 +68,10 @@ def _parse(name: str, raw, default):
         return [v for v in str(raw or "").split("\n") if v]
     if name == "threshold":
         return float(raw) if str(raw).strip() else None
+    if isinstance(default, bool):
+        return str(raw).lower() in ("1", "true", "yes")
     if isinstance(default, int):
         return int(raw)
+    if isinstance(default, float):
+        return float(raw)
     return str(raw or "")

@@ -73,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"device: {result.device}")
         print(f"hidden: {result.hide}")
         print(f"ensemble: {len(result.models)} model(s) x {result.draws} draw(s) = {result.evaluations} evaluations; "
-              f"{result.window_evaluations} window evaluations of {result.window} cells "
-              f"(overlap {result.overlap}) in {result.seconds:.1f} s "
+              f"{result.windows}; {result.window_evaluations} window evaluations in {result.seconds:.1f} s "
               f"({g.height * g.width * result.evaluations / max(result.seconds, 1e-9) / 1e6:.2f} Mcells/s)")
         print(f"wrote {args.out}: {g.width} x {g.height} cells, {g.crs.to_string()}, bands "
               + ", ".join(f"mean_{s}/std_{s}" for s in result.species))

@@ -1,0 +1,336 @@
+"""The M3 Processing provider: "Build stack", "Infill minerals" and "Find clusters", for the toolbox,
+batch mode and the Model Designer. Each calls the same ``core`` functions as the CLI and the dock."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from qgis.core import (QgsCoordinateTransform, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingContext,
+                       QgsProcessingException, QgsProcessingFeedback, QgsProcessingOutputNumber,
+                       QgsProcessingParameterCrs, QgsProcessingParameterEnum,
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField, QgsProcessingParameterFile,
+                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
+                       QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
+                       QgsProcessingParameterString, QgsProcessingParameterVectorDestination,
+                       QgsProcessingParameterVectorLayer, QgsProcessingProvider, QgsProject, QgsVectorFileWriter,
+                       QgsVectorLayer)
+from qgis.PyQt.QtGui import QIcon
+
+from .core import defaults
+from .core.errors import M3Error
+from .core.progress import CallbackProgress
+
+ICON = Path(__file__).resolve().parent / "resources" / "icons" / "m3.png"
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _progress(feedback: Optional[QgsProcessingFeedback]) -> CallbackProgress:
+    feedback = feedback or QgsProcessingFeedback()
+    return CallbackProgress(feedback.setProgress, feedback.isCanceled)
+
+
+def _symbols(text: str) -> list[str]:
+    return [s.strip() for s in (text or "").replace(";", ",").replace(" ", ",").split(",") if s.strip()]
+
+
+def _vector_file(layer: Optional[QgsVectorLayer], context: QgsProcessingContext, name: str) -> Optional[str]:
+    """A file GDAL can open holding just this layer: its own file, else a temporary GeoPackage copy."""
+    if layer is None:
+        return None
+    source = layer.source()
+    if layer.providerType() == "ogr" and "|" not in source and Path(source).is_file():
+        return source
+    out = QgsProcessing.generateTempFilename(f"{name}.gpkg")
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = "GPKG"
+    err = QgsVectorFileWriter.writeAsVectorFormatV3(layer, out, context.transformContext(), options)
+    if err[0] != QgsVectorFileWriter.NoError:
+        raise QgsProcessingException(f"Could not write {layer.name()} to a temporary GeoPackage: {err[1]}")
+    return out
+
+
+def _feature_shapes(source, name: str):
+    """A feature source's geometries as core shapes (the selection, when Processing was told to use it)."""
+    import json
+
+    from .core.layer_inputs import VectorShapes
+    from .layer_sources import crs_text
+
+    geoms = [json.loads(f.geometry().asJson(17)) for f in source.getFeatures()
+             if f.hasGeometry() and not f.geometry().isEmpty()]
+    return VectorShapes(geoms, crs_text(source.sourceCrs(), name), name)
+
+
+class M3Algorithm(QgsProcessingAlgorithm):
+    """Shared: the group, the icon, and M3's errors turned into Processing errors."""
+
+    def group(self) -> str:
+        return ""
+
+    def groupId(self) -> str:  # noqa: N802 (QGIS API)
+        return ""
+
+    def icon(self) -> QIcon:
+        return QIcon(str(ICON))
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        try:
+            return self.process(parameters, context, feedback)
+        except M3Error as e:
+            raise QgsProcessingException(str(e)) from None
+
+    def process(self, parameters, context, feedback) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class BuildStackAlgorithm(M3Algorithm):
+    RECORDS, AUX, FAULTS, OUTLINE, CRS, RESOLUTION, SPECIES, OUTPUT = (
+        "RECORDS", "AUX", "FAULTS", "OUTLINE", "CRS", "RESOLUTION", "SPECIES", "OUTPUT")
+
+    def name(self) -> str:
+        return "buildstack"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Build stack"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return ("Rasterise mineral records per species and resample auxiliary rasters onto one grid (a projected "
+                "CRS in metres): the multi-band GeoTIFF M3 trains on and infills. Empty inputs use the embedded "
+                "CONUS data.")
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        self.addParameter(QgsProcessingParameterFile(
+            self.RECORDS, "Records CSV (MinMod: lon, lat, commodities; or USGS MRDS); empty: the embedded records",
+            QgsProcessingParameterFile.File, fileFilter="Records CSV (*.csv *.gz *.txt)", defaultValue=str(defaults.RECORDS),
+            optional=True))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.AUX, "Auxiliary rasters (empty: the embedded geophysics)", QgsProcessing.TypeRaster, optional=True))
+        self.addParameter(QgsProcessingParameterVectorLayer(
+            self.FAULTS, "Fault lines (distance-to-fault band)", [QgsProcessing.TypeVectorLine],
+            defaultValue=str(defaults.FAULTS), optional=True))
+        self.addParameter(QgsProcessingParameterVectorLayer(
+            self.OUTLINE, "Outline (valid cells); empty: the conterminous US", [QgsProcessing.TypeVectorPolygon],
+            defaultValue=str(defaults.OUTLINE), optional=True))
+        self.addParameter(QgsProcessingParameterCrs(self.CRS, "Grid CRS (projected, metres)", defaults.GRID_CRS))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.RESOLUTION, "Cell size (m)", QgsProcessingParameterNumber.Double, defaults.RESOLUTION_M,
+            minValue=1.0))
+        self.addParameter(QgsProcessingParameterString(
+            self.SPECIES, "Species symbols (empty: the 10 defaults)", "", optional=True))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Stack"))
+
+    def process(self, parameters, context, feedback) -> dict[str, Any]:
+        from .core.build_stack import build_stack
+        from .core.species import SpeciesCatalog
+
+        aux_layers = self.parameterAsLayerList(parameters, self.AUX, context)
+        aux = [layer.source() for layer in aux_layers] or list(defaults.AUX_RASTERS)
+        faults = _vector_file(self.parameterAsVectorLayer(parameters, self.FAULTS, context), context, "faults")
+        outline = _vector_file(self.parameterAsVectorLayer(parameters, self.OUTLINE, context), context,
+                               "outline") or str(defaults.OUTLINE)
+        crs = self.parameterAsCrs(parameters, self.CRS, context)
+        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        catalog = SpeciesCatalog()
+        species = _symbols(self.parameterAsString(parameters, self.SPECIES, context))
+        if species:
+            catalog = catalog.subset(species)
+        records = self.parameterAsFile(parameters, self.RECORDS, context) or str(defaults.RECORDS)
+        stack = build_stack(out, records=records, aux_rasters=aux,
+                            faults=faults, outline=outline, crs=crs.authid() or crs.toWkt(),
+                            resolution=self.parameterAsDouble(parameters, self.RESOLUTION, context),
+                            catalog=catalog, progress=_progress(feedback))
+        g = stack.grid
+        feedback.pushInfo(f"{g.width} x {g.height} cells of {g.resolution:g} m; presence cells: "
+                          + ", ".join(f"{k} {v}" for k, v in stack.presence_counts().items()))
+        return {self.OUTPUT: out}
+
+
+class InfillAlgorithm(M3Algorithm):
+    STACK, MODEL, MORE_MODELS, SPECIES, REGION, DRAWS, BATCH, DEVICE, OUTPUT = (
+        "STACK", "MODEL", "MORE_MODELS", "SPECIES", "REGION", "DRAWS", "BATCH", "DEVICE", "OUTPUT")
+
+    def name(self) -> str:
+        return "infill"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Infill minerals"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return ("Hide species (and/or a region) of an M3 stack and let an ensemble of models × random mask draws "
+                "predict them: a GeoTIFF with the mean probability (mean_<species>) and its standard deviation "
+                "(std_<species>) per hidden species. With a region, only the region and half a tile of context "
+                "around it are computed.")
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.STACK, "M3 stack (from Build stack)"))
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, "Model file", QgsProcessingParameterFile.File, fileFilter="M3 model (*.safetensors)",
+            defaultValue=str(defaults.BUNDLED_MODEL) if defaults.BUNDLED_MODEL.exists() else None))
+        self.addParameter(QgsProcessingParameterString(
+            self.MORE_MODELS, "More model files for the ensemble (other seeds; ';'-separated)", "", optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.SPECIES, "Species to hide (e.g. Au, Cu; empty: all, in the region)", "", optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.REGION, "Region to hide (polygons)", [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterNumber(self.DRAWS, "Mask draws per model",
+                                                       QgsProcessingParameterNumber.Integer, 10, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber(self.BATCH, "Batch size (windows per forward pass)",
+                                                       QgsProcessingParameterNumber.Integer, 8, minValue=1))
+        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", ["Automatic (CUDA when available)",
+                                                                             "CPU", "CUDA"], defaultValue=0))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Mean probability and spread"))
+
+    def process(self, parameters, context, feedback) -> dict[str, Any]:
+        from .core.hiding import HideSpec
+        from .core.infer import infill
+        from .core.layer_inputs import as_region, model_context_grid, window_in
+        from .core.model_file import read_card
+        from .core.stack_windows import GeoTiffStackSource
+
+        stack_layer = self.parameterAsRasterLayer(parameters, self.STACK, context)
+        if stack_layer is None:
+            raise QgsProcessingException("Choose an M3 stack raster (made by Build stack).")
+        model = self.parameterAsFile(parameters, self.MODEL, context)
+        if not model:
+            raise QgsProcessingException("Choose a model file (.safetensors with its .json card).")
+        models = [model] + [p for p in (self.parameterAsString(parameters, self.MORE_MODELS, context) or "")
+                            .split(";") if p.strip()]
+        source = self.parameterAsSource(parameters, self.REGION, context)
+        region = as_region(_feature_shapes(source, "region")) if source is not None else None
+        hide = HideSpec(tuple(_symbols(self.parameterAsString(parameters, self.SPECIES, context))), region)
+        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        stack = GeoTiffStackSource(stack_layer.source())
+        try:
+            if region is not None:  # the region and its context only
+                card = read_card(models[0])
+                grid = model_context_grid(region, stack.grid.crs, stack.grid.resolution, int(card.tile_size))
+                stack_in = stack.read_window(*window_in(stack.grid, grid))
+            else:
+                stack_in = stack
+            device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
+            result = infill(stack_in, models, hide, draws=self.parameterAsInt(parameters, self.DRAWS, context),
+                            batch_size=self.parameterAsInt(parameters, self.BATCH, context), device=device,
+                            progress=_progress(feedback), out=out)
+        finally:
+            stack.close()
+        feedback.pushInfo(f"{result.evaluations} evaluations on {result.device} in {result.seconds:.1f} s; "
+                          f"{result.hide}; bands: " + ", ".join(f"mean_{s}, std_{s}" for s in result.species))
+        return {self.OUTPUT: out}
+
+
+class ClustersAlgorithm(M3Algorithm):
+    PREDICTION, SITES, FIELD, STACK, THRESHOLD, MIN_AREA, MIN_DISTANCE, SPECIES, OUTPUT = (
+        "PREDICTION", "SITES", "FIELD", "STACK", "THRESHOLD", "MIN_AREA", "MIN_DISTANCE", "SPECIES", "OUTPUT")
+
+    def name(self) -> str:
+        return "clusters"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Find clusters"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return ("Connected regions of an infill's mean probability at or above the threshold, at least the minimum "
+                "area, with no known site of that species within the minimum distance: where the model expects a "
+                "mineral nobody recorded. Known sites: a point layer with a commodity field; else the presence "
+                "cells of a stack; else the embedded records.")
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.PREDICTION, "Infill result (Infill minerals)"))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.SITES, "Known sites (points)", [QgsProcessing.TypeVectorPoint], optional=True))
+        self.addParameter(QgsProcessingParameterField(self.FIELD, "Commodity field of the known sites",
+                                                      parentLayerParameterName=self.SITES, optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.STACK, "Or: the stack whose presence cells are the known sites", optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.THRESHOLD, "Probability threshold (empty: the models')", QgsProcessingParameterNumber.Double,
+            optional=True, minValue=0.0, maxValue=1.0))
+        self.addParameter(QgsProcessingParameterNumber(self.MIN_AREA, "Minimum area (km²)",
+                                                       QgsProcessingParameterNumber.Double, 25.0, minValue=0.0))
+        self.addParameter(QgsProcessingParameterNumber(self.MIN_DISTANCE, "No known site closer than (km)",
+                                                       QgsProcessingParameterNumber.Double, 10.0, minValue=0.0))
+        self.addParameter(QgsProcessingParameterString(self.SPECIES, "Species (empty: all in the result)", "",
+                                                       optional=True))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.OUTPUT, "Clusters", QgsProcessing.TypeVectorPolygon, defaultValue="TEMPORARY_OUTPUT"))
+        self.addOutput(QgsProcessingOutputNumber("COUNT", "Number of clusters"))
+
+    def _known_sites(self, parameters, context, grid, species):
+        from .core.clusters import KnownSites
+        from .core.layer_inputs import PointRecords, catalog_for, records_from_points
+        from .core.records import read_records
+        from .core.stack_windows import GeoTiffStackSource
+        from .layer_sources import COMMODITY_FIELD_NAMES, NAME_FIELD_NAMES, WGS84
+
+        sites = self.parameterAsSource(parameters, self.SITES, context)
+        if sites is not None:
+            field = self.parameterAsString(parameters, self.FIELD, context)
+            names = [f.name() for f in sites.fields()]
+            if not field:
+                field = next((n for n in names if n.lower() in COMMODITY_FIELD_NAMES), "")
+            if field not in names:
+                raise QgsProcessingException("Choose the known sites' commodity field.")
+            name_field = next((n for n in names if n.lower() in NAME_FIELD_NAMES), None)
+            tr = QgsCoordinateTransform(sites.sourceCrs(), WGS84, QgsProject.instance())
+            lon, lat, comm, label = [], [], [], []
+            for f in sites.getFeatures():
+                if not f.hasGeometry():
+                    continue
+                p = tr.transform(f.geometry().centroid().asPoint())
+                lon.append(p.x())
+                lat.append(p.y())
+                comm.append(str(f[field] or ""))
+                label.append(str(f[name_field] or "") if name_field else "")
+            import numpy as np
+
+            points = PointRecords(np.array(lon), np.array(lat), comm, label, "sites")
+            return KnownSites.from_records(records_from_points(points, catalog_for(species)), grid)
+        stack_layer = self.parameterAsRasterLayer(parameters, self.STACK, context)
+        if stack_layer is not None:
+            with GeoTiffStackSource(stack_layer.source()) as source:
+                return KnownSites.from_stack(source)
+        return KnownSites.from_records(read_records(defaults.RECORDS, catalog_for(species)), grid)
+
+    def process(self, parameters, context, feedback) -> dict[str, Any]:
+        from .core.clusters import find_clusters, summary, write_clusters
+        from .core.prediction_io import read_prediction_info
+
+        layer = self.parameterAsRasterLayer(parameters, self.PREDICTION, context)
+        if layer is None:
+            raise QgsProcessingException("Choose an infill result (a GeoTIFF made by Infill minerals).")
+        grid, species, meta = read_prediction_info(layer.source())
+        threshold = (self.parameterAsDouble(parameters, self.THRESHOLD, context)
+                     if parameters.get(self.THRESHOLD) not in (None, "") else float(meta.get("threshold", 0.5)))
+        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        if not out.lower().endswith(".gpkg"):
+            raise QgsProcessingException(f"Write the clusters to a GeoPackage (.gpkg), not {out}.")
+        sites = self._known_sites(parameters, context, grid, species)
+        feedback.setProgress(20)
+        chosen = _symbols(self.parameterAsString(parameters, self.SPECIES, context)) or None
+        min_area = self.parameterAsDouble(parameters, self.MIN_AREA, context)
+        min_dist = self.parameterAsDouble(parameters, self.MIN_DISTANCE, context)
+        clusters = find_clusters(layer.source(), sites, threshold, min_area, min_dist, chosen)
+        write_clusters(clusters, out, grid.crs, {"prediction": layer.source(), "threshold": threshold,
+                                                  "min_area_km2": min_area, "min_distance_km": min_dist})
+        feedback.pushInfo(summary(clusters))
+        return {self.OUTPUT: out, "COUNT": len(clusters)}
+
+
+class M3ProcessingProvider(QgsProcessingProvider):
+    """Provider id ``m3``: algorithms ``m3:buildstack``, ``m3:infill``, ``m3:clusters``."""
+
+    def id(self) -> str:
+        return "m3"
+
+    def name(self) -> str:
+        return "M3 mineral infill"
+
+    def icon(self) -> QIcon:
+        return QIcon(str(ICON))
+
+    def loadAlgorithms(self) -> None:  # noqa: N802
+        for alg in (BuildStackAlgorithm(), InfillAlgorithm(), ClustersAlgorithm()):
+            self.addAlgorithm(alg)

@@ -1,0 +1,339 @@
+"""The dock end to end on the example data (pytest-qgis, headless): load the example data, choose
+species and a region, run the infill task, check the layers and the comparison table; cancel;
+errors in the message bar; settings; the region tools."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from plugin_support import example_session, stack_metadata, tiny_model, wait_until
+from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsFeature, QgsGeometry, QgsPointXY, QgsProject,
+                       QgsRasterLayer, QgsRectangle, QgsSettings, QgsVectorLayer)
+from qgis.gui import QgsMapMouseEvent
+from qgis.PyQt.QtCore import QEvent, QPoint, Qt
+
+from rasterio.crs import CRS
+
+from core import defaults
+from core.grid import Grid
+from core.hiding import GeometryRegion
+from core.layer_inputs import RasterBand, band_on_grid, m3_stack_band
+from core.rasterize import record_cells
+from core.records import read_records
+from m3_plugin.dock import M3Dock
+from m3_plugin.example_data import GROUP, RECORDS_LAYER, STACK_LAYER
+from m3_plugin.settings import DockSettings
+
+WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
+# The Mother Lode gold belt in the Sierra Nevada foothills, California (about 70 x 110 km)
+MOTHER_LODE = QgsRectangle(-121.2, 37.8, -120.4, 38.8)
+OCEAN = QgsRectangle(-135.0, 30.0, -134.0, 31.0)  # Pacific, outside the outline
+
+
+@pytest.fixture(scope="session")
+def example_cache(tmp_path_factory, qgis_app):
+    yield from example_session(tmp_path_factory, qgis_app)
+
+
+@pytest.fixture(scope="session")
+def tiny(example_cache, tmp_path_factory):
+    """A random-weight model with the example stack's species and aux bands."""
+    return tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", stack_metadata(example_cache["stack"]))
+
+
+@pytest.fixture
+def clean_settings(qgis_app):
+    QgsSettings().remove("m3")
+    yield
+    QgsSettings().remove("m3")
+
+
+@pytest.fixture
+def dock(example_cache, tiny, qgis_iface, qgis_new_project, clean_settings, tmp_path):
+    """The dock with the example data loaded and the tiny model chosen; runs write under tmp_path."""
+    qgis_iface.messageBar().clear_messages()
+    d = M3Dock(qgis_iface)
+    d.load_example_data()
+    d.set_model_paths([str(tiny)])
+    d.output_widget.setFilePath(str(tmp_path / "runs"))
+    d.draws_spin.setValue(2)
+    d.batch_spin.setValue(4)
+    d.device_combo.setCurrentIndex(d.device_combo.findData("cpu"))
+    yield d
+    d.close_down()
+    d.deleteLater()
+    QgsProject.instance().clear()
+
+
+def run_and_wait(dock: M3Dock):
+    task = dock.run()
+    assert task is not None, dock.status_label.text()
+    wait_until(lambda: dock.task is None, timeout=600)
+    return task
+
+
+def messages(iface, level) -> list[str]:
+    return iface.messageBar().get_messages(level)
+
+
+def test_example_data_builds_the_stack_in_the_background_and_adds_every_layer(example_cache):
+    assert example_cache["built_in_background"]
+    assert example_cache["stack"].exists()
+    assert not [m for m, error in example_cache["messages"] if error]
+    names = example_cache["layers"]
+    assert names[0] == STACK_LAYER
+    assert {RECORDS_LAYER, "active faults", "CONUS outline", "gravity_disturbance_10arcmin",
+            "magnetic_br_lithosphere_0p25deg", "elevation_5arcmin"} <= set(names)
+    assert len(names) == 4 + 5
+
+
+def test_dock_matches_example_layers_by_name(dock, tiny):
+    root = QgsProject.instance().layerTreeRoot()
+    assert root.findGroup(GROUP) is not None
+    assert list(dock.mineral_rows) == ["Au", "Ag", "Zn", "Pb", "Cu", "Ni", "Fe", "U", "W", "Mn"]
+    for sym, row in dock.mineral_rows.items():
+        assert row.layer.currentLayer().name() == STACK_LAYER
+        assert row.choice.currentText().endswith(f"presence_{sym}")
+    for name, row in dock.aux_rows.items():
+        layer = row.layer.currentLayer()
+        assert layer is not None, name
+        if name == "fault_distance_km":  # no raster of that name: the stack's normalised band
+            assert layer.name() == STACK_LAYER and row.band.currentText().endswith("aux_fault_distance_km")
+        else:
+            assert layer.name() == name
+    assert dock.outline_layer.currentLayer().name() == "CONUS outline"
+    assert dock.sites_layer.currentLayer().name() == RECORDS_LAYER
+    assert dock.sites_field.currentField() == "commodities"
+    assert "tiny.safetensors" in dock.card_label.text() and "Au, Ag" in dock.card_label.text()
+    assert dock.ensemble_label.text() == "× 1 model = 2 evaluations"
+
+
+def test_infill_run_adds_a_group_and_fills_the_comparison_table(dock, qgis_iface):
+    dock.mineral_rows["Au"].hide.setChecked(True)
+    dock.mineral_rows["Cu"].hide.setChecked(True)
+    dock.set_region(QgsGeometry.fromRect(MOTHER_LODE), WGS84)
+    before = set(QgsProject.instance().mapLayers())
+    task = run_and_wait(dock)
+    assert task.outputs is not None, (messages(qgis_iface, Qgis.Critical), task.details)
+    assert dock.progress_bar.value() == 100
+
+    group = dock.last_group
+    assert group.name().startswith("M3 infill Au, Cu")
+    names = [n.name() for n in group.findLayers()]
+    assert names[0] == RECORDS_LAYER  # the known mines, drawn over the results
+    assert {"hidden region", "Au mean probability", "Cu mean probability", "Au uncertainty (std)",
+            "Cu uncertainty (std)"} <= set(names)
+    assert any(n.startswith("discovered clusters") for n in names)
+    visible = {n.name(): n.isVisible() for n in group.findLayers()}
+    assert visible["Au mean probability"] and not visible["Au uncertainty (std)"]
+    added = set(QgsProject.instance().mapLayers()) - before
+    assert len(added) == len(names) - 1  # the known-mines layer was already there
+
+    mean_layer = next(n.layer() for n in group.findLayers() if n.name() == "Au mean probability")
+    assert isinstance(mean_layer, QgsRasterLayer) and mean_layer.crs().authid() == "EPSG:5070"
+    ramp = mean_layer.renderer().shader().rasterShaderFunction().colorRampItemList()
+    assert ramp[0].color.alpha() == 0 and ramp[-1].color.alpha() > 0  # transparent at low values
+    del mean_layer, ramp
+
+    with rasterio.open(task.outputs.prediction) as src:
+        assert list(src.descriptions) == ["mean_Au", "mean_Cu", "std_Au", "std_Cu"]
+        grid = Grid(src.crs, src.transform, src.height, src.width)
+        mean = {"Au": src.read(1), "Cu": src.read(2)}
+    predicted = np.isfinite(mean["Au"])
+    assert 0 <= np.nanmin(mean["Au"]) and np.nanmax(mean["Au"]) <= 1
+    # predictions on exactly the valid cells of the hidden region
+    stack_path = dock.mineral_rows["Au"].layer.currentLayer().source()
+    valid = band_on_grid(RasterBand(stack_path, m3_stack_band(stack_path, "valid")), grid) > 0.5
+    cells = GeometryRegion([json.loads(QgsGeometry.fromRect(MOTHER_LODE).asJson())], CRS.from_epsg(4326)).mask(grid)
+    cells &= valid
+    assert cells.sum() > 2000
+    np.testing.assert_array_equal(predicted, cells)
+
+    # the table, against core reading the same sites from the CSV
+    table = {row[0]: row for row in dock.comparison_cells()}
+    assert set(table) == {"Au", "Cu"}
+    recs = read_records(defaults.RECORDS)
+    rows, cols, inside = record_cells(recs, grid)
+    in_region = np.zeros(len(recs), bool)
+    in_region[inside] = cells[rows[inside], cols[inside]]
+    threshold = dock.threshold_spin.value()
+    for sym in ("Au", "Cu"):
+        sel = in_region & recs.species[:, recs.symbols.index(sym)]
+        hits = int((mean[sym][rows[sel], cols[sel]] >= threshold).sum())
+        assert int(table[sym][1]) == int(sel.sum()) > 0, sym
+        assert int(table[sym][2]) == hits, sym
+        assert table[sym][3] == f"{hits / sel.sum():.0%}"
+        flagged = int(((mean[sym] >= threshold) & cells).sum())
+        assert table[sym][4] == f"{flagged * (grid.resolution / 1000) ** 2:,.0f}"
+    assert any("M3 infill Au, Cu" in m for m in messages(qgis_iface, Qgis.Success))
+
+
+def test_cancel_adds_nothing_and_deletes_the_run_folder(dock, qgis_iface):
+    dock.mineral_rows["Au"].hide.setChecked(True)
+    dock.set_region(QgsGeometry.fromRect(MOTHER_LODE), WGS84)
+    dock.draws_spin.setValue(200)  # long enough to be cancelled while it runs
+    dock.batch_spin.setValue(1)
+    layers = set(QgsProject.instance().mapLayers())
+    tree = [n.name() for n in QgsProject.instance().layerTreeRoot().children()]
+    task = dock.run()
+    assert task is not None
+    wait_until(lambda: task.progress() > 5 or dock.task is None, timeout=300)
+    dock.cancel()
+    wait_until(lambda: dock.task is None, timeout=300)
+    assert task.outputs is None and task.was_cancelled
+    assert set(QgsProject.instance().mapLayers()) == layers
+    assert [n.name() for n in QgsProject.instance().layerTreeRoot().children()] == tree
+    assert not task.job.folder.exists()
+    assert any("cancelled" in m for m in messages(qgis_iface, Qgis.Info))
+    assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
+
+
+def _no_new_layers(before: set) -> bool:
+    return set(QgsProject.instance().mapLayers()) == before
+
+
+def test_errors_reach_the_message_bar_and_leave_nothing(dock, qgis_iface, tmp_path, monkeypatch):
+    before = set(QgsProject.instance().mapLayers())
+    # no region yet
+    assert dock.run() is None
+    assert "draw a rectangle or polygon" in messages(qgis_iface, Qgis.Critical)[-1]
+    # a region with no valid cell (the Pacific): the task fails, nothing is added, no folder is left
+    dock.set_region(QgsGeometry.fromRect(OCEAN), WGS84)
+    task = run_and_wait(dock)
+    assert task.outputs is None and not task.was_cancelled
+    assert "No cell of the region is valid" in messages(qgis_iface, Qgis.Critical)[-1], task.details
+    assert not task.job.folder.exists() and _no_new_layers(before)
+    # a missing aux layer
+    dock.set_region(QgsGeometry.fromRect(MOTHER_LODE), WGS84)
+    dock.aux_rows["elevation_5arcmin"].set_source(None)
+    assert dock.run() is None
+    assert "elevation_5arcmin" in messages(qgis_iface, Qgis.Critical)[-1]
+    assert "Pick a raster layer" in messages(qgis_iface, Qgis.Critical)[-1]
+    # torch missing in QGIS's Python
+    monkeypatch.setattr("m3_plugin.dock.missing_packages", lambda: ["torch"])
+    assert dock.run() is None
+    assert "pip install" in messages(qgis_iface, Qgis.Critical)[-1]
+    assert _no_new_layers(before)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_model_in_a_geographic_crs_is_refused(dock, qgis_iface, tiny, tmp_path):
+    import shutil
+
+    odd = tmp_path / "lonlat.safetensors"
+    shutil.copy(tiny, odd)
+    card = json.loads(tiny.with_suffix(".json").read_text())
+    card["grid"] = {"crs": "EPSG:4326", "resolution": 0.01}
+    odd.with_suffix(".json").write_text(json.dumps(card))
+    dock.set_model_paths([str(odd)])
+    dock.set_region(QgsGeometry.fromRect(MOTHER_LODE), WGS84)
+    assert dock.run() is None
+    assert "not projected" in messages(qgis_iface, Qgis.Critical)[-1]
+
+
+def test_point_layer_sources_rasterise_like_the_stack(dock):
+    """Presence from the records point layer equals the stack's presence band on the run's grid."""
+    # the plugin's objects come from its own copy of core (m3_plugin.core)
+    from m3_plugin.core.layer_inputs import assemble_stack, window_in
+    from m3_plugin.core.stack import Stack
+
+    records = next(l for l in QgsProject.instance().mapLayers().values() if l.name() == RECORDS_LAYER)
+    for row in dock.mineral_rows.values():
+        row.set_source(records, "commodities")
+    dock.set_region(QgsGeometry.fromRect(MOTHER_LODE), WGS84)
+    job = dock.build_job()
+    stack = assemble_stack(job.inputs, job.grid)
+    full = Stack.read(dock.aux_rows["fault_distance_km"].layer.currentLayer().source())
+    window = full.window(*window_in(full.grid, job.grid))
+    assert stack.presence.sum() > 100
+    np.testing.assert_array_equal(stack.presence, window.presence)
+    np.testing.assert_array_equal(stack.valid, window.valid)
+    # raw aux rasters resampled and normalised with the card's statistics match the stack's bands, up to
+    # GDAL's approximate warp transformer, which differs between the CONUS grid and this window
+    np.testing.assert_allclose(stack.aux, window.aux, atol=0.05)
+    assert np.abs(stack.aux - window.aux).mean() < 0.01
+
+
+def test_settings_persist_between_sessions(dock, tiny):
+    dock.draws_spin.setValue(7)
+    dock.threshold_spin.setValue(0.3)
+    dock.mineral_rows["Zn"].hide.setChecked(True)
+    dock.region_mode.setCurrentIndex(dock.region_mode.findData("extent"))
+    dock.save_settings()
+    loaded = DockSettings.load()
+    assert loaded.draws == 7 and loaded.threshold == pytest.approx(0.3)
+    assert loaded.hidden_species == ["Zn"] and loaded.region_mode == "extent" and loaded.device == "cpu"
+    assert loaded.model_paths == [str(tiny)]
+    again = M3Dock(dock.iface)
+    try:
+        assert again.draws_spin.value() == 7 and again.mineral_rows["Zn"].hide.isChecked()
+        assert again.region_mode.currentData() == "extent" and again.threshold_spin.value() == pytest.approx(0.3)
+    finally:
+        again.close_down()
+        again.deleteLater()
+
+
+def test_region_from_selected_polygons_and_from_the_map_extent(dock, qgis_iface):
+    layer = QgsVectorLayer("Polygon?crs=EPSG:4326", "areas", "memory")
+    feats = []
+    for rect in (MOTHER_LODE, OCEAN):
+        f = QgsFeature()
+        f.setGeometry(QgsGeometry.fromRect(rect))
+        feats.append(f)
+    layer.dataProvider().addFeatures(feats)
+    QgsProject.instance().addMapLayer(layer)
+    dock.region_mode.setCurrentIndex(dock.region_mode.findData("selection"))
+    dock.region_layer.setLayer(layer)
+    from m3_plugin.core.errors import InputError
+
+    with pytest.raises(InputError, match="selected"):
+        dock.region_shapes()
+    layer.selectByIds([next(layer.getFeatures()).id()])
+    shapes = dock.region_shapes()
+    assert len(shapes.geometries) == 1 and shapes.crs == "EPSG:4326"
+    lons = [p[0] for p in shapes.geometries[0]["coordinates"][0]]
+    assert min(lons) == pytest.approx(-121.2) and max(lons) == pytest.approx(-120.4)
+
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(WGS84)
+    canvas.setExtent(MOTHER_LODE)
+    dock.region_mode.setCurrentIndex(dock.region_mode.findData("extent"))
+    shapes = dock.region_shapes()
+    xs = [p[0] for p in shapes.geometries[0]["coordinates"][0]]
+    assert min(xs) <= -121.2 and max(xs) >= -120.4 and shapes.crs == "EPSG:4326"
+
+
+def _click(canvas, tool, kind, x, y, button=Qt.LeftButton):
+    event = QgsMapMouseEvent(canvas, kind, QPoint(x, y), button, button, Qt.NoModifier)
+    {QEvent.MouseButtonPress: tool.canvasPressEvent, QEvent.MouseMove: tool.canvasMoveEvent,
+     QEvent.MouseButtonRelease: tool.canvasReleaseEvent}[kind](event)
+
+
+def test_drawing_tools_set_the_region(dock, qgis_iface):
+    canvas = qgis_iface.mapCanvas()
+    canvas.resize(400, 300)
+    canvas.setDestinationCrs(WGS84)
+    canvas.setExtent(QgsRectangle(-125, 30, -110, 45))
+    canvas.refresh()
+    dock.start_drawing("rectangle")
+    tool = canvas.mapTool()
+    _click(canvas, tool, QEvent.MouseButtonPress, 100, 100)
+    _click(canvas, tool, QEvent.MouseMove, 150, 140)
+    _click(canvas, tool, QEvent.MouseButtonRelease, 200, 180)
+    geom, crs = dock.region
+    assert crs == WGS84 and geom.area() > 0 and dock.region_mode.currentData() == "drawn"
+    p1 = canvas.getCoordinateTransform().toMapCoordinates(100, 100)
+    p2 = canvas.getCoordinateTransform().toMapCoordinates(200, 180)
+    assert geom.boundingBox().xMinimum() == pytest.approx(min(p1.x(), p2.x()))
+    assert geom.boundingBox().yMaximum() == pytest.approx(max(p1.y(), p2.y()))
+
+    dock.start_drawing("polygon")
+    tool = canvas.mapTool()
+    for x, y in ((50, 50), (150, 60), (120, 160)):
+        _click(canvas, tool, QEvent.MouseButtonRelease, x, y)
+    _click(canvas, tool, QEvent.MouseButtonRelease, 120, 160, Qt.RightButton)
+    geom, _ = dock.region
+    assert geom.constGet().exteriorRing().numPoints() == 4  # a closed triangle
+    assert "Drawn region" in dock.region_label.text()

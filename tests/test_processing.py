@@ -1,0 +1,203 @@
+"""The M3 Processing algorithms through ``processing.run``, on a coarse (10-mile) stack of the real
+embedded data; each gives what the same core function gives when called directly."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from plugin_support import stack_metadata, tiny_model
+from qgis.core import (QgsApplication, QgsFeature, QgsGeometry, QgsProcessingModelAlgorithm,
+                       QgsProcessingModelChildAlgorithm, QgsProcessingModelChildParameterSource,
+                       QgsProcessingModelParameter, QgsProcessingParameterFeatureSource, QgsProcessing,
+                       QgsProcessingParameterRasterDestination, QgsProcessingModelOutput,
+                       QgsProcessingFeedback, QgsProcessingContext, QgsProject, QgsRectangle, QgsVectorLayer)
+
+from core import defaults
+from core.build_stack import build_stack
+from core.clusters import KnownSites, find_clusters
+from core.grid import MILE_M
+from core.hiding import HideSpec
+from core.infer import infill
+from core.layer_inputs import as_region, model_context_grid, window_in
+from core.layer_inputs import VectorShapes
+from core.records import read_records
+from core.species import SpeciesCatalog
+from core.stack import Stack
+from m3_plugin.processing_provider import M3ProcessingProvider
+
+TEN_MILES = 10 * MILE_M
+SPECIES = ["Au", "Ag", "Cu"]
+# northern California and Nevada gold country, lon/lat
+REGION = QgsRectangle(-122.0, 37.0, -117.0, 41.0)
+
+
+@pytest.fixture(scope="module")
+def processing(qgis_app):
+    """Processing initialised (as QGIS does at start) with the M3 provider registered."""
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    registry = QgsApplication.processingRegistry()
+    if registry.providerById("m3") is None:
+        assert registry.addProvider(M3ProcessingProvider())
+    import processing as proc
+
+    yield proc
+    registry.removeProvider(registry.providerById("m3"))
+
+
+@pytest.fixture(scope="module")
+def coarse(processing, tmp_path_factory):
+    """The Build stack algorithm's output: 10-mile cells, three species, the embedded data."""
+    out = tmp_path_factory.mktemp("stack") / "stack_10mi.tif"
+    result = processing.run("m3:buildstack", {
+        "RECORDS": str(defaults.RECORDS), "AUX": [str(p) for p in defaults.AUX_RASTERS],
+        "FAULTS": str(defaults.FAULTS), "OUTLINE": str(defaults.OUTLINE), "CRS": "EPSG:5070",
+        "RESOLUTION": TEN_MILES, "SPECIES": ", ".join(SPECIES), "OUTPUT": str(out)})
+    assert result["OUTPUT"] == str(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(coarse, tmp_path_factory):
+    return tiny_model(tmp_path_factory.mktemp("model") / "tiny10.safetensors", stack_metadata(coarse))
+
+
+def region_layer() -> QgsVectorLayer:
+    layer = QgsVectorLayer("Polygon?crs=EPSG:4326", "region", "memory")
+    f = QgsFeature()
+    f.setGeometry(QgsGeometry.fromRect(REGION))
+    layer.dataProvider().addFeatures([f])
+    return layer
+
+
+def region_shapes() -> VectorShapes:
+    import json
+
+    return VectorShapes([json.loads(QgsGeometry.fromRect(REGION).asJson())], "EPSG:4326", "region")
+
+
+def test_provider_offers_three_algorithms(processing):
+    provider = QgsApplication.processingRegistry().providerById("m3")
+    assert sorted(a.id() for a in provider.algorithms()) == ["m3:buildstack", "m3:clusters", "m3:infill"]
+    assert {a.displayName() for a in provider.algorithms()} == {"Build stack", "Infill minerals", "Find clusters"}
+
+
+def test_build_stack_algorithm_equals_core(coarse, tmp_path):
+    made = Stack.read(coarse)
+    assert made.species == SPECIES and made.grid.resolution == pytest.approx(TEN_MILES)
+    assert made.grid.crs.to_epsg() == 5070 and made.aux_names[-1] == "fault_distance_km"
+    assert 170 < made.grid.height < 190 and 280 < made.grid.width < 300
+    direct = build_stack(tmp_path / "direct.tif", crs="EPSG:5070", resolution=TEN_MILES,
+                         catalog=SpeciesCatalog().subset(SPECIES))
+    np.testing.assert_array_equal(made.presence, direct.presence)
+    np.testing.assert_array_equal(made.valid, direct.valid)
+    np.testing.assert_array_equal(made.aux, direct.aux)
+
+
+def test_build_stack_reports_a_geographic_crs(processing, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="projected CRS"):
+        processing.run("m3:buildstack", {"CRS": "EPSG:4326", "RESOLUTION": 0.1, "OUTPUT": str(tmp_path / "x.tif")})
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_infill_algorithm_in_a_region_equals_core(processing, coarse, model, tmp_path):
+    out = tmp_path / "infill.tif"
+    result = processing.run("m3:infill", {
+        "STACK": str(coarse), "MODEL": str(model), "SPECIES": "Au, Cu", "REGION": region_layer(), "DRAWS": 2,
+        "BATCH": 4, "DEVICE": 1, "OUTPUT": str(out)})
+    assert result["OUTPUT"] == str(out)
+    with rasterio.open(out) as src:
+        assert list(src.descriptions) == ["mean_Au", "mean_Cu", "std_Au", "std_Cu"]
+        assert src.crs.to_epsg() == 5070
+        got = src.read()
+    # the same through core: the region's context window of the stack, the same hidden set
+    stack = Stack.read(coarse)
+    region = as_region(region_shapes())
+    grid = model_context_grid(region, stack.grid.crs, stack.grid.resolution, 32)
+    window = stack.window(*window_in(stack.grid, grid))
+    expected = infill(window, [model], HideSpec(("Au", "Cu"), region), draws=2, batch_size=4, device="cpu")
+    np.testing.assert_allclose(got[:2], expected.mean, atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(got[2:], expected.std, atol=1e-5, equal_nan=True)
+    hidden = HideSpec(("Au",), region).cells(grid, window.valid)
+    np.testing.assert_array_equal(np.isfinite(got[0]), hidden)
+    assert hidden.sum() > 100
+
+
+def test_clusters_algorithm_equals_core(processing, coarse, model, tmp_path):
+    pred = tmp_path / "infill.tif"
+    processing.run("m3:infill", {"STACK": str(coarse), "MODEL": str(model), "SPECIES": "Au",
+                                 "REGION": region_layer(), "DRAWS": 1, "DEVICE": 1, "OUTPUT": str(pred)})
+    with rasterio.open(pred) as src:
+        mean = src.read(1)
+    threshold = float(np.nanquantile(mean, 0.7))  # a random model: take its top 30 % of cells
+    out = tmp_path / "clusters.gpkg"
+    result = processing.run("m3:clusters", {"PREDICTION": str(pred), "THRESHOLD": threshold, "MIN_AREA": 0.0,
+                                            "MIN_DISTANCE": 0.0, "OUTPUT": str(out)})
+    assert result["OUTPUT"] == str(out) and result["COUNT"] > 0
+    layer = QgsVectorLayer(f"{out}|layername=clusters", "c", "ogr")
+    assert layer.isValid() and layer.featureCount() == result["COUNT"]
+    fields = {f.name() for f in layer.fields()}
+    assert {"species", "area_km2", "peak_prob", "mean_prob", "centroid_lon", "centroid_lat",
+            "nearest_record_km", "nearest_site", "nearest_commodities"} <= fields
+    # core with the default known sites (the embedded records) finds the same clusters
+    from core.prediction_io import read_prediction_info
+
+    grid, species, _ = read_prediction_info(pred)
+    sites = KnownSites.from_records(read_records(defaults.RECORDS, SpeciesCatalog().subset(species)), grid)
+    direct = find_clusters(pred, sites, threshold, 0.0, 0.0)
+    assert len(direct) == result["COUNT"]
+    areas = sorted(f["area_km2"] for f in layer.getFeatures())
+    assert areas == pytest.approx(sorted(c.area_km2 for c in direct))
+    del layer
+    # known sites from a point layer: an Au site inside every cluster removes them all at distance 1 km
+    sites_layer = QgsVectorLayer("Point?crs=EPSG:4326&field=commodities:string", "sites", "memory")
+    feats = []
+    for c in direct:
+        f = QgsFeature(sites_layer.fields())
+        f.setGeometry(QgsGeometry.fromWkt(f"POINT({c.centroid_lon} {c.centroid_lat})"))
+        f["commodities"] = "Gold"
+        feats.append(f)
+    sites_layer.dataProvider().addFeatures(feats)
+    far = processing.run("m3:clusters", {"PREDICTION": str(pred), "SITES": sites_layer, "FIELD": "commodities",
+                                         "THRESHOLD": threshold, "MIN_AREA": 0.0, "MIN_DISTANCE": 1e4,
+                                         "OUTPUT": str(tmp_path / "none.gpkg")})
+    assert far["COUNT"] == 0
+
+
+def test_algorithms_chain_in_a_processing_model(processing, coarse, model, tmp_path):
+    """Model Designer use: a model that infills a region of a stack and finds clusters in the result."""
+    m = QgsProcessingModelAlgorithm("infill and clusters", "m3")
+    m.addModelParameter(QgsProcessingParameterFeatureSource("region", "region", [QgsProcessing.TypeVectorPolygon]),
+                        QgsProcessingModelParameter("region"))
+    infill_child = QgsProcessingModelChildAlgorithm("m3:infill")
+    infill_child.setChildId("infill")
+    infill_child.addParameterSources("STACK", [QgsProcessingModelChildParameterSource.fromStaticValue(str(coarse))])
+    infill_child.addParameterSources("MODEL", [QgsProcessingModelChildParameterSource.fromStaticValue(str(model))])
+    infill_child.addParameterSources("SPECIES", [QgsProcessingModelChildParameterSource.fromStaticValue("Au")])
+    infill_child.addParameterSources("REGION", [QgsProcessingModelChildParameterSource.fromModelParameter("region")])
+    infill_child.addParameterSources("DRAWS", [QgsProcessingModelChildParameterSource.fromStaticValue(1)])
+    infill_child.addParameterSources("DEVICE", [QgsProcessingModelChildParameterSource.fromStaticValue(1)])
+    m.addChildAlgorithm(infill_child)
+    clusters_child = QgsProcessingModelChildAlgorithm("m3:clusters")
+    clusters_child.setChildId("clusters")
+    clusters_child.addParameterSources("PREDICTION", [
+        QgsProcessingModelChildParameterSource.fromChildOutput("infill", "OUTPUT")])
+    clusters_child.addParameterSources("THRESHOLD", [QgsProcessingModelChildParameterSource.fromStaticValue(0.01)])
+    clusters_child.addParameterSources("MIN_AREA", [QgsProcessingModelChildParameterSource.fromStaticValue(0.0)])
+    out = QgsProcessingModelOutput("clusters_out")
+    out.setChildOutputName("OUTPUT")
+    out.setChildId("clusters")
+    clusters_child.setModelOutputs({"clusters_out": out})
+    m.addChildAlgorithm(clusters_child)
+    m.updateDestinationParameters()
+    context, feedback = QgsProcessingContext(), QgsProcessingFeedback()
+    target = str(tmp_path / "model_clusters.gpkg")
+    results, ok = m.run({"region": region_layer(), "clusters:clusters_out": target}, context, feedback)
+    assert ok, feedback.textLog()
+    assert results["clusters:clusters_out"] == target
+    layer = QgsVectorLayer(f"{target}|layername=clusters", "c", "ogr")
+    assert layer.isValid() and layer.featureCount() > 0  # threshold 0.01: the whole region is one cluster
+    del layer

@@ -1,0 +1,156 @@
+"""The trainer: kill -9 and --resume end where an uninterrupted run ends; torchrun with 2 CPU
+processes (gloo) matches one process with the same global batch; the model file and its card."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from core.checkpoint import read_checkpoint_meta
+from core.errors import InputError
+from core.model_file import load_model
+from core.presets import PRESETS
+from core.synthetic import synthetic_stack
+from core.tiles import HoldoutSplit
+from core.train import TrainConfig, Trainer, lr_at, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--device", "cpu", "--tiles", "60", "--tile-size", "32", "--batch-size", "4", "--block-size", "32",
+        "--val-every", "0", "--val-tiles", "4", "--model-option", "decoder_channels=[16,16,8,8,8]"]
+
+
+@pytest.fixture(scope="module")
+def stack_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stack") / "stack.tif"
+    synthetic_stack(128, 128, n_species=4, n_aux=2, seed=0).write(path)
+    return path
+
+
+def _env(threads=1):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT))
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def _cli(*args):
+    return [sys.executable, str(ROOT / "train_cli.py"), "train", *map(str, args)]
+
+
+def _params(path):
+    t = load_file(str(path))
+    return {k: v for k, v in t.items() if "running_" not in k and "num_batches_tracked" not in k}, t
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_ends_like_an_uninterrupted_run(stack_file, tmp_path):
+    common = ["--stack", stack_file, *TINY, "--steps", "16", "--checkpoint-every", "4"]
+    ref = tmp_path / "ref.safetensors"
+    subprocess.run(_cli(*common, "--out", ref), check=True, env=_env(), cwd=ROOT, capture_output=True)
+
+    out, ckpt = tmp_path / "resumed.safetensors", tmp_path / "ckpt"
+    proc = subprocess.Popen(_cli(*common, "--out", out, "--checkpoint-dir", ckpt), env=_env(), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (ckpt / "checkpoint.safetensors").exists():
+        assert proc.poll() is None, "training ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = read_checkpoint_meta(ckpt)["step"]
+    assert 0 < killed_at < 16 and not out.exists()
+
+    done = subprocess.run(_cli(*common, "--out", out, "--checkpoint-dir", ckpt, "--resume"), env=_env(),
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"resumed from {ckpt} at step {killed_at}" in done.stdout
+    a, b = load_file(str(ref)), load_file(str(out))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    card_a, card_b = (json.loads(p.with_suffix(".json").read_text()) for p in (ref, out))
+    assert card_a["threshold"] == card_b["threshold"]
+    assert card_a["metrics"]["validation"] == card_b["metrics"]["validation"]
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_match_one_process_same_global_batch(stack_file, tmp_path):
+    common = ["--stack", stack_file, *TINY, "--steps", "4", "--checkpoint-every", "100"]
+    ddp, single = tmp_path / "ddp.safetensors", tmp_path / "single.safetensors"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          "--master_port=0", str(ROOT / "train_cli.py"), "train", *map(str, common),
+                          "--out", str(ddp)], env=_env(1), cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "rank 0 of 2 (gloo)" in run.stdout
+    # one process, the same global batch of 4 in micro-batches of the per-rank share (2)
+    subprocess.run(_cli(*common, "--micro-batch", "2", "--out", single), check=True, env=_env(1), cwd=ROOT,
+                   capture_output=True)
+    (pa, _), (pb, _) = _params(ddp), _params(single)
+    assert pa.keys() == pb.keys() and len(pa) > 50
+    worst = max((pa[k] - pb[k]).abs().max().item() for k in pa)
+    assert worst <= 1e-6, worst
+
+
+def test_train_writes_model_card_and_validation_figure(tmp_path):
+    stack = synthetic_stack(128, 128, n_species=3, n_aux=2, seed=4)
+    cfg = TrainConfig(steps=4, tiles=30, tile_size=32, batch_size=2, holdout=HoldoutSplit(block_size=32, seed=1),
+                      val_every=2, val_tiles=4, checkpoint_every=2, model_options={"decoder_channels": [16, 16, 8, 8, 8]})
+    out = tmp_path / "m.safetensors"
+    result = train(stack, cfg, out, device="cpu", log=lambda s: None)
+    model, card = load_model(out)
+    assert card.species == stack.species and card.aux_names == stack.aux_names
+    assert card.grid["resolution"] == pytest.approx(stack.grid.resolution) and "5070" in card.grid["crs"]
+    assert card.tile_size == 32 and card.training["steps"] == 4 and card.masking["region_fraction"] == 0.8
+    assert set(card.metrics["validation"]["scenarios"]) == {"region", "species", "both"}
+    assert 0.0 < card.threshold < 1.0 and card.threshold == result["validation"]["threshold"]
+    assert card.data["holdout"]["test_blocks"] and "git_commit" in json.loads(out.with_suffix(".json").read_text())
+    assert (tmp_path / "m.ckpt" / "validation.png").stat().st_size > 1000
+    assert read_checkpoint_meta(tmp_path / "m.ckpt")["history"]["val"][0]["step"] == 2
+    assert model(torch.zeros(1, 2 * 3 + 2, 32, 32)).shape == (1, 3, 32, 32)
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    stack = synthetic_stack(128, 128, n_species=3, n_aux=1, seed=4)
+    cfg = TrainConfig(steps=2, tiles=10, tile_size=32, batch_size=2, holdout=HoldoutSplit(block_size=32),
+                      val_every=0, model_options={"decoder_channels": [16, 16, 8, 8, 8]})
+    t = Trainer(stack, cfg, torch.device("cpu"))
+    t.train_step()
+    t.save(tmp_path)
+    other = Trainer(stack, cfg.with_overrides({"lr": 0.5}), torch.device("cpu"))
+    with pytest.raises(InputError, match="lr"):
+        other.resume(tmp_path)
+    again = Trainer(stack, cfg.with_overrides({"checkpoint_every": 7}), torch.device("cpu"))
+    assert again.resume(tmp_path) and again.step == 1
+
+
+def test_presets_and_overrides():
+    paper = TrainConfig().with_overrides(PRESETS["paper"])
+    assert (paper.tiles, paper.encoder_depth, paper.tile_size, paper.steps, paper.mask.region_fraction) == \
+        (10000, 152, 64, 30000, 0.8)
+    cfg = TrainConfig().with_overrides({"mask.species_k": [2, 4], "holdout.seed": 9, "loss.recall": 0.0})
+    assert cfg.mask.species_k == (2, 4) and cfg.holdout.seed == 9 and cfg.loss.recall == 0.0
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(InputError, match="Unknown training option"):
+        cfg.with_overrides({"mask.nonsense": 1})
+    warm = [lr_at(cfg, s) for s in range(cfg.steps)]
+    assert warm[0] < warm[cfg.warmup_steps - 1] == pytest.approx(cfg.lr) and warm[-1] < 0.1 * cfg.lr
+
+
+def test_cli_builds_config_from_preset_and_flags():
+    from core.cli import parser
+    from core.commands.train import config_from_args
+
+    args = parser().parse_args(["train", "--out", "m.safetensors", "--preset", "paper", "--steps", "12",
+                                "--mask-fraction", "0.5", "--mask-species-k", "1", "2", "--no-require-record",
+                                "--split-seed", "4", "--loss-dice", "0.3", "--model-option", "decoder_attention_type=\"scse\""])
+    cfg = config_from_args(args)
+    assert (cfg.encoder_depth, cfg.steps, cfg.mask.region_fraction, cfg.mask.species_k) == (152, 12, 0.5, (1, 2))
+    assert not cfg.require_record and cfg.holdout.seed == 4 and cfg.loss.dice == 0.3
+    assert cfg.model_options == {"decoder_attention_type": "scse"}
