@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -27,8 +28,9 @@ import numpy as np
 import torch
 
 from .hiding import HideSpec
-from .infer import EnsembleMember, default_overlap, default_window, infill, load_members
+from .infer import EnsembleMember, default_overlap, default_window, infill, prepare_for_inference
 from .inputs import model_inputs
+from .model_file import load_model
 from .models import pick_device
 from .sliding_windows import WindowLayout, round_up
 from .stack_windows import GeoTiffStackSource, open_stack_source
@@ -61,18 +63,22 @@ def naive_infill(stack, model: torch.nn.Module, tile: int, with_aux: bool, devic
     return out
 
 
-def _random_member(source, tile_size: int = 64, depth: int = 18) -> EnsembleMember:
-    """A U-Net with random weights shaped for the stack (when no model file is given)."""
+def _random_member(source) -> EnsembleMember:
+    """A U-Net with random weights shaped like the ``quick`` preset's, for the stack (when no
+    model file is given: throughput does not depend on the weights)."""
     from .model_file import ModelCard
     from .models import ModelConfig, build_model
+    from .presets import preset
 
+    quick = preset("quick")
     s, a = len(source.species), len(source.aux_bands)
-    cfg = ModelConfig(arch="unet", in_channels=2 * s + a, classes=s, encoder_depth=depth)
+    cfg = ModelConfig(arch="unet", in_channels=2 * s + a, classes=s, encoder_depth=quick["encoder_depth"],
+                      options=dict(quick.get("model_options", {})))
     card = ModelCard(species=list(source.species), aux_bands=[vars(b) for b in source.aux_bands],
                      grid={"crs": source.grid.crs.to_string(), "resolution": source.grid.resolution},
-                     tile_size=tile_size, model=cfg.to_dict())
+                     tile_size=quick["tile_size"], model=cfg.to_dict())
     model = build_model(cfg).eval()
-    return EnsembleMember(model, card, f"random resnet{depth} U-Net")
+    return EnsembleMember(model, card, f"random-weight U-Net shaped like the quick preset")
 
 
 def _active_windows(source, layout: WindowLayout) -> int:
@@ -101,13 +107,20 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
                 repeats: int = 2, part: Optional[tuple[int, int, int, int]] = None,
                 log=print) -> dict[str, Any]:
     dev, why = pick_device(device)
-    log(f"device: {why}; torch threads: {torch.get_num_threads()}")
+    load0 = os.getloadavg()[0]
+    log(f"device: {why}; torch threads: {torch.get_num_threads()}; load average {load0:.2f}")
     full = GeoTiffStackSource(stack_path)
     try:
-        members = load_members([model_path], dev) if model_path else [_random_member(full)]
-        if not model_path:
-            members[0].model.to(dev).to(memory_format=torch.channels_last)
-        member = members[0]
+        if model_path:
+            model, card = load_model(model_path, dev)
+            member = EnsembleMember(model, card, Path(model_path).name)
+        else:
+            member = _random_member(full)
+            member.model.to(dev)
+        # the reference runs the model as loaded; ours as infill prepares it
+        naive_model = copy.deepcopy(member.model).to(memory_format=torch.contiguous_format)
+        member = EnsembleMember(prepare_for_inference(member.model), member.card, member.name)
+        members = [member]
         if part is None and dev.type == "cpu":
             part = CPU_PART
         if part is not None:
@@ -138,7 +151,6 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
                 torch.cuda.synchronize()
             return time.perf_counter() - t0, res
 
-        naive_model = copy.deepcopy(member.model).to(memory_format=torch.contiguous_format)
         tile = int(member.card.tile_size)
 
         def naive() -> tuple[float, np.ndarray]:
@@ -176,7 +188,9 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
         per_tile = best_naive / max(1, _valid_tiles(open_stack_source(stack), member.card.tile_size))
         est_ours = EVALUATIONS * n_windows * per_window
         est_naive = EVALUATIONS * n_tiles * per_tile
+        load1 = os.getloadavg()[0]
         out = {"device": why, "threads": torch.get_num_threads(), "model": member.name, "where": where,
+               "load_average_before_after": [load0, load1],
                "cells": cells, "window": size, "overlap": ov, "batch_size": batch_size,
                "seconds_ours": t_ours, "seconds_naive": t_naive,
                "mcells_per_s_ours": rate_ours, "mcells_per_s_naive": rate_naive,
@@ -191,6 +205,9 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
         log(f"ours : {rate_ours:.3f} Mcells/s (best of {repeats}: {best_ours:.2f} s)")
         log(f"naive: {rate_naive:.3f} Mcells/s (best of {repeats}: {best_naive:.2f} s)")
         log(f"ratio: {out['ratio']:.2f}x   (mean |ours - naive| = {agree:.4f}: blended windows vs hard tiles)")
+        if max(load0, load1) > 1.5:
+            log(f"note: load average {load0:.1f} → {load1:.1f}: other work shared the CPU; rerun on an idle machine "
+                "for numbers to quote (the naive reference's many small steps suffer more from sharing)")
         log(f"CONUS {full.grid.height} x {full.grid.width}, {EVALUATIONS} evaluations: ours "
             f"{n_windows} windows x {per_window * 1000:.0f} ms → {est_ours / 3600:.2f} h; naive {n_tiles} tiles x "
             f"{per_tile * 1000:.0f} ms → {est_naive / 3600:.2f} h")
@@ -206,7 +223,8 @@ def add_bench_infer(bench_subparsers: argparse._SubParsersAction) -> argparse.Ar
     p = bench_subparsers.add_parser("infer", help="inference throughput vs a naive tile-by-tile reference",
                                     description=__doc__.split("\n\n")[0])
     p.add_argument("--stack", type=Path, help="stack GeoTIFF (default: the embedded CONUS stack)")
-    p.add_argument("--model", type=Path, help="model file (default: a random-weight resnet18 U-Net, tile 64)")
+    p.add_argument("--model", type=Path, help="model file (default: a random-weight U-Net shaped like the "
+                                               "quick preset's: resnet18, tile 64)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--window", type=int, help="window side (default: as predict)")

@@ -1,13 +1,11 @@
-"""The comparison the method's claims rest on, and the sweeps of its levers.
+"""The comparison the method's claims rest on.
 
 ``compare`` trains (or loads) the U-Net, the U-Net without aux bands and the ViT for each seed
 with one trainer and one loss, adds the aux-routing ablation, kriging and the simple baselines,
 and scores every predictor with :func:`core.evaluate.score_predictor` on the same held-out test
-tiles and the same seeded masks, per masking scenario. ``sweep`` trains the U-Net at several
-values of one lever (training tiles N, encoder depth, aux on/off, steps) and scores it the same
-way. Thresholds: a trained model's comes from its card (chosen on validation blocks when it was
-trained); every other predictor's is chosen here on the validation blocks. Nothing is tuned on
-the test blocks.
+tiles and the same seeded masks, per masking scenario. Thresholds: a trained model's comes from
+its card (chosen on validation blocks when it was trained); every other predictor's is chosen
+here on the validation blocks. Nothing is tuned on the test blocks.
 """
 from __future__ import annotations
 
@@ -23,7 +21,7 @@ import torch
 from .atomic import atomic_path, check_writable
 from .baselines import CoPresencePredictor, FrequencyPredictor, NeighbourDensityPredictor
 from .errors import InputError
-from .evaluate import EVAL_SEED, HoldoutMasks, aggregate, holdout_masks, score_predictor
+from .evaluate import EVAL_SEED, aggregate, holdout_masks, score_predictor
 from .interdependence import species_interdependence
 from .kriging import KrigingPredictor
 from .masking import SCENARIOS
@@ -44,7 +42,6 @@ VARIANTS: dict[str, dict[str, Any]] = {     # trained models: overrides of the b
 }
 ROUTED = "unet_aux_whole_species"           # unet where a species is hidden entirely, else unet_no_aux
 BASELINES = ("kriging", "co_presence", "neighbour_density", "frequency")
-LEVERS = {"tiles": "tiles", "encoder-depth": "encoder_depth", "aux": "use_aux", "steps": "steps"}
 
 Log = Callable[[str], None]
 
@@ -53,7 +50,7 @@ def model_file(models_dir: Path, name: str, seed: int) -> Path:
     return Path(models_dir) / f"{name}_seed{seed}.safetensors"
 
 
-def _normalised(d: dict[str, Any]) -> dict[str, Any]:
+def json_ready(d: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(d))
 
 
@@ -64,7 +61,7 @@ def ensure_model(stack: Stack, config: TrainConfig, path: Path, device: str = "a
     if path.exists():
         card = read_card(path)
         card.check_stack(stack)
-        mine, theirs = _normalised(config.to_dict()), card.training
+        mine, theirs = json_ready(config.to_dict()), card.training
         diff = sorted(k for k in set(mine) | set(theirs)
                       if k not in RESUMABLE_CHANGES and mine.get(k) != theirs.get(k))
         if diff:
@@ -171,7 +168,7 @@ def map_panel(predictors: dict[str, Predictor], ev: EvaluationSet) -> dict[str, 
     return {"origin": [int(v) for v in test.origins[t]], "species": ev.species[s], "rows": rows}
 
 
-def _fmt(v: dict[str, Any], digits: int = 3) -> str:
+def format_mean_std(v: dict[str, Any], digits: int = 3) -> str:
     if v["mean"] is None or math.isnan(v["mean"]):
         return "n/a"
     if len(v["values"]) > 1:
@@ -199,7 +196,8 @@ def markdown_tables(table: dict[str, dict[str, Any]], seeds: dict[str, int], spe
         lines += [f"#### {sc}: {_scenario_text(sc)}", "",
                   "| predictor | seeds | Dice | recall | precision | AUPRC |", "|---|---|---|---|---|---|"]
         for name, agg in preds.items():
-            lines.append(f"| {name} | {seeds[name]} | " + " | ".join(_fmt(agg["overall"][m]) for m in METRICS) + " |")
+            cells = " | ".join(format_mean_std(agg["overall"][m]) for m in METRICS)
+            lines.append(f"| {name} | {seeds[name]} | {cells} |")
         lines.append("")
     for m in per_species_metrics:
         lines += [f"#### {m} per species", ""]
@@ -207,7 +205,8 @@ def markdown_tables(table: dict[str, dict[str, Any]], seeds: dict[str, int], spe
             lines += [f"{sc}:", "", "| predictor | " + " | ".join(species) + " |",
                       "|---|" + "---|" * len(species)]
             for name, agg in preds.items():
-                lines.append(f"| {name} | " + " | ".join(_fmt(agg["per_species"][s][m], 2) for s in species) + " |")
+                cells = " | ".join(format_mean_std(agg["per_species"][s][m], 2) for s in species)
+                lines.append(f"| {name} | {cells} |")
             lines.append("")
     return "\n".join(lines)
 
@@ -224,17 +223,17 @@ def text_table(table: dict[str, dict[str, Any]], seeds: dict[str, int]) -> str:
     for sc, preds in table.items():
         for i, (name, agg) in enumerate(preds.items()):
             lines.append(f"{sc if i == 0 else '':<9} {name:<24} {seeds[name]:>5} "
-                         + " ".join(f"{_fmt(agg['overall'][m]):>15}" for m in METRICS))
+                         + " ".join(f"{format_mean_std(agg['overall'][m]):>15}" for m in METRICS))
     return "\n".join(lines)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> Path:
+def write_json(path: Path, data: dict[str, Any]) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=float))
     return path
 
 
-def _write_text(path: Path, text: str) -> Path:
+def write_text(path: Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return path
@@ -298,7 +297,7 @@ def compare(stack: Stack, config: TrainConfig, seeds: Sequence[int], out_dir: st
     seeds_of = {name: len(reps) for name, reps in board.reports.items()}
     result: dict[str, Any] = {
         "seeds": list(seeds), "variants": {v: VARIANTS[v] for v in variants}, "baselines": list(baselines),
-        "models": {v: [str(p) for p in ps] for v, ps in paths.items()}, "training": _normalised(config.to_dict()),
+        "models": {v: [str(p) for p in ps] for v, ps in paths.items()}, "training": json_ready(config.to_dict()),
         "evaluation": {"test_tiles": int(len(ev.test.origins)), "val_tiles": int(len(ev.val.origins)),
                        "tile_size": ev.test.tile_size, "draws": ev.test.draws, "mask_seed": ev.test.seed,
                        "mask": ev.test.spec.to_dict(), "holdout": config.holdout.to_dict()},
@@ -310,7 +309,7 @@ def compare(stack: Stack, config: TrainConfig, seeds: Sequence[int], out_dir: st
         inter = species_interdependence(loaded["unet"][0], ev.tensors, ev.test.origins, ev.test.tile_size,
                                         ev.species, read_card(paths["unet"][0]).threshold, progress=progress)
         result["interdependence"] = inter
-        _write_json(out_dir / "interdependence.json", inter)
+        write_json(out_dir / "interdependence.json", inter)
         timing["interdependence"] = time.perf_counter() - t3
     if figures:
         from .compare_figures import interdependence_figure, map_panel_figure, pr_curves_figure
@@ -323,91 +322,14 @@ def compare(stack: Stack, config: TrainConfig, seeds: Sequence[int], out_dir: st
                                    title="unet: drop of species i's AUPRC when species j is hidden too")
     timing["total"] = time.perf_counter() - t0
     result["timing_s"] = {k: round(v, 1) for k, v in timing.items()}
-    _write_json(out_dir / "compare.json", result)
+    write_json(out_dir / "compare.json", result)
     md = (f"Test blocks: {ev.describe()}. Scores pooled over species on hidden valid cells; "
           f"mean ± std over seeds for trained models (a single value: one deterministic run).\n\n"
           + markdown_tables(table, seeds_of, ev.species))
-    _write_text(out_dir / "compare.md", md)
+    write_text(out_dir / "compare.md", md)
     log(text_table(table, seeds_of))
     log(f"wrote {out_dir / 'compare.json'}, {out_dir / 'compare.md'}"
         + (", pr_curves.png, map_panel.png" if figures else "")
         + (", interdependence.png" if figures and "interdependence" in result else "")
         + f" (total {timing['total']:.0f} s)")
-    return result
-
-
-def parse_lever_values(lever: str, texts: Sequence[str]) -> list[Any]:
-    """The lever's values from the command line: integers, or on/off for ``aux``."""
-    if lever not in LEVERS:
-        raise InputError(f"Unknown lever '{lever}'; choose from {', '.join(LEVERS)}.")
-    out: list[Any] = []
-    for t in texts:
-        if lever == "aux":
-            if t.lower() not in ("on", "off", "true", "false", "yes", "no"):
-                raise InputError(f"Values of the aux lever are on/off, not '{t}'.")
-            out.append(t.lower() in ("on", "true", "yes"))
-        else:
-            try:
-                out.append(int(t))
-            except ValueError:
-                raise InputError(f"Values of the {lever} lever are integers, not '{t}'.") from None
-    return out
-
-
-def _value_name(value: Any) -> str:
-    return ("on" if value else "off") if isinstance(value, bool) else str(value)
-
-
-def sweep(stack: Stack, config: TrainConfig, lever: str, values: Sequence[Any], seeds: Sequence[int],
-          out_dir: str | Path, models_dir: Optional[str | Path] = None, draws: Optional[int] = None,
-          mask_seed: int = EVAL_SEED, device: str = "auto", figures: bool = True,
-          progress: Optional[Progress] = None, log: Log = print) -> dict[str, Any]:
-    """Train (or load) the U-Net at each value of one lever for each seed and score it on the
-    same held-out masks; write ``sweep_<lever>.json/.md/.png``."""
-    if lever not in LEVERS:
-        raise InputError(f"Unknown lever '{lever}'; choose from {', '.join(LEVERS)}.")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"sweep_{lever.replace('-', '_')}"
-    check_writable(out_dir / f"{stem}.json")
-    models_dir = Path(models_dir) if models_dir else out_dir / "models"
-    dev, why = pick_device(device)
-    log(f"device: {why}")
-    t0 = time.perf_counter()
-    ev = EvaluationSet(stack, config, draws, mask_seed, dev)
-    points: dict[str, Any] = {}
-    for value in values:
-        name = _value_name(value)
-        reports = []
-        for s in seeds:
-            cfg = config.with_overrides({LEVERS[lever]: value, "seed": s})
-            path = ensure_model(stack, cfg, model_file(models_dir, f"unet_{lever.replace('-', '_')}_{name}", s),
-                                device, progress, log)
-            pred = ModelPredictor.from_file(path, name=f"{lever}={name}", device=dev)
-            scored = score_predictor(pred, ev.tensors, ev.test, ev.val, ev.species, read_card(path).threshold,
-                                     progress)
-            reports.append(scored.reports)
-        points[name] = {"value": value, "scenarios": {sc: aggregate([r[sc] for r in reports]) for sc in SCENARIOS}}
-        o = points[name]["scenarios"]
-        log(f"{lever}={name}: " + "  ".join(f"{sc} Dice {_fmt(o[sc]['overall']['dice'])} "
-                                            f"recall {_fmt(o[sc]['overall']['recall'])}" for sc in SCENARIOS))
-    result = {"lever": lever, "config_key": LEVERS[lever], "values": [_value_name(v) for v in values],
-              "seeds": list(seeds), "model": "unet", "scenarios": list(SCENARIOS), "device": why,
-              "training": _normalised(config.to_dict()),
-              "evaluation": {"test_tiles": int(len(ev.test.origins)), "draws": ev.test.draws,
-                             "mask_seed": ev.test.seed},
-              "points": points, "timing_s": {"total": round(time.perf_counter() - t0, 1)}}
-    _write_json(out_dir / f"{stem}.json", result)
-    lines = [f"| {lever} | scenario | Dice | recall | precision | AUPRC |", "|---|---|---|---|---|---|"]
-    for name, pt in points.items():
-        for sc in SCENARIOS:
-            lines.append(f"| {name} | {sc} | " + " | ".join(_fmt(pt["scenarios"][sc]["overall"][m]) for m in METRICS)
-                         + " |")
-    _write_text(out_dir / f"{stem}.md", "\n".join(lines) + "\n")
-    if figures:
-        from .compare_figures import sweep_figure
-
-        sweep_figure(result, out_dir / f"{stem}.png")
-    log("\n".join(lines))
-    log(f"wrote {out_dir / (stem + '.json')} (+ .md{', .png' if figures else ''})")
     return result

@@ -103,7 +103,8 @@ def interdependence_figure(result: dict[str, Any], path: str | Path, metric: str
     return save_figure(fig, path)
 
 
-def sweep_figure(result: dict[str, Any], path: str | Path, metrics: tuple[str, ...] = ("dice", "recall", "auprc")) -> Path:
+def sweep_figure(result: dict[str, Any], path: str | Path,
+                 metrics: tuple[str, ...] = ("dice", "recall", "auprc")) -> Path:
     """Metric (mean ± std over seeds, pooled over species) against the lever's values, one panel
     per metric, one line per scenario."""
     plt = pyplot()

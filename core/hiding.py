@@ -170,5 +170,5 @@ class HideSpec:
         if self.is_empty:
             return "nothing hidden by the user (random mask draws only)"
         what = ", ".join(self.species) if self.species else "all species"
-        where = self.region.description if self.region is not None else "everywhere"
-        return f"{what} hidden in {where}"
+        where = f"in {self.region.description}" if self.region is not None else "everywhere"
+        return f"{what} hidden {where}"

@@ -129,15 +129,28 @@ class _ArraySink:
         self.std[:, row0:row0 + std.shape[1]] = std
 
 
+def prepare_for_inference(model: nn.Module) -> nn.Module:
+    """Fold each BatchNorm into the convolution before it (one pass over the activations less;
+    exact up to float rounding) and use channels-last tensors (oneDNN's fast convolutions on CPU,
+    tensor cores on CUDA). A model that torch.fx cannot trace is left unfolded."""
+    model = model.eval()
+    try:
+        from torch.fx.experimental.optimization import fuse
+
+        model = fuse(model)
+    except Exception:  # noqa: BLE001 — folding is an optimisation; any failure keeps the model as is
+        pass
+    return model.to(memory_format=torch.channels_last)
+
+
 def load_members(model_paths: Sequence[str | Path], device: torch.device) -> list[EnsembleMember]:
-    """Load model files for inference (eval mode, channels-last on the device)."""
+    """Load model files for inference (eval mode, BatchNorm folded, channels-last, on the device)."""
     if not model_paths:
         raise InputError("No model file given; pass at least one .safetensors model.")
     members = []
     for p in model_paths:
         model, card = load_model(p, device)
-        model.to(memory_format=torch.channels_last)
-        members.append(EnsembleMember(model, card, Path(p).name))
+        members.append(EnsembleMember(prepare_for_inference(model), card, Path(p).name))
     return members
 
 

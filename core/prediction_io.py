@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -162,7 +162,7 @@ def write_quicklook(prediction: str | Path, png: str | Path, stack=None, records
                 if n > 0:
                     outline[r // k:r // k + n, :m] = v[:n, :m]
         ncols = min(4, len(species))
-        fig, axes = figure(ncols, -(-len(species) // ncols), shape)
+        fig, axes = figure(ncols, -(-len(species) // ncols), shape, panel_width=6.0 if ncols < 3 else 4.5)
         sx, sy = shape[1] / grid.width, shape[0] / grid.height
         rec_rc = None
         if records is not None:
@@ -183,7 +183,7 @@ def write_quicklook(prediction: str | Path, png: str | Path, stack=None, records
                 pr, pc = (pr + 0.5) * sy - 0.5, (pc + 0.5) * sx - 0.5
             else:
                 pr = pc = np.zeros(0)
-            ax.scatter(pc, pr, s=1.5, c="#19c3ff", linewidths=0, label="records")
+            ax.scatter(pc, pr, s=0.6, c="#19c3ff", alpha=0.7, linewidths=0, label="records")
             ax.set_xlim(-0.5, shape[1] - 0.5)
             ax.set_ylim(shape[0] - 0.5, -0.5)
             finite = m[np.isfinite(m)]

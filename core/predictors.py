@@ -96,8 +96,15 @@ class WholeSpeciesAuxPredictor:
 
     def predict(self, presence: torch.Tensor, hidden: torch.Tensor, aux: torch.Tensor,
                 valid: torch.Tensor) -> torch.Tensor:
-        v = valid.unsqueeze(1)
-        whole = ((hidden | ~v).flatten(2).all(2) & v.flatten(2).any(2))[..., None, None]  # (B, S, 1, 1)
-        a = self.with_aux.predict(presence, hidden, aux, valid)
-        b = self.without_aux.predict(presence, hidden, aux, valid)
-        return torch.where(whole, a, b)
+        """Each model runs only when some (tile, species) needs it; cells that are not hidden
+        get 0 when neither model ran over them (they are never scored)."""
+        v = valid.unsqueeze(1).to(hidden.device)
+        scored = (hidden & v).flatten(2).any(2)                      # (B, S): has hidden valid cells
+        whole = scored & (hidden | ~v).flatten(2).all(2)              # hidden over every valid cell
+        out = torch.zeros(hidden.shape, dtype=torch.float32)
+        if bool(whole.any()):
+            out = torch.where(whole[..., None, None].cpu(), self.with_aux.predict(presence, hidden, aux, valid), out)
+        if bool((scored & ~whole).any()):
+            rest = (~whole)[..., None, None].cpu()
+            out = torch.where(rest, self.without_aux.predict(presence, hidden, aux, valid), out)
+        return out

@@ -9,7 +9,7 @@ lattice inside their blocks.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -176,35 +176,38 @@ class TileBatch:
 
 
 class StackTensors:
-    """A stack's arrays as tensors on one device, for fast tile gathering."""
+    """A stack's arrays as tensors on one device, channels last, for fast tile gathering."""
 
     def __init__(self, stack: Stack, device: torch.device) -> None:
         self.device = device
-        self.presence = torch.from_numpy(np.ascontiguousarray(stack.presence, np.uint8)).to(device)
-        self.aux = torch.from_numpy(np.ascontiguousarray(stack.aux, np.float32)).to(device)
+        self.presence = torch.from_numpy(np.ascontiguousarray(np.moveaxis(stack.presence, 0, -1), np.uint8)).to(device)
+        self.aux = torch.from_numpy(np.ascontiguousarray(np.moveaxis(stack.aux, 0, -1), np.float32)).to(device)
         self.valid = torch.from_numpy(np.ascontiguousarray(stack.valid, bool)).to(device)
 
-    def gather(self, origins: torch.Tensor, tile_size: int) -> TileBatch:
-        """The tiles at (B, 2) top-left origins, in one indexing operation per array."""
+    def gather(self, origins: torch.Tensor, tile_size: int, codes: Optional[torch.Tensor] = None) -> TileBatch:
+        """The tiles at (B, 2) top-left origins, one indexing operation per array.
+
+        ``codes`` (B,) in 0..7 apply the 8 symmetries of the square at no extra cost, by
+        permuting the gather indices: bit 0 flips rows, bit 1 flips columns, bit 2 then
+        transposes.
+        """
         origins = origins.to(self.device)
-        ar = torch.arange(tile_size, device=self.device)
-        rows = (origins[:, 0:1] + ar).unsqueeze(2)  # (B, K, 1)
-        cols = (origins[:, 1:2] + ar).unsqueeze(1)  # (B, 1, K)
-        presence = self.presence[:, rows, cols].permute(1, 0, 2, 3)
-        aux = self.aux[:, rows, cols].permute(1, 0, 2, 3)
-        valid = self.valid[rows, cols]
-        return TileBatch(presence.contiguous(), aux.contiguous(), valid)
-
-
-def dihedral(batch: TileBatch, codes: torch.Tensor) -> TileBatch:
-    """Flip/transpose each tile by its code in 0..7 (bit 0: rows, bit 1: columns, bit 2:
-    transpose): the 8 symmetries of the square, vectorised over the batch."""
-    codes = codes.to(batch.presence.device)
-
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        shape = (-1,) + (1,) * (x.dim() - 1)
-        x = torch.where((codes & 1).bool().view(shape), x.flip(-2), x)
-        x = torch.where((codes & 2).bool().view(shape), x.flip(-1), x)
-        return torch.where((codes & 4).bool().view(shape), x.transpose(-1, -2), x)
-
-    return TileBatch(apply(batch.presence), apply(batch.aux), apply(batch.valid))
+        b, k = origins.shape[0], tile_size
+        ar = torch.arange(k, device=self.device).expand(b, k)
+        rows_1d, cols_1d = ar, ar
+        if codes is not None:
+            codes = codes.to(self.device).view(b, 1)
+            rows_1d = torch.where((codes & 1).bool(), k - 1 - ar, ar)
+            cols_1d = torch.where((codes & 2).bool(), k - 1 - ar, ar)
+        r_i, r_j = rows_1d.unsqueeze(2).expand(b, k, k), rows_1d.unsqueeze(1).expand(b, k, k)
+        c_i, c_j = cols_1d.unsqueeze(2).expand(b, k, k), cols_1d.unsqueeze(1).expand(b, k, k)
+        if codes is not None:
+            t = (codes & 4).bool().view(b, 1, 1)
+            rows, cols = torch.where(t, r_j, r_i), torch.where(t, c_i, c_j)
+        else:
+            rows, cols = r_i, c_j
+        rows = rows + origins[:, 0].view(b, 1, 1)
+        cols = cols + origins[:, 1].view(b, 1, 1)
+        presence = self.presence[rows, cols].permute(0, 3, 1, 2).contiguous()
+        aux = self.aux[rows, cols].permute(0, 3, 1, 2).contiguous()
+        return TileBatch(presence, aux, self.valid[rows, cols])

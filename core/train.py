@@ -35,7 +35,7 @@ from .models import ModelConfig, build_model, pick_device
 from .predictors import ModelPredictor
 from .progress import Progress, check_cancelled
 from .stack import Stack
-from .tiles import HoldoutSplit, StackTensors, TileBatch, dihedral, holdout_tiles, train_frequency, training_tiles
+from .tiles import HoldoutSplit, StackTensors, TileBatch, holdout_tiles, train_frequency, training_tiles
 
 # Fields that may change between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = ("checkpoint_every", "val_every")
@@ -191,9 +191,7 @@ class Trainer:
         n_s = len(self.stack.species)
         hidden, _ = draw_masks(c.mask, c.batch_size, n_s, c.tile_size, c.tile_size, g)
         lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
-        tiles = self.tensors.gather(self.origins[idx[lo:hi]], c.tile_size)
-        if c.augment:
-            tiles = dihedral(tiles, codes[lo:hi])
+        tiles = self.tensors.gather(self.origins[idx[lo:hi]], c.tile_size, codes[lo:hi] if c.augment else None)
         return tiles, hidden[lo:hi].to(self.device, non_blocking=True)
 
     def train_step(self) -> float:

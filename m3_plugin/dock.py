@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsGeometry, QgsMapLayer,
-                       QgsMapLayerProxyModel, QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer,
-                       QgsWkbTypes)
+from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsDistanceArea, QgsGeometry,
+                       QgsMapLayer, QgsMapLayerProxyModel, QgsProject, QgsRasterLayer, QgsRectangle,
+                       QgsVectorLayer, QgsWkbTypes)
 from qgis.gui import QgsFieldComboBox, QgsFileWidget, QgsMapLayerComboBox, QgsRubberBand
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor
@@ -20,7 +20,10 @@ from qgis.PyQt.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDockW
 
 from . import layer_sources as ls
 from .dependencies import install_hint, missing_message, missing_packages
+from .model_info import card_text, default_model_paths, read_cards
+from .results import COMPARISON_HEADERS, add_run_group, comparison_rows
 from .settings import DockSettings
+from .source_rows import AuxRow, MineralRow
 
 SITES_MARGIN_M = 200_000.0  # known sites are exported this far around the run's grid
 REGION_MODES = (("drawn", "Drawn on the map"), ("selection", "Selected polygons of a layer"),
@@ -41,100 +44,6 @@ def device_text(prefer: str = "auto") -> str:
     if missing:
         text += "\n" + missing_message(missing)
     return text
-
-
-def default_model_paths() -> list[str]:
-    """The bundled model when it is there."""
-    from .core import defaults
-
-    return [str(defaults.BUNDLED_MODEL)] if defaults.BUNDLED_MODEL.exists() else []
-
-
-def card_text(card, paths: list[str]) -> str:
-    """A short description of a model card for the dock."""
-    g = card.grid
-    cfg = card.model_config
-    lines = [f"<b>{Path(paths[0]).name}</b>" + (f" + {len(paths) - 1} more" if len(paths) > 1 else ""),
-             f"Species: {', '.join(card.species)}",
-             f"Aux bands: {', '.join(card.aux_names) or 'none'}",
-             f"Cells: {float(g.get('resolution', 0)):g} m in {g.get('crs', '?')}; tiles of {card.tile_size}; "
-             f"{cfg.arch} resnet{cfg.encoder_depth}",
-             f"Threshold: {card.threshold:.2f}"]
-    val = (card.metrics or {}).get("validation", card.metrics or {})
-    nums = [(k, v) for k, v in val.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if nums:
-        lines.append("Validation: " + ", ".join(f"{k} {v:.3g}" for k, v in nums[:6]))
-    return "<br>".join(lines)
-
-
-class MineralRow:
-    """One species: hide it or not, and where its presence comes from (raster band or point field)."""
-
-    def __init__(self, symbol: str, parent: QWidget) -> None:
-        self.symbol = symbol
-        self.hide = QCheckBox(symbol, parent)
-        self.hide.setObjectName(f"m3Hide_{symbol}")
-        self.layer = QgsMapLayerComboBox(parent)
-        self.layer.setFilters(QgsMapLayerProxyModel.RasterLayer | QgsMapLayerProxyModel.PointLayer)
-        self.layer.setAllowEmptyLayer(True)
-        self.layer.setLayer(None)
-        self.choice = QComboBox(parent)
-        self.auto = True
-        self.layer.layerChanged.connect(self._layer_changed)
-
-    def _layer_changed(self, layer: Optional[QgsMapLayer]) -> None:
-        self.choice.clear()
-        if isinstance(layer, QgsRasterLayer):
-            want = f"presence_{self.symbol}"
-            for band, label in ls.raster_bands(layer):
-                self.choice.addItem(label, band)
-                if ls.band_description(layer, band) == want:
-                    self.choice.setCurrentIndex(self.choice.count() - 1)
-        elif isinstance(layer, QgsVectorLayer):
-            for f in layer.fields():
-                self.choice.addItem(f.name(), f.name())
-            guess = ls.commodity_field(layer)
-            if guess:
-                self.choice.setCurrentIndex(self.choice.findData(guess))
-
-    def set_source(self, layer: Optional[QgsMapLayer], choice=None, auto: bool = False) -> None:
-        self.layer.setLayer(layer)
-        if choice is not None:
-            i = self.choice.findData(choice)
-            if i >= 0:
-                self.choice.setCurrentIndex(i)
-        self.auto = auto
-
-
-class AuxRow:
-    """One aux band the model expects: a raster layer (and band) or a line layer (distance to lines)."""
-
-    def __init__(self, name: str, parent: QWidget) -> None:
-        self.name = name
-        self.label = QLabel(name, parent)
-        self.layer = QgsMapLayerComboBox(parent)
-        self.layer.setFilters(QgsMapLayerProxyModel.RasterLayer | QgsMapLayerProxyModel.LineLayer)
-        self.layer.setAllowEmptyLayer(True)
-        self.layer.setLayer(None)
-        self.band = QComboBox(parent)
-        self.auto = True
-        self.layer.layerChanged.connect(self._layer_changed)
-
-    def _layer_changed(self, layer: Optional[QgsMapLayer]) -> None:
-        self.band.clear()
-        if isinstance(layer, QgsRasterLayer):
-            for band, label in ls.raster_bands(layer):
-                self.band.addItem(label, band)
-                if ls.band_description(layer, band) == f"aux_{self.name}":
-                    self.band.setCurrentIndex(self.band.count() - 1)
-        elif isinstance(layer, QgsVectorLayer):
-            self.band.addItem("distance to lines (km)", 0)
-
-    def set_source(self, layer: Optional[QgsMapLayer], band: Optional[int] = None, auto: bool = False) -> None:
-        self.layer.setLayer(layer)
-        if band is not None and self.band.findData(band) >= 0:
-            self.band.setCurrentIndex(self.band.findData(band))
-        self.auto = auto
 
 
 class M3Dock(QDockWidget):
@@ -172,7 +81,16 @@ class M3Dock(QDockWidget):
         scroll.setWidgetResizable(True)
         body = QWidget(scroll)
         layout = QVBoxLayout(body)
+        for build in (self._model_box, self._minerals_box, self._region_box, self._aux_box, self._valid_box,
+                      self._run_box, self._comparison_box):
+            layout.addWidget(build(body))
+        layout.addStretch(1)
+        scroll.setWidget(body)
+        self.setWidget(scroll)
+        self._update_region_label()
 
+    def _model_box(self, body: QWidget) -> QWidget:
+        """Model file(s), its card, the device, Load example data."""
         model_box = QGroupBox("Model", body)
         mform = QFormLayout(model_box)
         self.model_widget = QgsFileWidget(model_box)
@@ -203,12 +121,18 @@ class M3Dock(QDockWidget):
                                        "faults, outline) to the project.")
         self.example_button.clicked.connect(self.load_example_data)
         mform.addRow(self.example_button)
-        layout.addWidget(model_box)
+        return model_box
 
+    def _minerals_box(self, body: QWidget) -> QWidget:
+        """One row per species: hide it, and its presence layer."""
         self.minerals_box = QGroupBox("Mineral layers (tick the species to hide)", body)
         self.minerals_grid = QGridLayout(self.minerals_box)
-        layout.addWidget(self.minerals_box)
+        self.minerals_grid.setColumnStretch(1, 3)
+        self.minerals_grid.setColumnStretch(2, 2)
+        return self.minerals_box
 
+    def _region_box(self, body: QWidget) -> QWidget:
+        """How the region to hide is given."""
         region_box = QGroupBox("Region to hide", body)
         rform = QFormLayout(region_box)
         self.region_mode = QComboBox(region_box)
@@ -234,11 +158,18 @@ class M3Dock(QDockWidget):
         self.region_label = QLabel(region_box)
         self.region_label.setWordWrap(True)
         rform.addRow(self.region_label)
-        layout.addWidget(region_box)
+        return region_box
 
+    def _aux_box(self, body: QWidget) -> QWidget:
+        """One row per aux band the model expects."""
         self.aux_box = QGroupBox("Auxiliary layers the model expects", body)
-        self.aux_grid = QGridLayout(self.aux_box)
-        layout.addWidget(self.aux_box)
+        self.aux_grid = QGridLayout(self.aux_box)  # per band: its name, then its layer and band
+        self.aux_grid.setColumnStretch(0, 3)
+        self.aux_grid.setColumnStretch(1, 2)
+        return self.aux_box
+
+    def _valid_box(self, body: QWidget) -> QWidget:
+        """The outline of the cells to model."""
         valid_box = QGroupBox("Valid area", body)
         vform = QFormLayout(valid_box)
         self.outline_layer = QgsMapLayerComboBox(valid_box)
@@ -248,8 +179,10 @@ class M3Dock(QDockWidget):
         self.outline_layer.setToolTip("Cells inside these polygons are modelled. Empty: the stack's valid band, "
                                       "else the cells where every aux raster has data.")
         vform.addRow("Outline (land)", self.outline_layer)
-        layout.addWidget(valid_box)
+        return valid_box
 
+    def _run_box(self, body: QWidget) -> QWidget:
+        """Ensemble, threshold, known mines, clusters, output; Run, Cancel, progress."""
         run_box = QGroupBox("Run", body)
         form = QFormLayout(run_box)
         ens = QHBoxLayout()
@@ -319,10 +252,10 @@ class M3Dock(QDockWidget):
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         form.addRow(self.status_label)
-        layout.addWidget(run_box)
+        return run_box
 
-        from .results import COMPARISON_HEADERS
-
+    def _comparison_box(self, body: QWidget) -> QWidget:
+        """The comparison with known mines."""
         table_box = QGroupBox("Comparison with known mines (inside the hidden region)", body)
         tl = QVBoxLayout(table_box)
         self.comparison_table = QTableWidget(0, len(COMPARISON_HEADERS), table_box)
@@ -332,11 +265,7 @@ class M3Dock(QDockWidget):
         self.comparison_table.verticalHeader().setVisible(False)
         self.comparison_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         tl.addWidget(self.comparison_table)
-        layout.addWidget(table_box)
-        layout.addStretch(1)
-        scroll.setWidget(body)
-        self.setWidget(scroll)
-        self._update_region_label()
+        return table_box
 
     # -- model --------------------------------------------------------------------------------
     def set_model_paths(self, paths: list[str], from_widget: bool = False) -> None:
@@ -352,30 +281,17 @@ class M3Dock(QDockWidget):
         if not self.model_paths:
             text = ("No model: the bundled model is not installed. Choose a model file (.safetensors with its "
                     ".json card), e.g. one trained with: python train_cli.py train")
-        elif "torch" in missing_packages():
+        elif missing_packages():
             text = missing_message(missing_packages())
         else:
             try:
-                self.card = self._read_cards(self.model_paths)
+                self.card = read_cards(self.model_paths)
                 text = card_text(self.card, self.model_paths)
             except Exception as e:  # M3Error or a broken file: shown, never raised into Qt
                 text = f"Cannot use the model: {e}"
         self.card_label.setText(text)
         self._rebuild_rows()
         self._update_ensemble_label()
-
-    @staticmethod
-    def _read_cards(paths: list[str]):
-        from .core.errors import ModelMismatchError
-        from .core.model_file import read_card
-
-        cards = [read_card(p) for p in paths]
-        for p, c in zip(paths[1:], cards[1:]):
-            if c.species != cards[0].species or c.aux_names != cards[0].aux_names or c.grid.get("resolution") != \
-                    cards[0].grid.get("resolution"):
-                raise ModelMismatchError(f"{Path(p).name} was trained on other species, aux bands or cells than "
-                                         f"{Path(paths[0]).name}; an ensemble needs models of the same data.")
-        return cards[0]
 
     def _update_device(self) -> None:
         self.device_label.setText(device_text(self.device_combo.currentData()))
@@ -392,6 +308,7 @@ class M3Dock(QDockWidget):
             while grid.count():
                 item = grid.takeAt(0)
                 if item.widget() is not None:
+                    item.widget().hide()  # deleted when control returns to the event loop
                     item.widget().deleteLater()
         self.mineral_rows, self.aux_rows = {}, {}
         if self.card is None:
@@ -409,9 +326,9 @@ class M3Dock(QDockWidget):
         for r, name in enumerate(self.card.aux_names):
             row = AuxRow(name, self.aux_box)
             row.layer.layerChanged.connect(lambda _l, row=row: setattr(row, "auto", self._guessing))
-            self.aux_grid.addWidget(row.label, r, 0)
-            self.aux_grid.addWidget(row.layer, r, 1)
-            self.aux_grid.addWidget(row.band, r, 2)
+            self.aux_grid.addWidget(row.label, 2 * r, 0, 1, 2)
+            self.aux_grid.addWidget(row.layer, 2 * r + 1, 0)
+            self.aux_grid.addWidget(row.band, 2 * r + 1, 1)
             self.aux_rows[name] = row
         self.guess_sources()
 
@@ -503,7 +420,10 @@ class M3Dock(QDockWidget):
                 text = "No region drawn yet: use Draw rectangle or Draw polygon."
             else:
                 geom, crs = self.region
-                text = f"Drawn region: {geom.area():,.4g} square map units in {crs.authid() or crs.description()}."
+                area = QgsDistanceArea()
+                area.setSourceCrs(crs, QgsProject.instance().transformContext())
+                area.setEllipsoid("WGS84")
+                text = f"Drawn region: {area.measureArea(geom) / 1e6:,.0f} km²."
         elif mode == "selection":
             layer = self.region_layer.currentLayer()
             text = (f"The selected polygons of '{layer.name()}' ({layer.selectedFeatureCount()} selected)."
@@ -540,6 +460,10 @@ class M3Dock(QDockWidget):
     # -- example data -------------------------------------------------------------------------
     def load_example_data(self):
         """Add the embedded CONUS data to the project (see :mod:`example_data`)."""
+        missing = [m for m in missing_packages() if m in ("numpy", "scipy", "rasterio")]
+        if missing:
+            self.message(missing_message(missing), Qgis.Critical)
+            return None
         from .core.errors import M3Error
         from .example_data import ExampleData
 
@@ -593,12 +517,13 @@ class M3Dock(QDockWidget):
     def build_job(self):
         """The run as plain data (exported from the layers here, on the main thread)."""
         from .core.errors import InputError
-        from .core.layer_inputs import LayerInputs, as_region, model_context_grid, to_crs
-        from .infill_task import InfillJob
 
         missing = missing_packages()
         if missing:
             raise InputError(missing_message(missing))
+        from .core.layer_inputs import LayerInputs, as_region, model_context_grid, to_crs
+        from .infill_task import InfillJob
+
         if self.card is None:
             raise InputError(self.card_label.text().replace("<br>", " ") or "Choose a model file first.")
         card = self.card
@@ -668,7 +593,6 @@ class M3Dock(QDockWidget):
         """Start an infill in the background; returns the task, or None when the inputs are not usable
         (the message bar says why)."""
         from .core.errors import M3Error
-        from .infill_task import InfillTask
 
         if self.task is not None:
             self.message("An infill is already running; wait for it or cancel it.", Qgis.Warning)
@@ -679,6 +603,8 @@ class M3Dock(QDockWidget):
             self.message(str(e), Qgis.Critical)
             return None
         self.save_settings()
+        from .infill_task import InfillTask
+
         self.task = InfillTask(job, self._task_done)
         self.task.progressChanged.connect(lambda p: self.progress_bar.setValue(int(p)))
         self.progress_bar.setValue(0)
@@ -695,7 +621,6 @@ class M3Dock(QDockWidget):
 
     def _task_done(self, task) -> None:
         from .core.errors import M3Error
-        from .results import add_run_group
 
         self.task = None
         self.run_button.setEnabled(True)
@@ -719,8 +644,6 @@ class M3Dock(QDockWidget):
         self.message(f"{task.outputs.name}: {task.outputs.summary}", Qgis.Success)
 
     def show_comparison(self, rows) -> None:
-        from .results import comparison_rows
-
         cells = comparison_rows(rows)
         self.comparison_table.setRowCount(len(cells))
         for r, row in enumerate(cells):

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from qgis.core import QgsApplication, QgsLayerTreeGroup, QgsMapLayer, QgsProject, QgsRasterLayer, QgsTask, QgsVectorLayer
+from qgis.PyQt import sip
 from qgis.PyQt.QtGui import QColor
 
 from . import styles
+from .layer_sources import raster_layer
 from .core import defaults
 from .core.atomic import atomic_path
 from .core.aux_layers import layer_name
@@ -54,7 +56,7 @@ def _vector(path: Path, name: str, table: str = "") -> QgsVectorLayer:
 
 
 def _raster(path: Path, name: str) -> QgsRasterLayer:
-    return QgsRasterLayer(str(path), name, "gdal")
+    return raster_layer(str(path), name)
 
 
 def _add(group: QgsLayerTreeGroup, layers: list[QgsMapLayer], visible: bool = True, at_top: bool = False) -> None:
@@ -139,7 +141,7 @@ class ExampleData:
         return group
 
     def _add_stack(self, path: Optional[Path], error: Optional[str]) -> None:
-        if self.group is None:
+        if self.group is None or sip.isdeleted(self.group):  # the project was closed meanwhile
             return
         if path is None:
             self.report(f"The example stack was not built: {error}", True)

@@ -153,4 +153,7 @@ class InfillTask(QgsTask):
     def finished(self, ok: bool) -> None:  # noqa: D401 (QgsTask API)
         if not ok and self.error is None:
             self.was_cancelled = True
-        self.on_done(self)
+        try:
+            self.on_done(self)
+        except RuntimeError:  # the dock was closed (its widgets deleted) while the task ran
+            self._discard()

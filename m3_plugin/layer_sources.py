@@ -3,14 +3,17 @@ the guesses that pre-fill the dock's combo boxes by name."""
 from __future__ import annotations
 
 import re
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
-import numpy as np
 from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsFeatureRequest, QgsGeometry,
                        QgsMapLayer, QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer, QgsWkbTypes)
 
 from .core.errors import InputError
-from .core.layer_inputs import PointRecords, RasterBand, VectorShapes
+
+# core.layer_inputs needs numpy and rasterio: imported where used, so that the dock loads (and says
+# what to install) in a QGIS without them
+if TYPE_CHECKING:
+    from .core.layer_inputs import PointRecords, RasterBand, VectorShapes
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 COMMODITY_FIELD_NAMES = ("commodities", "commodity", "commod1", "commods", "minerals", "mineral")
@@ -26,6 +29,18 @@ def crs_text(crs: QgsCoordinateReferenceSystem, what: str) -> str:
     return authid if authid.upper().startswith("EPSG:") else crs.toWkt()
 
 
+def raster_layer(path: str, name: str) -> QgsRasterLayer:
+    """A GDAL raster layer made without GDAL writing a ``.aux.xml`` statistics file beside ``path``
+    (QGIS computes statistics for the first renderer; the plugin's own files stay as shipped)."""
+    from osgeo import gdal
+
+    gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", "NO")
+    try:
+        return QgsRasterLayer(str(path), name, "gdal")
+    finally:
+        gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", None)
+
+
 def band_description(layer: QgsRasterLayer, band: int) -> str:
     """``presence_Au`` from QGIS's band name ``Band 01: presence_Au``; '' when the band has none."""
     name = layer.bandName(band)
@@ -37,8 +52,10 @@ def raster_bands(layer: QgsRasterLayer) -> list[tuple[int, str]]:
     return [(b, layer.bandName(b)) for b in range(1, layer.bandCount() + 1)]
 
 
-def raster_band(layer: QgsRasterLayer, band: int) -> RasterBand:
+def raster_band(layer: QgsRasterLayer, band: int) -> "RasterBand":
     """A file-based raster layer's band as a core source."""
+    from .core.layer_inputs import RasterBand
+
     if layer is None or not layer.isValid():
         raise InputError("A chosen raster layer is missing or broken. Choose it again.")
     if layer.providerType() != "gdal":
@@ -68,8 +85,12 @@ def _request(layer: QgsVectorLayer, extent: Optional[tuple[QgsRectangle, QgsCoor
 
 
 def point_records(layer: QgsVectorLayer, field: str,
-                  extent: Optional[tuple[QgsRectangle, QgsCoordinateReferenceSystem]] = None) -> PointRecords:
+                  extent: Optional[tuple[QgsRectangle, QgsCoordinateReferenceSystem]] = None) -> "PointRecords":
     """The layer's points (those within ``extent`` when given) as lon/lat with the ``field`` text."""
+    import numpy as np
+
+    from .core.layer_inputs import PointRecords
+
     if layer is None or not layer.isValid():
         raise InputError("A chosen point layer is missing or broken. Choose it again.")
     if layer.geometryType() != QgsWkbTypes.PointGeometry:
@@ -97,8 +118,10 @@ def point_records(layer: QgsVectorLayer, field: str,
 
 
 def layer_shapes(layer: QgsVectorLayer, selected_only: bool = False,
-                 extent: Optional[tuple[QgsRectangle, QgsCoordinateReferenceSystem]] = None) -> VectorShapes:
+                 extent: Optional[tuple[QgsRectangle, QgsCoordinateReferenceSystem]] = None) -> "VectorShapes":
     """A vector layer's geometries (all, or the selected ones) as GeoJSON in the layer's CRS."""
+    from .core.layer_inputs import VectorShapes
+
     if layer is None or not layer.isValid():
         raise InputError("A chosen vector layer is missing or broken. Choose it again.")
     crs = crs_text(layer.crs(), f"The layer '{layer.name()}'")
@@ -110,8 +133,10 @@ def layer_shapes(layer: QgsVectorLayer, selected_only: bool = False,
     return VectorShapes([g for g in geoms if g], crs, layer.name())
 
 
-def geometry_shapes(geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem, name: str = "region") -> VectorShapes:
+def geometry_shapes(geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem, name: str = "region") -> "VectorShapes":
     """One geometry (a drawn region, the map extent) as core shapes."""
+    from .core.layer_inputs import VectorShapes
+
     if geometry is None or geometry.isEmpty():
         raise InputError("The region to hide is empty: draw a rectangle or polygon on the map, or choose "
                          "another region.")

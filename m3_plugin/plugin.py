@@ -14,6 +14,7 @@ from .dock import M3Dock
 PLUGIN_DIR = Path(__file__).resolve().parent
 ICON_PATH = PLUGIN_DIR / "resources" / "icons" / "m3.png"
 MENU = "&M3"
+PROCESSING_NEEDS = ("numpy", "scipy", "rasterio")  # to load the provider; infill also needs torch
 
 
 class M3Plugin:
@@ -27,8 +28,15 @@ class M3Plugin:
 
     def initProcessing(self) -> None:  # noqa: N802 (name fixed by QGIS)
         """Register the M3 algorithms in the Processing toolbox (metadata: hasProcessingProvider=yes)."""
-        from qgis.core import QgsApplication
+        from qgis.core import Qgis, QgsApplication, QgsMessageLog
 
+        from .dependencies import missing_message, missing_packages
+
+        missing = [m for m in missing_packages() if m in PROCESSING_NEEDS]
+        if missing:  # the dock says the same; the algorithms cannot even load without these
+            QgsMessageLog.logMessage(f"M3 Processing algorithms not loaded: {missing_message(missing)}", "M3",
+                                     Qgis.Warning)
+            return
         from .processing_provider import M3ProcessingProvider
 
         if self.provider is None:

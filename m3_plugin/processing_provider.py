@@ -81,6 +81,11 @@ class M3Algorithm(QgsProcessingAlgorithm):
             return self.process(parameters, context, feedback)
         except M3Error as e:
             raise QgsProcessingException(str(e)) from None
+        except ImportError as e:  # e.g. torch missing in QGIS's Python
+            from .dependencies import missing_message, missing_packages
+
+            raise QgsProcessingException(missing_message(missing_packages()) if missing_packages()
+                                         else f"M3 cannot load: {e}") from None
 
     def process(self, parameters, context, feedback) -> dict[str, Any]:
         raise NotImplementedError

@@ -3,14 +3,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from qgis.core import QgsLayerTreeGroup, QgsMapLayer, QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.core import QgsLayerTreeGroup, QgsMapLayer, QgsProject, QgsVectorLayer
 from qgis.PyQt.QtGui import QColor
 
 from . import styles
-from .core.comparison import SpeciesComparison
 from .core.errors import M3Error
+from .layer_sources import raster_layer
+
+if TYPE_CHECKING:
+    from .core.comparison import SpeciesComparison
 
 REGION_COLOUR = QColor(30, 30, 220)
 
@@ -28,7 +31,7 @@ class RunOutputs:
     clusters: Optional[Path] = None       # GeoPackage of discovered clusters
     cluster_count: int = 0
     std_max: dict[str, float] = field(default_factory=dict)
-    comparison: list[SpeciesComparison] = field(default_factory=list)
+    comparison: list["SpeciesComparison"] = field(default_factory=list)
     sites_layer_id: str = ""
     summary: str = ""
 
@@ -51,12 +54,12 @@ def run_layers(out: RunOutputs) -> list[tuple[QgsMapLayer, bool]]:
         styles.style_clusters(clusters)
         layers.append((clusters, True))
     for i, sym in enumerate(out.species):
-        mean = QgsRasterLayer(str(out.prediction), f"{sym} mean probability", "gdal")
+        mean = raster_layer(str(out.prediction), f"{sym} mean probability")
         if mean.isValid():
             styles.style_probability(mean, out.threshold, _band(out.prediction, f"mean_{sym}"))
         layers.append((mean, i == 0))
     for sym in out.species:
-        std = QgsRasterLayer(str(out.prediction), f"{sym} uncertainty (std)", "gdal")
+        std = raster_layer(str(out.prediction), f"{sym} uncertainty (std)")
         if std.isValid():
             styles.style_uncertainty(std, out.std_max.get(sym, 0.25), _band(out.prediction, f"std_{sym}"))
         layers.append((std, False))
@@ -108,7 +111,7 @@ def remove_group(group: QgsLayerTreeGroup) -> None:
             project.removeMapLayer(layer_id)
 
 
-def comparison_rows(rows: list[SpeciesComparison]) -> list[list[str]]:
+def comparison_rows(rows: list["SpeciesComparison"]) -> list[list[str]]:
     """Table cells: species, sites in region, sites flagged, recall, flagged area (km²), share flagged."""
     out = []
     for r in rows:
@@ -118,5 +121,4 @@ def comparison_rows(rows: list[SpeciesComparison]) -> list[list[str]]:
     return out
 
 
-COMPARISON_HEADERS = ["Species", "Known sites in region", "In flagged cells", "Recall", "Flagged area (km²)",
-                      "Share of region flagged"]
+COMPARISON_HEADERS = ["Species", "Sites in region", "In flagged cells", "Recall", "Flagged km²", "Flagged share"]

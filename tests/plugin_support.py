@@ -1,5 +1,5 @@
-"""Helpers shared by the plugin tests: wait for a QgsTask, make a tiny random-weight model that
-fits the example stack, and the example-data cache shared by a test session."""
+"""Helpers shared by the plugin tests: wait for background tasks, make a tiny random-weight model that
+fits a stack, and load the example data once into a session's own cache folder."""
 from __future__ import annotations
 
 import json
@@ -76,7 +76,6 @@ def example_session(tmp_path_factory, qgis_app):
     info = {"cache": cache, "stack": cache / STACK_NAME, "messages": messages,
             "built_in_background": built_in_background,
             "layers": [node.name() for node in group.findLayers()]}
-    del group, example
     clear_project()
     try:
         yield info

@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from core import compare as compare_module
 from core import evaluate as evaluate_module
 from core import train as train_module
-from core.compare import VARIANTS, compare, parse_lever_values, sweep
+from core.compare import VARIANTS, compare
+from core.sweep import parse_lever_values, sweep
 from core.errors import InputError
 from core.synthetic import synthetic_stack
 from core.train import TrainConfig
@@ -19,13 +19,15 @@ from core.train import TrainConfig
 TINY = {"steps": 2, "tiles": 16, "tile_size": 32, "batch_size": 2, "val_every": 0, "checkpoint_every": 0,
         "val_tiles": 4, "holdout.block_size": 32, "holdout.val_fraction": 0.15, "holdout.test_fraction": 0.15,
         "model_options": {"decoder_channels": [16, 16, 16, 16, 16]}}
+pytestmark = pytest.mark.slow  # trains 8 tiny models: tens of seconds on 2 CPU cores
+
 EXPECTED = {"unet", "unet_no_aux", "vit", "unet_aux_whole_species", "kriging", "co_presence",
             "neighbour_density", "frequency"}
 
 
 @pytest.fixture(scope="module")
 def stack():
-    return synthetic_stack(160, 160, n_species=3, n_aux=2, seed=0)
+    return synthetic_stack(128, 128, n_species=3, n_aux=2, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -293,3 +293,21 @@ def test_predict_command_writes_geotiff_and_quicklook(stack, stack_file, unet_fi
     expect = np.zeros(g.shape, bool)
     expect[20:100, 20:120] = True
     np.testing.assert_array_equal(np.isfinite(mean), expect & stack.valid)
+
+
+def test_folding_batchnorm_keeps_the_model_output(stack, unet_file):
+    from core.infer import prepare_for_inference
+    from core.model_file import load_model
+
+    model, card = load_model(unet_file)
+    for m in model.modules():  # non-trivial statistics, as a trained model has
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, card.model_config.in_channels, 64, 96)
+    with torch.inference_mode():
+        ref = model(x)
+        fused = prepare_for_inference(model)
+        out = fused(x.contiguous(memory_format=torch.channels_last))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 from plugin_support import example_session, stack_metadata, tiny_model, wait_until
-from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsFeature, QgsGeometry, QgsPointXY, QgsProject,
+from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsFeature, QgsGeometry, QgsProject,
                        QgsRasterLayer, QgsRectangle, QgsSettings, QgsVectorLayer)
 from qgis.gui import QgsMapMouseEvent
 from qgis.PyQt.QtCore import QEvent, QPoint, Qt
@@ -337,3 +337,53 @@ def test_drawing_tools_set_the_region(dock, qgis_iface):
     geom, _ = dock.region
     assert geom.constGet().exteriorRing().numPoints() == 4  # a closed triangle
     assert "Drawn region" in dock.region_label.text()
+
+
+BLOCKED_LOAD = r"""
+import sys
+from unittest.mock import MagicMock
+for name in ("torch", "rasterio", "scipy", "safetensors", "segmentation_models_pytorch"):
+    sys.modules[name] = None  # import fails; importlib.util.find_spec says missing
+from qgis.core import Qgis, QgsApplication
+app = QgsApplication([], False)
+app.initQgis()
+import m3_plugin
+iface = MagicMock()
+iface.mainWindow.return_value = None
+plugin = m3_plugin.classFactory(iface)
+plugin.initProcessing()
+plugin.initGui()
+plugin.show_dock(True)
+dock = plugin.dock
+assert plugin.provider is None
+print("DEVICE", dock.device_label.text().replace(chr(10), " "))
+print("CARD", dock.card_label.text())
+assert dock.run() is None
+dock.load_example_data()
+for call in iface.messageBar().pushMessage.call_args_list:
+    print("MESSAGE", call.args[1], call.kwargs.get("level") == Qgis.Critical)
+plugin.unload()
+app.exitQgis()
+print("OK")
+"""
+
+
+def test_plugin_loads_and_says_what_to_install_without_torch_and_rasterio(tmp_path):
+    """In a QGIS whose Python lacks the science packages the plugin still loads, and its dock and
+    message bar say what to install instead of failing."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(repo), "M3_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", BLOCKED_LOAD], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    device = next(l for l in lines if l.startswith("DEVICE"))
+    assert "torch" in device and "rasterio" in device and "pip install" in device
+    messages_ = [l for l in lines if l.startswith("MESSAGE")]
+    assert len(messages_) == 2 and all(l.endswith("True") for l in messages_)
+    assert all("not installed in QGIS's Python" in l for l in messages_)

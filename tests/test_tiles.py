@@ -5,8 +5,8 @@ import torch
 
 from core.errors import InputError
 from core.synthetic import synthetic_stack
-from core.tiles import (TEST, TRAIN, VAL, HoldoutSplit, StackTensors, TileBatch, dihedral, holdout_tiles,
-                        train_frequency, training_tiles)
+from core.tiles import (TEST, TRAIN, VAL, HoldoutSplit, StackTensors, TileBatch, holdout_tiles, train_frequency,
+                        training_tiles)
 
 
 @pytest.fixture(scope="module")
@@ -58,21 +58,30 @@ def test_holdout_tiles_lie_inside_their_part(stack):
             assert np.all(labels[r:r + 32, c:c + 32] == code)
 
 
-def test_gather_matches_slicing_and_dihedral_is_a_symmetry(stack):
+def test_gather_matches_slicing_and_codes_are_the_square_symmetries(stack):
     t = StackTensors(stack, torch.device("cpu"))
     origins = torch.tensor([[0, 0], [100, 37], [224, 224]])
     batch = t.gather(origins, 32)
+    assert isinstance(batch, TileBatch) and batch.presence.shape == (3, 4, 32, 32)
     for i, (r, c) in enumerate(origins.tolist()):
         assert np.array_equal(batch.presence[i].numpy(), stack.presence[:, r:r + 32, c:c + 32])
         assert np.array_equal(batch.aux[i].numpy(), stack.aux[:, r:r + 32, c:c + 32])
         assert np.array_equal(batch.valid[i].numpy(), stack.valid[r:r + 32, c:c + 32])
-    same = dihedral(batch, torch.zeros(3, dtype=torch.long))
-    assert torch.equal(same.presence, batch.presence)
-    flipped = dihedral(batch, torch.tensor([1, 2, 4]))
-    assert torch.equal(flipped.presence[0], batch.presence[0].flip(-2))
-    assert torch.equal(flipped.aux[1], batch.aux[1].flip(-1))
-    assert torch.equal(flipped.valid[2], batch.valid[2].T)
-    assert isinstance(flipped, TileBatch)
+
+    def expected(x, code):  # flip rows, flip columns, then transpose
+        x = x.flip(-2) if code & 1 else x
+        x = x.flip(-1) if code & 2 else x
+        return x.transpose(-1, -2) if code & 4 else x
+
+    many = origins[torch.arange(8) % 3]
+    codes = torch.arange(8)
+    plain = t.gather(many, 32)
+    moved = t.gather(many, 32, codes)
+    for i in range(8):
+        assert torch.equal(moved.presence[i], expected(plain.presence[i], i))
+        assert torch.equal(moved.aux[i], expected(plain.aux[i], i))
+        assert torch.equal(moved.valid[i], expected(plain.valid[i], i))
+    assert len({moved.presence[i].numpy().tobytes() for i in range(8)}) > 1
 
 
 def test_train_frequency_uses_training_blocks_only(stack):

@@ -51,7 +51,7 @@ def _params(path):
 def test_kill_9_then_resume_ends_like_an_uninterrupted_run(stack_file, tmp_path):
     common = ["--stack", stack_file, *TINY, "--steps", "16", "--checkpoint-every", "4"]
     ref = tmp_path / "ref.safetensors"
-    subprocess.run(_cli(*common, "--out", ref), check=True, env=_env(), cwd=ROOT, capture_output=True)
+    subprocess.run(_cli(*common, "--out", ref), check=True, env=_env(), cwd=ROOT, capture_output=True, timeout=600)
 
     out, ckpt = tmp_path / "resumed.safetensors", tmp_path / "ckpt"
     proc = subprocess.Popen(_cli(*common, "--out", out, "--checkpoint-dir", ckpt), env=_env(), cwd=ROOT,
@@ -68,7 +68,7 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(stack_file, tmp_path)
     assert 0 < killed_at < 16 and not out.exists()
 
     done = subprocess.run(_cli(*common, "--out", out, "--checkpoint-dir", ckpt, "--resume"), env=_env(),
-                          cwd=ROOT, capture_output=True, text=True)
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert f"resumed from {ckpt} at step {killed_at}" in done.stdout
     a, b = load_file(str(ref)), load_file(str(out))
@@ -85,13 +85,13 @@ def test_torchrun_two_cpu_processes_match_one_process_same_global_batch(stack_fi
     common = ["--stack", stack_file, *TINY, "--steps", "4", "--checkpoint-every", "100"]
     ddp, single = tmp_path / "ddp.safetensors", tmp_path / "single.safetensors"
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                          "--master_port=0", str(ROOT / "train_cli.py"), "train", *map(str, common),
-                          "--out", str(ddp)], env=_env(1), cwd=ROOT, capture_output=True, text=True)
+                          "--standalone", str(ROOT / "train_cli.py"), "train", *map(str, common),
+                          "--out", str(ddp)], env=_env(1), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "rank 0 of 2 (gloo)" in run.stdout
     # one process, the same global batch of 4 in micro-batches of the per-rank share (2)
     subprocess.run(_cli(*common, "--micro-batch", "2", "--out", single), check=True, env=_env(1), cwd=ROOT,
-                   capture_output=True)
+                   capture_output=True, timeout=600)
     (pa, _), (pb, _) = _params(ddp), _params(single)
     assert pa.keys() == pb.keys() and len(pa) > 50
     worst = max((pa[k] - pb[k]).abs().max().item() for k in pa)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..compare import LEVERS, parse_lever_values, sweep
+from ..sweep import LEVERS, parse_lever_values, sweep
 from ..evaluate import EVAL_SEED
 from ..presets import PRESETS
 from ..progress import TqdmProgress

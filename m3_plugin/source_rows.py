@@ -1,0 +1,89 @@
+"""The dock's rows that say where each input comes from: a species' presence (raster band or point
+layer with a commodity field) and each aux band the model expects (raster band or line layer)."""
+from __future__ import annotations
+
+from typing import Optional
+
+from qgis.core import QgsMapLayer, QgsMapLayerProxyModel, QgsRasterLayer, QgsVectorLayer
+from qgis.gui import QgsMapLayerComboBox
+from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QLabel, QWidget
+
+from . import layer_sources as ls
+
+
+def _compact_combo(parent: QWidget) -> QComboBox:
+    """A combo box that does not widen the dock to its longest item (band descriptions are long)."""
+    combo = QComboBox(parent)
+    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(12)
+    return combo
+
+
+class MineralRow:
+    """One species: hide it or not, and where its presence comes from (raster band or point field)."""
+
+    def __init__(self, symbol: str, parent: QWidget) -> None:
+        self.symbol = symbol
+        self.hide = QCheckBox(symbol, parent)
+        self.hide.setObjectName(f"m3Hide_{symbol}")
+        self.layer = QgsMapLayerComboBox(parent)
+        self.layer.setFilters(QgsMapLayerProxyModel.RasterLayer | QgsMapLayerProxyModel.PointLayer)
+        self.layer.setAllowEmptyLayer(True)
+        self.layer.setLayer(None)
+        self.choice = _compact_combo(parent)
+        self.auto = True
+        self.layer.layerChanged.connect(self._layer_changed)
+
+    def _layer_changed(self, layer: Optional[QgsMapLayer]) -> None:
+        self.choice.clear()
+        if isinstance(layer, QgsRasterLayer):
+            want = f"presence_{self.symbol}"
+            for band, label in ls.raster_bands(layer):
+                self.choice.addItem(label, band)
+                if ls.band_description(layer, band) == want:
+                    self.choice.setCurrentIndex(self.choice.count() - 1)
+        elif isinstance(layer, QgsVectorLayer):
+            for f in layer.fields():
+                self.choice.addItem(f.name(), f.name())
+            guess = ls.commodity_field(layer)
+            if guess:
+                self.choice.setCurrentIndex(self.choice.findData(guess))
+
+    def set_source(self, layer: Optional[QgsMapLayer], choice=None, auto: bool = False) -> None:
+        self.layer.setLayer(layer)
+        if choice is not None:
+            i = self.choice.findData(choice)
+            if i >= 0:
+                self.choice.setCurrentIndex(i)
+        self.auto = auto
+
+
+class AuxRow:
+    """One aux band the model expects: a raster layer (and band) or a line layer (distance to lines)."""
+
+    def __init__(self, name: str, parent: QWidget) -> None:
+        self.name = name
+        self.label = QLabel(name, parent)
+        self.layer = QgsMapLayerComboBox(parent)
+        self.layer.setFilters(QgsMapLayerProxyModel.RasterLayer | QgsMapLayerProxyModel.LineLayer)
+        self.layer.setAllowEmptyLayer(True)
+        self.layer.setLayer(None)
+        self.band = _compact_combo(parent)
+        self.auto = True
+        self.layer.layerChanged.connect(self._layer_changed)
+
+    def _layer_changed(self, layer: Optional[QgsMapLayer]) -> None:
+        self.band.clear()
+        if isinstance(layer, QgsRasterLayer):
+            for band, label in ls.raster_bands(layer):
+                self.band.addItem(label, band)
+                if ls.band_description(layer, band) == f"aux_{self.name}":
+                    self.band.setCurrentIndex(self.band.count() - 1)
+        elif isinstance(layer, QgsVectorLayer):
+            self.band.addItem("distance to lines (km)", 0)
+
+    def set_source(self, layer: Optional[QgsMapLayer], band: Optional[int] = None, auto: bool = False) -> None:
+        self.layer.setLayer(layer)
+        if band is not None and self.band.findData(band) >= 0:
+            self.band.setCurrentIndex(self.band.findData(band))
+        self.auto = auto
