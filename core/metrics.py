@@ -48,7 +48,8 @@ def average_precision(probs: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def precision_recall_curve(probs: np.ndarray, truth: np.ndarray, max_points: int = 400) -> tuple[np.ndarray, np.ndarray]:
+def precision_recall_curve(probs: np.ndarray, truth: np.ndarray,
+                           max_points: int = 400) -> tuple[np.ndarray, np.ndarray]:
     """Recall and precision at each distinct threshold (descending), thinned to at most
     ``max_points`` (the first and last kept) for plotting; empty without positives."""
     n_pos = int(np.count_nonzero(truth))

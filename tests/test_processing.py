@@ -48,9 +48,14 @@ def processing(qgis_app):
 @pytest.fixture(scope="module")
 def coarse(processing, tmp_path_factory):
     """The Build stack algorithm's output: 10-mile cells, three species, the embedded data."""
-    out = tmp_path_factory.mktemp("stack") / "stack_10mi.tif"
+    import shutil
+
+    folder = tmp_path_factory.mktemp("stack")
+    out = folder / "stack_10mi.tif"
+    # copies: QGIS writes statistics (.aux.xml) beside rasters it loads as layers
+    aux = [shutil.copy(p, folder / p.name) for p in defaults.AUX_RASTERS]
     result = processing.run("m3:buildstack", {
-        "RECORDS": str(defaults.RECORDS), "AUX": [str(p) for p in defaults.AUX_RASTERS],
+        "RECORDS": str(defaults.RECORDS), "AUX": [str(p) for p in aux],
         "FAULTS": str(defaults.FAULTS), "OUTLINE": str(defaults.OUTLINE), "CRS": "EPSG:5070",
         "RESOLUTION": TEN_MILES, "SPECIES": ", ".join(SPECIES), "OUTPUT": str(out)})
     assert result["OUTPUT"] == str(out)
