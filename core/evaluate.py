@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -86,24 +86,34 @@ def holdout_masks(stack: Stack, split: HoldoutSplit, tile_size: int, part: str, 
 
 @dataclass
 class Scored:
-    """One predictor's test reports per scenario at its threshold, and the hidden cells behind them."""
+    """One predictor's test reports per scenario, the thresholds they were scored at, and the
+    hidden cells behind them. ``threshold`` is the single threshold when one was used for every
+    scenario, NaN when each scenario had its own (then see ``thresholds``)."""
 
     reports: dict[str, dict[str, Any]]
     threshold: float
     cells: dict[str, HiddenCells]
+    thresholds: dict[str, float] = field(default_factory=dict)
 
 
 def score_predictor(predictor: Predictor, tensors: StackTensors, test: HoldoutMasks, val: HoldoutMasks,
-                    species: list[str], threshold: Optional[float] = None,
-                    progress: Optional[Progress] = None) -> Scored:
-    """Score any predictor (model, kriging, baseline) on the test masks at ``threshold``; when
-    None, at the Dice-best threshold on the validation masks (never on the test blocks). The one
+                    species: list[str], threshold: float | dict[str, float] | None = None,
+                    progress: Optional[Progress] = None, per_scenario: bool = False) -> Scored:
+    """Score any predictor (model, kriging, baseline) on the test masks at ``threshold`` (one
+    value, or one per scenario); when None, at the Dice-best threshold on the validation masks
+    (never on the test blocks), pooled over scenarios or, with ``per_scenario``, for each. The one
     scoring path of ``evaluate``, ``compare`` and ``sweep``."""
     if threshold is None:
-        threshold = pooled_threshold(collect(predictor, tensors, val, species, progress=progress)) \
-            if len(val.origins) else 0.5
+        if len(val.origins):
+            val_cells = collect(predictor, tensors, val, species, progress=progress)
+            threshold = {sc: c.best_threshold() for sc, c in val_cells.items()} if per_scenario \
+                else pooled_threshold(val_cells)
+        else:
+            threshold = 0.5
     cells = collect(predictor, tensors, test, species, progress=progress)
-    return Scored({sc: c.report(threshold) for sc, c in cells.items()}, float(threshold), cells)
+    per = dict(threshold) if isinstance(threshold, dict) else {sc: float(threshold) for sc in cells}
+    single = float("nan") if isinstance(threshold, dict) else float(threshold)
+    return Scored({sc: c.report(per[sc]) for sc, c in cells.items()}, single, cells, per)
 
 
 def pooled_threshold(cells: dict[str, HiddenCells]) -> float:
@@ -136,6 +146,13 @@ def random_draw_report(cells: HiddenCells, frequency: dict[str, float]) -> dict[
     mean = {k: float(np.nanmean([v[k] for v in per.values() if v["positives"] > 0] or [np.nan]))
             for k in METRICS}
     return {"overall": overall, "species_mean": mean, "per_species": per}
+
+
+def card_thresholds(card: ModelCard) -> dict[str, float]:
+    """Per-scenario thresholds chosen on validation blocks (stored by the trainer), falling back
+    to the card's pooled threshold."""
+    per = card.metrics.get("validation", {}).get("thresholds", {})
+    return {sc: float(per.get(sc, card.threshold)) for sc in SCENARIOS}
 
 
 def _mean_std(values: list[float]) -> dict[str, Any]:
@@ -210,11 +227,12 @@ def evaluate_models(stack: Stack, model_paths: Sequence[str | Path], out: Option
     model_reports, thresholds = [], {}
     for p, c in zip(paths, cards):
         pred = ModelPredictor.from_file(p, device=tensors.device)
-        thresholds[str(p)] = c.threshold
-        model_reports.append(score_predictor(pred, tensors, test, val, species, c.threshold, progress).reports)
+        thresholds[str(p)] = card_thresholds(c)
+        model_reports.append(score_predictor(pred, tensors, test, val, species, thresholds[str(p)], progress).reports)
 
-    base = score_predictor(FrequencyPredictor(freq, species), tensors, test, val, species, progress=progress)
-    base_t, base_cells = base.threshold, base.cells
+    base = score_predictor(FrequencyPredictor(freq, species), tensors, test, val, species, progress=progress,
+                           per_scenario=True)
+    base_t, base_cells = base.thresholds, base.cells
     thresholds["frequency"] = base_t
     if progress is not None:
         progress.close()
@@ -228,7 +246,7 @@ def evaluate_models(stack: Stack, model_paths: Sequence[str | Path], out: Option
     for sc in SCENARIOS:
         result["scenarios"][sc] = {
             label: aggregate([r[sc] for r in model_reports]),
-            "frequency": aggregate([base_cells[sc].report(base_t)]),
+            "frequency": aggregate([base_cells[sc].report(base_t[sc])]),
             "frequency_draw": aggregate([random_draw_report(base_cells[sc], freq)]),
         }
     log(format_table(result))
@@ -253,8 +271,9 @@ def format_table(result: dict[str, Any]) -> str:
     """Overall scores per scenario and predictor, then Dice and recall per species."""
     label = result["label"]
     n = len(result["models"])
-    lines = [f"Held-out test blocks: {result['test_tiles']} tiles; hidden valid cells only; "
-             f"pooled over species; mean ± std over {n} model file(s)"]
+    lines = [f"Held-out test blocks: {result['test_tiles']} tiles x {result['draws']} mask draws per scenario; "
+             f"hidden valid cells only, pooled over species; mean ± std over {n} model file(s); "
+             "thresholds per scenario chosen on validation blocks"]
     head = f"{'scenario':<9} {'predictor':<40} " + " ".join(f"{m:>15}" for m in METRICS)
     lines += [head, "-" * len(head)]
     for sc, rows in result["scenarios"].items():

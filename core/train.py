@@ -261,16 +261,17 @@ class Trainer:
         return HoldoutMasks(origins, c.tile_size, c.mask.only("region", species_k=1), draws)
 
     def validate(self, draws: int) -> dict[str, Any]:
-        """Scores on the validation blocks (eval mode; training state untouched): the Dice-best
-        threshold over all scenarios pooled, and each scenario's scores at it."""
+        """Scores on the validation blocks (eval mode; training state untouched). ``threshold``
+        maximises Dice over all scenarios pooled (the card's general threshold); ``thresholds``
+        maximise it per scenario, and each scenario is scored at its own."""
         masks = self.val_masks(draws)
         if len(masks.origins) == 0:
-            return {"threshold": 0.5, "scenarios": {}, "tiles": 0}
+            return {"threshold": 0.5, "thresholds": {}, "scenarios": {}, "tiles": 0}
         cells = collect(self.predictor(), self.tensors, masks, list(self.stack.species))
         self.model.train()
-        t = pooled_threshold(cells)
-        return {"threshold": t, "tiles": int(len(masks.origins)), "draws": draws,
-                "scenarios": {sc: cells[sc].report(t) for sc in SCENARIOS}}
+        per = {sc: c.best_threshold() for sc, c in cells.items()}
+        return {"threshold": pooled_threshold(cells), "thresholds": per, "tiles": int(len(masks.origins)),
+                "draws": draws, "scenarios": {sc: cells[sc].report(per[sc]) for sc in SCENARIOS}}
 
 
 class _nullcontext:
@@ -417,12 +418,12 @@ def train(stack: Stack, config: TrainConfig, out: str | Path, checkpoint_dir: Op
         run = {"device": why, "world_size": dist.world, "wall_s": round(wall, 1),
                "tiles_per_s": round(steps_run * c.batch_size / wall, 2) if steps_run else None}
         save_model(out, trainer.model, model_card(trainer, validation, run))
-        say(f"wrote {out} (+ {out.with_suffix('.json').name}); threshold {validation['threshold']:.4f} "
-            f"chosen on {validation['tiles']} validation tiles")
+        say(f"wrote {out} (+ {out.with_suffix('.json').name}); thresholds chosen on {validation['tiles']} "
+            f"validation tiles: {validation['threshold']:.4f} pooled")
         for sc, rep in validation["scenarios"].items():
             o = rep["overall"]
-            say(f"  validation {sc:<8} Dice {o['dice']:.3f}  recall {o['recall']:.3f}  "
-                f"precision {o['precision']:.3f}  AUPRC {o['auprc']:.3f}")
+            say(f"  validation {sc:<8} threshold {validation['thresholds'][sc]:.4f}  Dice {o['dice']:.3f}  "
+                f"recall {o['recall']:.3f}  precision {o['precision']:.3f}  AUPRC {o['auprc']:.3f}")
         result = {"validation": validation, "run": run, "out": str(out)}
     dist.barrier()
     return result

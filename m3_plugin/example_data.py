@@ -125,6 +125,7 @@ class ExampleData:
             styles.style_outline(outline, QColor(60, 60, 60), 0.4)
             faults = _vector(defaults.FAULTS, "active faults")
             records = _vector(records_geopackage(), RECORDS_LAYER, RECORDS_TABLE)
+            styles.style_sites(records)
             _add(group, [records, faults, outline])
             _add(group, [_raster(p, layer_name(p)) for p in defaults.AUX_RASTERS], visible=False)
         except Exception:

@@ -76,6 +76,6 @@ def style_clusters(layer: QgsVectorLayer) -> None:
 def style_sites(layer: QgsVectorLayer) -> None:
     """Known sites: small black-rimmed white dots, visible over the probability map."""
     symbol = QgsMarkerSymbol.createSimple({"name": "circle", "color": "255,255,255", "outline_color": "0,0,0",
-                                           "size": "1.4"})
+                                           "outline_width": "0.1", "size": "0.9"})
     layer.setRenderer(QgsSingleSymbolRenderer(symbol))
     layer.triggerRepaint()

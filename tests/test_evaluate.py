@@ -78,7 +78,9 @@ def test_evaluate_reports_models_and_baseline_per_scenario(trained, capsys):
         assert len(dice["values"]) == 2 and dice["mean"] == pytest.approx(np.mean(dice["values"]))
         assert dice["std"] == pytest.approx(np.std(dice["values"], ddof=1))
         assert set(rows[label]["per_species"]) == set(stack.species)
-    assert saved["thresholds"][str(paths[0])] == read_card(paths[0]).threshold
+    card = read_card(paths[0])
+    assert saved["thresholds"][str(paths[0])] == card.metrics["validation"]["thresholds"]
+    assert set(saved["thresholds"]["frequency"]) == {"region", "species", "both"}
     shown = capsys.readouterr().out
     assert "frequency baseline (threshold on val)" in shown and "± " in shown
     assert result["scenarios"]["region"][label]["overall"]["recall"]["values"] == \
