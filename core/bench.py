@@ -112,7 +112,7 @@ def bench_train(stack: Stack, config: TrainConfig, device: torch.device, steps: 
     _sync(device)
     ours = steps * b / (time.perf_counter() - t0)
     ours_mem = _peak_gib(device)
-    origins = trainer.origins.numpy()
+    origins = trainer.origins.cpu().numpy()
     model_config = trainer.model_config
     del trainer
     _peak_reset(device)

@@ -23,9 +23,11 @@ weighted mixture of (evaluation, window) predictions, which equals the ensemble'
 deviation away from the overlaps and in them also counts how much the two windows disagree;
 it is continuous across seams.
 
-Windows are larger than the training tile (the U-Net is fully convolutional; by default
-4 × the tile side, at least 256 cells) so that less work goes into the overlaps and each
-forward pass is large enough to run efficiently.
+Windows are larger than the training tile (the U-Net is fully convolutional; by default up to
+5 × the tile side, at least 320 cells, fitted to the grid) so that less work goes into the
+overlaps and each forward pass is large enough to run efficiently. With the quick model, hiding
+Au or Cu in a 256 × 256 region, windows of 64, 128, 256 and 512 cells gave the same average
+precision within noise (Au 0.129/0.125/0.115/0.130, Cu 0.085/0.084/0.087/0.085).
 
 Memory: the stack is read one strip of window rows at a time; the accumulators hold one strip;
 finished rows go to the output (a GeoTIFF written by row blocks), so the peak does not grow with
@@ -55,8 +57,8 @@ from .sliding_windows import WindowLayout, round_up
 from .stack import Stack
 from .stack_windows import StackSource, open_stack_source
 
-MIN_WINDOW = 256      # default window side at least this (cells)
-WINDOW_TILES = 4      # ... and this many training tiles
+MIN_WINDOW = 320      # default window side at least this (cells)
+WINDOW_TILES = 5      # ... and this many training tiles
 
 
 @dataclass
@@ -172,7 +174,11 @@ def default_window(members: Sequence[EnsembleMember]) -> int:
 
 
 def default_overlap(tile_size: int) -> int:
-    return max(16, tile_size // 2)
+    """Three quarters of a tile (48 cells for 64-cell tiles): with the quick model on CONUS, shifting
+    the windows then changes cells near window edges no more than cells away from them (0.0036 vs
+    0.0035 mean absolute difference), while with half a tile cells near edges changed twice as
+    much (see the README)."""
+    return max(16, 3 * tile_size // 4)
 
 
 class _Infiller:

@@ -87,11 +87,12 @@ class MaskSpec:
         return cls(**d)
 
 
-def generator_for(*keys: int) -> torch.Generator:
-    """A CPU generator seeded from integer keys, e.g. (seed, step): well mixed, so nearby keys
-    give unrelated streams."""
+def generator_for(*keys: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator seeded from integer keys, e.g. (seed, step): well mixed, so nearby keys give
+    unrelated streams. Masks drawn on a CUDA generator are reproducible on CUDA but differ from
+    those drawn on the CPU."""
     state = np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, np.uint32)
-    g = torch.Generator()
+    g = torch.Generator(device=device)
     g.manual_seed(int(state[0]) << 32 | int(state[1]))
     return g
 
@@ -99,15 +100,16 @@ def generator_for(*keys: int) -> torch.Generator:
 def rect_masks(n: int, h: int, w: int, fraction: float, gen: torch.Generator) -> torch.Tensor:
     """(n, h, w) bool: one axis-aligned rectangle per sample, area ≈ ``fraction`` of the tile,
     aspect ratio log-uniform in [1/2, 2], position uniform."""
+    dev = gen.device
     area = fraction * h * w
-    aspect = torch.exp((torch.rand(n, generator=gen) * 2 - 1) * math.log(2.0))
+    aspect = torch.exp((torch.rand(n, generator=gen, device=dev) * 2 - 1) * math.log(2.0))
     rh = torch.sqrt(area * aspect).round().clamp(1, h)
     rw = (area / rh).round().clamp(1, w)
     rh = (area / rw).round().clamp(1, h)  # when the width hit the tile's side, grow the height
-    top = (torch.rand(n, generator=gen) * (h - rh + 1)).floor()
-    left = (torch.rand(n, generator=gen) * (w - rw + 1)).floor()
-    rows = torch.arange(h).view(1, h, 1)
-    cols = torch.arange(w).view(1, 1, w)
+    top = (torch.rand(n, generator=gen, device=dev) * (h - rh + 1)).floor()
+    left = (torch.rand(n, generator=gen, device=dev) * (w - rw + 1)).floor()
+    rows = torch.arange(h, device=dev).view(1, h, 1)
+    cols = torch.arange(w, device=dev).view(1, 1, w)
     t, l, rh, rw = (v.view(n, 1, 1) for v in (top, left, rh, rw))
     return (rows >= t) & (rows < t + rh) & (cols >= l) & (cols < l + rw)
 
@@ -118,16 +120,16 @@ def blob_masks(n: int, h: int, w: int, fraction: float, scale: int, gen: torch.G
     per-sample quantile."""
     def octave(cell: int) -> torch.Tensor:
         gh, gw = h // cell + 2, w // cell + 2
-        noise = torch.randn(n, 1, gh, gw, generator=gen)
+        noise = torch.randn(n, 1, gh, gw, generator=gen, device=gen.device)
         up = F.interpolate(noise, size=(gh * cell, gw * cell), mode="bilinear", align_corners=False)
         return up[:, 0, cell // 2: cell // 2 + h, cell // 2: cell // 2 + w]
 
     field_ = octave(max(1, scale)) + 0.5 * octave(max(1, scale // 2))
     k = int(round(fraction * h * w))
     if k <= 0:
-        return torch.zeros(n, h, w, dtype=torch.bool)
+        return torch.zeros(n, h, w, dtype=torch.bool, device=gen.device)
     if k >= h * w:
-        return torch.ones(n, h, w, dtype=torch.bool)
+        return torch.ones(n, h, w, dtype=torch.bool, device=gen.device)
     flat = field_.reshape(n, -1)
     thresh = torch.topk(flat, k, dim=1).values[:, -1:]
     return (flat >= thresh).reshape(n, h, w)
@@ -138,7 +140,7 @@ def region_masks(spec: MaskSpec, n: int, h: int, w: int, gen: torch.Generator) -
     generator advances the same way whatever the shape."""
     rect = rect_masks(n, h, w, spec.region_fraction, gen)
     blob = blob_masks(n, h, w, spec.region_fraction, spec.blob_scale, gen)
-    pick_rect = torch.rand(n, generator=gen) < 0.5
+    pick_rect = torch.rand(n, generator=gen, device=gen.device) < 0.5
     if spec.region_shape == "rect":
         return rect
     if spec.region_shape == "blob":
@@ -151,26 +153,28 @@ def species_sets(n: int, n_species: int, k_range: tuple[int, int], gen: torch.Ge
     lo, hi = k_range
     hi = min(hi, n_species)
     lo = min(lo, hi)
-    k = torch.randint(lo, hi + 1, (n,), generator=gen)
-    ranks = torch.rand(n, n_species, generator=gen).argsort(dim=1).argsort(dim=1)
+    k = torch.randint(lo, hi + 1, (n,), generator=gen, device=gen.device)
+    ranks = torch.rand(n, n_species, generator=gen, device=gen.device).argsort(dim=1).argsort(dim=1)
     return ranks < k.view(n, 1)
 
 
 def draw_masks(spec: MaskSpec, n: int, n_species: int, h: int, w: int, gen: torch.Generator,
                species: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hidden cells (n, S, h, w) bool and the scenario index of each sample (n,) into SCENARIOS.
+    """Hidden cells (n, S, h, w) bool and the scenario index of each sample (n,) into SCENARIOS,
+    on the generator's device.
 
     ``species`` (n, S) bool, optional, overrides the random choice of hidden species (used by
     evaluation to hide each species in turn). The generator is advanced identically either way.
     """
-    weights = torch.tensor([spec.scenarios.get(s, 0.0) for s in SCENARIOS], dtype=torch.float64)
+    dev = gen.device
+    weights = torch.tensor([spec.scenarios.get(s, 0.0) for s in SCENARIOS], dtype=torch.float64, device=dev)
     scenario = torch.multinomial(weights, n, replacement=True, generator=gen)
     chosen = species_sets(n, n_species, spec.species_k, gen)
     if species is not None:
-        chosen = species.to(torch.bool)
+        chosen = species.to(dev, torch.bool)
     region = region_masks(spec, n, h, w, gen)
-    everywhere = torch.ones(n, 1, h, w, dtype=torch.bool)
-    all_species = torch.ones(n, n_species, 1, 1, dtype=torch.bool)
+    everywhere = torch.ones(n, 1, h, w, dtype=torch.bool, device=dev)
+    all_species = torch.ones(n, n_species, 1, 1, dtype=torch.bool, device=dev)
     sc = scenario.view(n, 1, 1, 1)
     spatial = torch.where(sc == SCENARIOS.index("species"), everywhere, region.unsqueeze(1))
     which = torch.where(sc == SCENARIOS.index("region"), all_species, chosen.view(n, n_species, 1, 1))

@@ -1,6 +1,7 @@
 """The trainer: masked reconstruction of presence layers with AdamW.
 
-Determinism: the tiles and masks of step ``t`` are a pure function of ``(seed, t)``, the model
+Determinism: the tiles and masks of step ``t`` are a pure function of ``(seed, t)`` (drawn on
+the training device: CUDA runs draw other masks than CPU runs, each reproducibly), the model
 is initialised from ``seed``, and the learning rate is a function of ``t``. A checkpoint
 therefore needs only weights, optimizer state and the step, and ``--resume`` after a kill ends
 where an uninterrupted run ends.
@@ -167,7 +168,7 @@ class Trainer:
         if self.local_batch % self.micro:
             raise InputError(f"Micro-batch {self.micro} does not divide the per-process batch {self.local_batch}.")
         self.origins = torch.from_numpy(training_tiles(stack, c.holdout, c.tile_size, c.tiles, c.seed,
-                                                       c.min_valid, c.require_record))
+                                                       c.min_valid, c.require_record)).to(device)
         self.tensors = StackTensors(stack, device)
         n_s, n_a = len(stack.species), len(stack.aux_bands) if c.use_aux else 0
         self.model_config = ModelConfig(c.arch, 2 * n_s + n_a, n_s, c.encoder_depth, dict(c.model_options))
@@ -185,14 +186,14 @@ class Trainer:
     def batch(self, step: int) -> tuple[TileBatch, torch.Tensor]:
         """This rank's share of the global batch of ``step``: tiles and hidden cells."""
         c = self.config
-        g = generator_for(c.seed, step)
-        idx = torch.randint(len(self.origins), (c.batch_size,), generator=g)
-        codes = torch.randint(8, (c.batch_size,), generator=g)
+        g = generator_for(c.seed, step, device=self.device)
+        idx = torch.randint(len(self.origins), (c.batch_size,), generator=g, device=self.device)
+        codes = torch.randint(8, (c.batch_size,), generator=g, device=self.device)
         n_s = len(self.stack.species)
         hidden, _ = draw_masks(c.mask, c.batch_size, n_s, c.tile_size, c.tile_size, g)
         lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
         tiles = self.tensors.gather(self.origins[idx[lo:hi]], c.tile_size, codes[lo:hi] if c.augment else None)
-        return tiles, hidden[lo:hi].to(self.device, non_blocking=True)
+        return tiles, hidden[lo:hi]
 
     def train_step(self) -> float:
         """One optimizer step; returns the global batch's loss."""

@@ -1,0 +1,92 @@
+"""Run inside the QGIS desktop (qgis --code): drive the M3 dock through an infill, then grab the window.
+Started by scripts/qgis_screenshot.sh; exits QGIS when done (status 1 on failure)."""
+import os
+import time
+
+from qgis.core import QgsApplication, QgsCoordinateReferenceSystem, QgsGeometry, QgsProject, QgsRectangle
+from qgis.PyQt.QtCore import QTimer
+from qgis.PyQt.QtWidgets import QDockWidget
+from qgis.utils import iface, plugins
+
+OUT = os.environ["M3_SCREENSHOT_OUT"]
+MODEL = os.environ.get("M3_SCREENSHOT_MODEL", "")
+REGION = QgsRectangle(-121.5, 37.0, -118.5, 39.5)  # Sierra Nevada and the Mother Lode, California
+HIDE = ("Cu",)
+state = {"t0": time.monotonic(), "step": "load"}
+
+
+def finish(code: int, why: str = "") -> None:
+    if why:
+        print(f"qgis_screenshot: {why}", flush=True)
+    QgsProject.instance().setDirty(False)
+    QgsApplication.exit(code)
+
+
+def tick() -> None:
+    try:
+        step()
+    except Exception as e:  # report and leave QGIS, never hang
+        finish(1, f"failed: {e!r}")
+        return
+    if state["step"] != "done":
+        if time.monotonic() - state["t0"] > 840:
+            finish(1, "timed out")
+            return
+        QTimer.singleShot(500, tick)
+
+
+def step() -> None:
+    plugin = plugins["m3_plugin"]
+    if state["step"] == "load":
+        window = iface.mainWindow()
+        window.resize(1600, 1000)
+        for panel in ("Browser", "Browser2"):
+            widget = window.findChild(QDockWidget, panel)
+            if widget is not None:
+                widget.hide()
+        QgsProject.instance().setCrs(QgsCoordinateReferenceSystem("EPSG:5070"))
+        plugin.show_dock(True)
+        dock = plugin.dock
+        state["dock"] = dock
+        state["example"] = dock.load_example_data()
+        state["step"] = "wait_stack"
+    elif state["step"] == "wait_stack":
+        if state["example"].stack_layer_id is None:
+            return
+        dock = state["dock"]
+        dock.guess_sources()
+        if MODEL:
+            dock.set_model_paths([MODEL])
+        for sym, row in dock.mineral_rows.items():
+            row.hide.setChecked(sym in HIDE)
+        dock.set_region(QgsGeometry.fromRect(REGION), QgsCoordinateReferenceSystem("EPSG:4326"))
+        dock.draws_spin.setValue(8)
+        if dock.run() is None:
+            raise RuntimeError(dock.status_label.text())
+        state["step"] = "wait_run"
+    elif state["step"] == "wait_run":
+        dock = state["dock"]
+        if dock.task is not None:
+            return
+        if dock.last_outputs is None:
+            raise RuntimeError("the infill did not finish: " + dock.status_label.text())
+        for node in QgsProject.instance().layerTreeRoot().findLayers():  # show only the hidden species' sites
+            if node.name().startswith("mineral sites"):
+                node.layer().setSubsetString(" OR ".join(
+                    f"lower(commodities) LIKE '%{w}%'" for w in ("cu", "copper")))
+        canvas = iface.mapCanvas()
+        layer = next(n.layer() for n in dock.last_group.findLayers() if n.name().endswith("mean probability"))
+        canvas.setDestinationCrs(layer.crs())
+        canvas.setExtent(layer.extent().buffered(80000))  # metres in EPSG:5070
+        canvas.refresh()
+        state["step"] = "render"
+        state["t_render"] = time.monotonic()
+    elif state["step"] == "render":
+        if time.monotonic() - state["t_render"] < 8:
+            return
+        iface.mainWindow().grab().save(OUT)
+        state["step"] = "done"
+        finish(0, f"saved {OUT}")
+
+
+QTimer.singleShot(1000, tick)
