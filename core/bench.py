@@ -25,6 +25,9 @@ from .stack import Stack
 from .train import Trainer, TrainConfig
 
 
+DATA_BATCHES = 10  # batches timed for the data-preparation-only rates
+
+
 class NaiveTiles(torch.utils.data.Dataset):
     """The reference pipeline: per-sample numpy crop and mask (one tile per ``__getitem__``)."""
 
@@ -88,7 +91,7 @@ def _peak_gib(device: torch.device) -> Optional[float]:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
-def bench_train(stack: Stack, config: TrainConfig, device: torch.device, steps: int = 6, warmup: int = 2,
+def bench_train(stack: Stack, config: TrainConfig, device: torch.device, steps: int = 5, warmup: int = 2,
                 workers: Optional[int] = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Tiles/s of both pipelines (model step included) and of their data preparation alone."""
     config = replace(config, steps=warmup + steps, val_every=0)
@@ -97,11 +100,11 @@ def bench_train(stack: Stack, config: TrainConfig, device: torch.device, steps: 
     # ours
     trainer = Trainer(stack, config, device)
     t0 = time.perf_counter()
-    for i in range(20):
+    for i in range(DATA_BATCHES):
         tiles, hidden = trainer.batch(i)
         model_inputs(tiles.presence, hidden, tiles.aux, tiles.valid)
     _sync(device)
-    ours_data = 20 * b / (time.perf_counter() - t0)
+    ours_data = DATA_BATCHES * b / (time.perf_counter() - t0)
     _peak_reset(device)
     for _ in range(warmup):
         trainer.train_step()
@@ -125,9 +128,9 @@ def bench_train(stack: Stack, config: TrainConfig, device: torch.device, steps: 
         return torch.utils.data.DataLoader(data, batch_size=b, shuffle=False, num_workers=workers)
 
     t0 = time.perf_counter()
-    for _ in loader(20, 1):
+    for _ in loader(DATA_BATCHES, 1):
         pass
-    naive_data = 20 * b / (time.perf_counter() - t0)
+    naive_data = DATA_BATCHES * b / (time.perf_counter() - t0)
     torch.manual_seed(config.seed)
     model = build_model(model_config).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -167,7 +170,7 @@ def format_train_bench(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_train_bench(stack: Stack, config: TrainConfig, device_pref: str = "auto", steps: int = 6,
+def run_train_bench(stack: Stack, config: TrainConfig, device_pref: str = "auto", steps: int = 5,
                     log: Callable[[str], None] = print) -> dict[str, Any]:
     device, why = pick_device(device_pref)
     log(f"device: {why}")

@@ -237,7 +237,8 @@ def evaluate_models(stack: Stack, model_paths: Sequence[str | Path], out: Option
     if progress is not None:
         progress.close()
 
-    label = label or f"{card.model.get('arch', 'model')}-{card.model.get('encoder_depth', '')}"
+    arch = card.model.get("arch", "model")
+    label = label or (f"unet-resnet{card.model.get('encoder_depth')}" if arch == "unet" else arch)
     result: dict[str, Any] = {
         "models": [str(p) for p in paths], "label": label, "tile_size": k, "test_tiles": int(len(test.origins)),
         "val_tiles": int(len(val.origins)), "draws": draws, "mask": spec.to_dict(), "mask_seed": seed,
@@ -291,7 +292,8 @@ def format_table(result: dict[str, Any]) -> str:
         for sc in scs:
             m = result["scenarios"][sc][label]["per_species"][s]
             b = result["scenarios"][sc]["frequency"]["per_species"][s]
-            row += f"{m['dice']['mean']:>9.3f}/{m['recall']['mean']:.3f} | {b['dice']['mean']:.3f}/" \
-                   f"{b['recall']['mean']:.3f}".rjust(36 - 16)
+            cell = (f"{m['dice']['mean']:.3f}/{m['recall']['mean']:.3f} | "
+                    f"{b['dice']['mean']:.3f}/{b['recall']['mean']:.3f}")
+            row += cell.rjust(36)
         lines.append(row)
     return "\n".join(lines)

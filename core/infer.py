@@ -7,9 +7,10 @@ What each evaluation hides (one evaluation = one model file × one mask draw):
 - plus, when ``draws > 1`` or the user hides nothing, a random extra mask drawn from the
   model's own masking configuration (its card's ``masking``, the generator training used:
   :func:`core.masking.draw_masks`). Draws are tied to the grid, not to the windows: the grid is
-  cut into blocks of the model's tile size and block row ``i`` of draw ``d`` of model ``m`` is a
-  pure function of ``(seed, m, d, i)``, so overlapping windows see the same mask and shifting the
-  windows changes nothing but the context at their edges.
+  cut into blocks of the model's tile size (on a lattice whose origin each draw shifts at
+  random, so that block edges do not line up across draws) and block row ``i`` of draw ``d`` of
+  model ``m`` is a pure function of ``(seed, m, d, i)``; overlapping windows see the same mask
+  and shifting the windows changes nothing but the context at their edges.
 
 Statistics, per species and cell, are taken over the evaluations in which the cell was hidden:
 with a user hidden set those are all evaluations, on the user's cells only (the extra draws
@@ -229,21 +230,24 @@ class _Infiller:
 
     # -- masks ------------------------------------------------------------------------------------
     def _extra_hidden(self, m: int, d: int, r: int) -> torch.Tensor:
-        """(S, size, span) bool: draw ``d`` of model ``m`` over a strip, from blocks of the
-        model's tile size on a lattice anchored at the grid's origin (see the module docstring)."""
+        """(S, height, span) bool: draw ``d`` of model ``m`` over a strip: blocks of the model's
+        tile size, each masked by the training generator, on a lattice fixed on the grid with an
+        origin offset drawn per draw (so block edges fall elsewhere in every draw and average out)."""
         from .masking import draw_masks, generator_for
 
         b = int(self.members[m].card.tile_size)
         s = len(self.species)
-        bj_lo = -math.ceil(self.width / b)                       # lattice columns fixed for the grid,
-        n = math.ceil((self.source.grid.width + self.width) / b) - bj_lo  # whatever the window offset
-        bi0, bi1 = math.floor(r / b), math.floor((r + self.height - 1) / b)
+        oy, ox = (int(v) for v in torch.randint(0, b, (2,), generator=generator_for(self.seed, m, d, 1 << 30)))
+        bj_lo = -math.ceil(self.width / b) - 1                          # lattice columns fixed for the
+        n = math.ceil((self.source.grid.width + self.width) / b) + 1 - bj_lo  # grid, whatever the windows
+        top = r + oy                                                    # the strip in lattice rows
+        bi0, bi1 = math.floor(top / b), math.floor((top + self.height - 1) / b)
         rows = []
         for bi in range(bi0, bi1 + 1):
             hidden, _ = draw_masks(self.specs[m], n, s, b, b, generator_for(self.seed, m, d, bi))
             rows.append(hidden.permute(1, 2, 0, 3).reshape(s, b, n * b))
         full = torch.cat(rows, dim=1)
-        rr, cc = r - bi0 * b, self.col0 - bj_lo * b
+        rr, cc = top - bi0 * b, self.col0 + ox - bj_lo * b
         return full[:, rr:rr + self.height, cc:cc + self.span].to(self.device)
 
     # -- batches ----------------------------------------------------------------------------------

@@ -120,76 +120,99 @@ def read_band(path: str | Path, name: str) -> np.ndarray:
         return src.read(names.index(name) + 1, out_dtype=np.float32)
 
 
-def _presence_cells(source, species_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """(row, col) of the presence cells of one species, read strip by strip."""
-    rows, cols = [], []
-    g = source.grid
-    for r in range(0, g.height, BLOCK):
-        h = min(BLOCK, g.height - r)
-        rr, cc = np.nonzero(source.read_presence(species_index, r, 0, h, g.width))
-        rows.append(rr + r)
+def _presence_cells(source, species_index: int, view: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) in the view of the presence cells of one species, read strip by strip."""
+    r0, c0, h, w = view
+    rows, cols = [np.zeros(0)], [np.zeros(0)]
+    for r in range(r0, r0 + h, BLOCK):
+        rr, cc = np.nonzero(source.read_presence(species_index, r, c0, min(BLOCK, r0 + h - r), w))
+        rows.append(rr + r - r0)
         cols.append(cc)
     return np.concatenate(rows), np.concatenate(cols)
 
 
+def _predicted_view(src, grid: Grid, max_pixels: int) -> tuple[int, int, int, int]:
+    """(row, col, height, width) of the grid around the predicted cells, with a margin of a tenth
+    of their extent: a region's map is drawn at the region's scale."""
+    from rasterio.enums import Resampling
+
+    k = max(1, int(np.ceil(max(grid.shape) / max_pixels)))
+    shape = (max(1, grid.height // k), max(1, grid.width // k))
+    band = src.read(1, out_shape=shape, resampling=Resampling.nearest, masked=True)
+    rows, cols = np.nonzero(~np.ma.getmaskarray(band) & np.isfinite(band.filled(np.nan)))
+    if len(rows) == 0:
+        return 0, 0, grid.height, grid.width
+    fy, fx = grid.height / shape[0], grid.width / shape[1]
+    r0, r1 = rows.min() * fy, (rows.max() + 1) * fy
+    c0, c1 = cols.min() * fx, (cols.max() + 1) * fx
+    mr, mc = 0.1 * (r1 - r0) + 2 * fy, 0.1 * (c1 - c0) + 2 * fx
+    r0, r1 = int(max(0, r0 - mr)), int(min(grid.height, np.ceil(r1 + mr)))
+    c0, c1 = int(max(0, c0 - mc)), int(min(grid.width, np.ceil(c1 + mc)))
+    return r0, c0, r1 - r0, c1 - c0
+
+
 def write_quicklook(prediction: str | Path, png: str | Path, stack=None, records=None,
                     max_pixels: int = 900) -> Path:
-    """A PNG of every species' mean probability, downsampled to at most ``max_pixels`` wide,
-    with the valid-cell outline and the known records (``records``: a
-    :class:`core.records.Records`, else the stack's presence cells) drawn on it."""
+    """A PNG of every species' mean probability around the predicted cells, downsampled to at most
+    ``max_pixels`` wide, with the valid-cell outline (from ``stack``) and the known records
+    (``records``: a :class:`core.records.Records`, else the stack's presence cells) drawn on it."""
     import rasterio
     from rasterio.enums import Resampling
+    from rasterio.windows import Window
 
     from .maps import figure, save_figure
     from .stack_windows import open_stack_source
 
     grid, species, meta = read_prediction_info(prediction)
-    k = max(1, int(np.ceil(max(grid.shape) / max_pixels)))
-    shape = (max(1, grid.height // k), max(1, grid.width // k))
     source = open_stack_source(stack) if stack is not None else None
     try:
         with rasterio.open(prediction) as src:
+            view = _predicted_view(src, grid, max_pixels)
+            r0, c0, h, w = view
+            k = max(1, int(np.ceil(max(h, w) / max_pixels)))
+            shape = (max(1, h // k), max(1, w // k))
             names = list(src.descriptions)
-            means = [src.read(names.index(f"mean_{s}") + 1, out_shape=shape, resampling=Resampling.average,
-                              masked=True).filled(np.nan) for s in species]
+            means = [src.read(names.index(f"mean_{s}") + 1, window=Window(c0, r0, w, h), out_shape=shape,
+                              resampling=Resampling.average, masked=True).filled(np.nan) for s in species]
         outline = None
         if source is not None:
             outline = np.zeros(shape, bool)
             step = k * max(1, BLOCK // k)
-            for r in range(0, grid.height, step):
-                v = source.read_valid(r, 0, min(step, grid.height - r), grid.width)[::k, ::k]
+            for r in range(0, h, step):
+                v = source.read_valid(r0 + r, c0, min(step, h - r), w)[::k, ::k]
                 n, m = min(v.shape[0], shape[0] - r // k), min(v.shape[1], shape[1])
                 if n > 0:
                     outline[r // k:r // k + n, :m] = v[:n, :m]
         ncols = min(4, len(species))
         fig, axes = figure(ncols, -(-len(species) // ncols), shape, panel_width=6.0 if ncols < 3 else 4.5)
-        sx, sy = shape[1] / grid.width, shape[0] / grid.height
+        sx, sy = shape[1] / w, shape[0] / h
         rec_rc = None
         if records is not None:
             from .rasterize import record_cells
 
             rr, cc, inside = record_cells(records, grid)
-            rec_rc = (rr, cc, inside)
+            inside &= (rr >= r0) & (rr < r0 + h) & (cc >= c0) & (cc < c0 + w)
+            rec_rc = (rr - r0, cc - c0, inside)
         for ax, sym, m in zip(axes.flat, species, means):
             im = ax.imshow(m, cmap="magma", vmin=0.0, vmax=1.0, interpolation="nearest")
-            if outline is not None:
+            if outline is not None and outline.any() and not outline.all():
                 ax.contour(outline.astype(float), levels=[0.5], colors="0.3", linewidths=0.6)
             if rec_rc is not None and sym in records.symbols:
                 rr, cc, inside = rec_rc
                 sel = inside & records.species[:, records.symbols.index(sym)]
-                pr, pc = (rr[sel] + 0.5) * sy - 0.5, (cc[sel] + 0.5) * sx - 0.5
+                pr, pc = rr[sel], cc[sel]
             elif source is not None and sym in source.species:
-                pr, pc = _presence_cells(source, source.species.index(sym))
-                pr, pc = (pr + 0.5) * sy - 0.5, (pc + 0.5) * sx - 0.5
+                pr, pc = _presence_cells(source, source.species.index(sym), view)
             else:
                 pr = pc = np.zeros(0)
-            ax.scatter(pc, pr, s=0.6, c="#19c3ff", alpha=0.7, linewidths=0, label="records")
+            ax.scatter((pc + 0.5) * sx - 0.5, (pr + 0.5) * sy - 0.5, s=0.6 if len(pr) > 2000 else 3,
+                       c="#19c3ff", alpha=0.8, linewidths=0, label="records")
             ax.set_xlim(-0.5, shape[1] - 0.5)
             ax.set_ylim(shape[0] - 0.5, -0.5)
             finite = m[np.isfinite(m)]
             peak = f"{finite.max():.2f}" if finite.size else "—"
-            ax.set_title(f"{sym}: mean probability (max {peak}), {len(pr)} records", fontsize=9)
-        fig.colorbar(im, ax=list(axes.flat), shrink=0.6, label="mean probability")
+            ax.set_title(f"{sym}: max {peak}, {len(pr)} records", fontsize=9)
+        fig.colorbar(im, ax=list(axes.flat), shrink=0.6, label="mean probability (blue dots: records)")
         fig.suptitle(f"M3 infill: {meta.get('hide', '')}; {meta.get('evaluations', '?')} evaluations", fontsize=10)
         return save_figure(fig, png)
     finally:

@@ -13,6 +13,7 @@ B/N tiles compute the gradient of one process with B tiles in micro-batches of t
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -211,7 +212,7 @@ class Trainer:
             aux = part.aux if c.use_aux else part.aux[:, :0]
             x = model_inputs(part.presence, h, aux, part.valid)
             sync = m == n_micro - 1 or self.dist.world == 1
-            ctx = self.wrapped.no_sync() if not sync else _nullcontext()
+            ctx = self.wrapped.no_sync() if not sync else contextlib.nullcontext()
             with ctx:
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
                     logits = self.wrapped(x)
@@ -273,14 +274,6 @@ class Trainer:
         per = {sc: c.best_threshold() for sc, c in cells.items()}
         return {"threshold": pooled_threshold(cells), "thresholds": per, "tiles": int(len(masks.origins)),
                 "draws": draws, "scenarios": {sc: cells[sc].report(per[sc]) for sc in SCENARIOS}}
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def validation_figure(path: Path, trainer: Trainer) -> Path:
@@ -405,7 +398,8 @@ def train(stack: Stack, config: TrainConfig, out: str | Path, checkpoint_dir: Op
                 trainer.history["val"].append({"step": trainer.step, "dice": pooled, "threshold": v["threshold"]})
                 ckpt.mkdir(parents=True, exist_ok=True)
                 validation_figure(ckpt / "validation.png", trainer)
-            if dist.main and ((c.checkpoint_every and trainer.step % c.checkpoint_every == 0) or trainer.step == c.steps):
+            due = bool(c.checkpoint_every) and trainer.step % c.checkpoint_every == 0
+            if dist.main and (due or trainer.step == c.steps):
                 trainer.save(ckpt)
     finally:
         if bar is not None:

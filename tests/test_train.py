@@ -101,7 +101,8 @@ def test_torchrun_two_cpu_processes_match_one_process_same_global_batch(stack_fi
 def test_train_writes_model_card_and_validation_figure(tmp_path):
     stack = synthetic_stack(128, 128, n_species=3, n_aux=2, seed=4)
     cfg = TrainConfig(steps=4, tiles=30, tile_size=32, batch_size=2, holdout=HoldoutSplit(block_size=32, seed=1),
-                      val_every=2, val_tiles=4, checkpoint_every=2, model_options={"decoder_channels": [16, 16, 8, 8, 8]})
+                      val_every=2, val_tiles=4, checkpoint_every=2,
+                      model_options={"decoder_channels": [16, 16, 8, 8, 8]})
     out = tmp_path / "m.safetensors"
     result = train(stack, cfg, out, device="cpu", log=lambda s: None)
     model, card = load_model(out)
@@ -149,7 +150,8 @@ def test_cli_builds_config_from_preset_and_flags():
 
     args = parser().parse_args(["train", "--out", "m.safetensors", "--preset", "paper", "--steps", "12",
                                 "--mask-fraction", "0.5", "--mask-species-k", "1", "2", "--no-require-record",
-                                "--split-seed", "4", "--loss-dice", "0.3", "--model-option", "decoder_attention_type=\"scse\""])
+                                "--split-seed", "4", "--loss-dice", "0.3",
+                                "--model-option", "decoder_attention_type=\"scse\""])
     cfg = config_from_args(args)
     assert (cfg.encoder_depth, cfg.steps, cfg.mask.region_fraction, cfg.mask.species_k) == (152, 12, 0.5, (1, 2))
     assert not cfg.require_record and cfg.holdout.seed == 4 and cfg.loss.dice == 0.3

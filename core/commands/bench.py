@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="model and tile settings")
     p.add_argument("--batch-size", type=int, help="tiles per step (default: the preset's)")
     p.add_argument("--encoder-depth", type=int, help="ResNet depth (default: the preset's)")
-    p.add_argument("--steps", type=int, default=6, help="timed steps of each pipeline")
+    p.add_argument("--steps", type=int, default=5, help="timed steps of each pipeline")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", type=Path, help="also write the numbers here")
     p.set_defaults(func=run)

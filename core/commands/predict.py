@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"hidden: {result.hide}")
         print(f"ensemble: {len(result.models)} model(s) x {result.draws} draw(s) = {result.evaluations} evaluations; "
               f"{result.windows}; {result.window_evaluations} window evaluations in {result.seconds:.1f} s "
-              f"({g.height * g.width * result.evaluations / max(result.seconds, 1e-9) / 1e6:.2f} Mcells/s)")
+              f"({result.seconds / max(1, result.window_evaluations):.2f} s each)")
         print(f"wrote {args.out}: {g.width} x {g.height} cells, {g.crs.to_string()}, bands "
               + ", ".join(f"mean_{s}/std_{s}" for s in result.species))
         print("predicted cells: " + ", ".join(f"{s} {n}" for s, n in result.predicted_cells.items()))

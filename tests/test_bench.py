@@ -1,0 +1,28 @@
+"""``bench train`` runs both pipelines in one process and reports their ratio (no timing asserted)."""
+import torch
+
+from core.bench import NaiveTiles, bench_train, format_train_bench
+from core.synthetic import synthetic_stack
+from core.tiles import HoldoutSplit
+from core.train import TrainConfig
+
+
+def test_bench_train_measures_both_pipelines_on_the_same_model():
+    stack = synthetic_stack(128, 128, n_species=3, n_aux=2, seed=0)
+    cfg = TrainConfig(tiles=20, tile_size=32, batch_size=2, holdout=HoldoutSplit(block_size=32),
+                      model_options={"decoder_channels": [16, 16, 8, 8, 8]})
+    r = bench_train(stack, cfg, torch.device("cpu"), steps=1, warmup=1)
+    assert r["ours_tiles_per_s"] > 0 and r["naive_tiles_per_s"] > 0
+    assert r["ratio"] == r["ours_tiles_per_s"] / r["naive_tiles_per_s"]
+    assert r["ours_peak_gib"] is None  # GPU memory only on CUDA
+    assert "ratio" in format_train_bench(r)
+
+
+def test_naive_reference_masks_like_the_spec():
+    stack = synthetic_stack(128, 128, n_species=3, n_aux=2, seed=0)
+    cfg = TrainConfig(tile_size=32).with_overrides({"mask.scenarios": {"region": 1.0}, "mask.region_fraction": 0.5})
+    data = NaiveTiles(stack, [(0, 0), (40, 40)], cfg, length=4)
+    x, presence, hidden, valid = data[1]
+    assert x.shape == (2 * 3 + 2, 32, 32) and presence.shape == hidden.shape == (3, 32, 32)
+    assert torch.equal(hidden[0], hidden[2])  # region scenario: every species hidden in the same cells
+    assert abs(hidden[0].float().mean().item() - 0.5) < 0.05
