@@ -4,8 +4,9 @@
 with one trainer and one loss, adds the aux-routing ablation, kriging and the simple baselines,
 and scores every predictor with :func:`core.evaluate.score_predictor` on the same held-out test
 tiles and the same seeded masks, per masking scenario. Thresholds: a trained model's comes from
-its card (chosen on validation blocks when it was trained); every other predictor's is chosen
-here on the validation blocks. Nothing is tuned on the test blocks.
+its card (chosen per scenario on validation blocks when it was trained, as ``evaluate`` uses it);
+every other predictor's is chosen here per scenario on the validation blocks. Nothing is tuned
+on the test blocks.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch
 from .atomic import atomic_path, check_writable
 from .baselines import CoPresencePredictor, FrequencyPredictor, NeighbourDensityPredictor
 from .errors import InputError
-from .evaluate import EVAL_SEED, aggregate, holdout_masks, score_predictor
+from .evaluate import EVAL_SEED, aggregate, card_thresholds, holdout_masks, score_predictor
 from .interdependence import species_interdependence
 from .kriging import KrigingPredictor
 from .masking import SCENARIOS
@@ -121,17 +122,20 @@ class Scoreboard:
 
     def __init__(self) -> None:
         self.reports: dict[str, list[dict[str, Any]]] = {}
-        self.thresholds: dict[str, list[float]] = {}
+        self.thresholds: dict[str, list[dict[str, float]]] = {}
         self.curves: dict[str, dict[str, Any]] = {sc: {} for sc in SCENARIOS}
         self.seconds: dict[str, float] = {}
 
-    def score(self, predictor: Predictor, ev: EvaluationSet, threshold: Optional[float] = None,
+    def score(self, predictor: Predictor, ev: EvaluationSet, thresholds: Optional[dict[str, float]] = None,
               progress: Optional[Progress] = None, log: Log = print) -> None:
+        """Score on the test masks at ``thresholds`` (per scenario; a trained model's card), or
+        at thresholds chosen per scenario on the validation masks."""
         t0 = time.perf_counter()
-        scored = score_predictor(predictor, ev.tensors, ev.test, ev.val, ev.species, threshold, progress)
+        scored = score_predictor(predictor, ev.tensors, ev.test, ev.val, ev.species, thresholds, progress,
+                                 per_scenario=True)
         name = predictor.name
         self.reports.setdefault(name, []).append(scored.reports)
-        self.thresholds.setdefault(name, []).append(scored.threshold)
+        self.thresholds.setdefault(name, []).append(scored.thresholds)
         if name not in self.curves[SCENARIOS[0]]:
             for sc, cells in scored.cells.items():
                 recall, precision = precision_recall_curve(*cells.arrays())
@@ -140,8 +144,9 @@ class Scoreboard:
         dt = time.perf_counter() - t0
         self.seconds[name] = self.seconds.get(name, 0.0) + dt
         o = {sc: scored.reports[sc]["overall"] for sc in scored.reports}
-        log(f"  {name:<24} threshold {scored.threshold:.4f}  " + "  ".join(
-            f"{sc}: Dice {o[sc]['dice']:.3f} recall {o[sc]['recall']:.3f}" for sc in o) + f"  ({dt:.0f} s)")
+        log(f"  {name:<24} " + "  ".join(
+            f"{sc}: Dice {o[sc]['dice']:.3f} recall {o[sc]['recall']:.3f} (t={scored.thresholds[sc]:.3g})"
+            for sc in o) + f"  ({dt:.0f} s)")
 
     def table(self) -> dict[str, dict[str, Any]]:
         return {sc: {name: aggregate([r[sc] for r in reps]) for name, reps in self.reports.items()}
@@ -276,7 +281,7 @@ def compare(stack: Stack, config: TrainConfig, seeds: Sequence[int], out_dir: st
         loaded[v] = [ModelPredictor.from_file(p, name=v, device=dev) for p in ps]
         for p, pred in zip(ps, loaded[v]):
             check_cancelled(progress)
-            board.score(pred, ev, threshold=read_card(p).threshold, progress=progress, log=log)
+            board.score(pred, ev, card_thresholds(read_card(p)), progress=progress, log=log)
         first[v] = loaded[v][0]
     if "unet" in loaded and "unet_no_aux" in loaded:
         for a, b in zip(loaded["unet"], loaded["unet_no_aux"]):
@@ -307,7 +312,8 @@ def compare(stack: Stack, config: TrainConfig, seeds: Sequence[int], out_dir: st
         t3 = time.perf_counter()
         log("species interdependence of unet (seed %d) on the test tiles ..." % seeds[0])
         inter = species_interdependence(loaded["unet"][0], ev.tensors, ev.test.origins, ev.test.tile_size,
-                                        ev.species, read_card(paths["unet"][0]).threshold, progress=progress)
+                                        ev.species, card_thresholds(read_card(paths["unet"][0]))["species"],
+                                        progress=progress)
         result["interdependence"] = inter
         write_json(out_dir / "interdependence.json", inter)
         timing["interdependence"] = time.perf_counter() - t3

@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 from .compare import (EvaluationSet, Log, ensure_model, format_mean_std, json_ready, model_file, write_json,
                       write_text)
 from .errors import InputError
-from .evaluate import EVAL_SEED, aggregate, score_predictor
+from .evaluate import EVAL_SEED, aggregate, card_thresholds, score_predictor
 from .masking import SCENARIOS
 from .metrics import METRICS
 from .model_file import read_card
@@ -71,8 +71,8 @@ def sweep(stack: Stack, config: TrainConfig, lever: str, values: Sequence[Any], 
             path = ensure_model(stack, cfg, model_file(models_dir, f"unet_{lever.replace('-', '_')}_{name}", s),
                                 device, progress, log)
             pred = ModelPredictor.from_file(path, name=f"{lever}={name}", device=dev)
-            scored = score_predictor(pred, ev.tensors, ev.test, ev.val, ev.species, read_card(path).threshold,
-                                     progress)
+            scored = score_predictor(pred, ev.tensors, ev.test, ev.val, ev.species,
+                                     card_thresholds(read_card(path)), progress)
             reports.append(scored.reports)
         points[name] = {"value": value, "scenarios": {sc: aggregate([r[sc] for r in reports]) for sc in SCENARIOS}}
         o = {sc: points[name]["scenarios"][sc]["overall"] for sc in SCENARIOS}
