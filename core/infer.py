@@ -321,19 +321,21 @@ class _Infiller:
         n = size if last else stride
         lo, hi = max(r, 0), min(r + n, self.source.grid.height)
         if hi > lo:
-            a = acc[:, :, lo - r:hi - r, -self.col0:-self.col0 + self.source.grid.width]
-            wsum = a[0]
-            has = wsum > 0
-            safe = torch.where(has, wsum, torch.ones_like(wsum))
-            mean = a[1] / safe
-            var = (a[2] / safe - mean * mean).clamp_min(0)
-            nan = torch.tensor(float("nan"), device=acc.device)
-            mean = torch.where(has, mean, nan).cpu().numpy()
-            std = torch.where(has, var.sqrt(), nan).cpu().numpy()
-            self.predicted += has.sum(dim=(1, 2)).cpu().numpy()
+            w = self.source.grid.width
+            mean = np.empty((len(self.out_species), hi - lo, w), np.float32)
+            std = np.empty_like(mean)
+            for k in range(len(self.out_species)):  # one species at a time: small temporaries
+                wsum, s1, s2 = acc[:, k, lo - r:hi - r, -self.col0:-self.col0 + w]
+                has = wsum > 0
+                m = s1 / torch.where(has, wsum, torch.ones_like(wsum))
+                var = (s2 / torch.where(has, wsum, torch.ones_like(wsum))).sub_(m * m).clamp_min_(0)
+                mean[k] = m.masked_fill_(~has, float("nan")).cpu().numpy()
+                std[k] = var.sqrt_().masked_fill_(~has, float("nan")).cpu().numpy()
+                self.predicted[k] += int(has.sum())
             sink.write_rows(lo, mean, std)
         if not last:
-            acc[:, :, :size - stride] = acc[:, :, stride:].clone()
+            for k in range(acc.shape[1]):  # slide up, one species at a time
+                acc[:, k, :size - stride] = acc[:, k, stride:].clone()
             acc[:, :, size - stride:] = 0
 
     def run(self, sink) -> None:

@@ -26,7 +26,7 @@ def band_names(species: Sequence[str]) -> list[str]:
 
 class PredictionWriter:
     """Receives rows top to bottom and writes them in whole blocks of rows (so that compressed
-    tiles are written once); holds at most one block of rows plus one incoming strip."""
+    tiles are written once); holds one block of rows."""
 
     def __init__(self, path: str | Path, grid: Grid, species: Sequence[str], tags: dict[str, Any]) -> None:
         import rasterio
@@ -42,34 +42,38 @@ class PredictionWriter:
         for i, name in enumerate(names, start=1):
             self._dst.set_band_description(i, name)
         self._dst.update_tags(**{PREDICTION_TAG: json.dumps(tags)})
-        self._next = 0
-        self._buffer: list[np.ndarray] = []
+        self._block = np.empty((len(names), min(BLOCK, grid.height), grid.width), np.float32)
+        self._written = 0   # rows in the file
+        self._held = 0      # rows in the block buffer
 
     def write_rows(self, row0: int, mean: np.ndarray, std: np.ndarray) -> None:
         """Rows ``row0 ..`` of (S, n, W) mean and std; rows must arrive in order."""
-        if row0 != self._next + sum(b.shape[1] for b in self._buffer):
+        if row0 != self._written + self._held:
             raise ValueError("prediction rows must be written top to bottom without gaps")
-        self._buffer.append(np.concatenate([mean, std]).astype(np.float32))
-        buffered = sum(b.shape[1] for b in self._buffer)
-        if buffered >= BLOCK:
-            self._flush(buffered // BLOCK * BLOCK)
+        s, n = mean.shape[0], mean.shape[1]
+        done = 0
+        while done < n:
+            take = min(n - done, self._block.shape[1] - self._held)
+            self._block[:s, self._held:self._held + take] = mean[:, done:done + take]
+            self._block[s:, self._held:self._held + take] = std[:, done:done + take]
+            self._held += take
+            done += take
+            if self._held == self._block.shape[1]:
+                self._flush()
 
-    def _flush(self, rows: int) -> None:
+    def _flush(self) -> None:
         from rasterio.windows import Window
 
-        data = np.concatenate(self._buffer, axis=1)
-        if rows:
-            self._dst.write(data[:, :rows], window=Window(0, self._next, self.grid.width, rows))
-            self._next += rows
-        self._buffer = [data[:, rows:]] if rows < data.shape[1] else []
+        if self._held:
+            self._dst.write(self._block[:, :self._held], window=Window(0, self._written, self.grid.width, self._held))
+            self._written += self._held
+            self._held = 0
 
     def close(self) -> None:
-        if self._buffer:
-            self._flush(sum(b.shape[1] for b in self._buffer))
-        if self._next != self.grid.height:
-            self._dst.close()
-            raise ValueError(f"prediction has {self._next} of {self.grid.height} rows")
+        self._flush()
         self._dst.close()
+        if self._written != self.grid.height:
+            raise ValueError(f"prediction has {self._written} of {self.grid.height} rows")
 
     def abort(self) -> None:
         self._dst.close()

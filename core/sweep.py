@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .atomic import check_writable
 from .compare import (EvaluationSet, Log, ensure_model, format_mean_std, json_ready, model_file, write_json,
                       write_text)
 from .errors import InputError

@@ -9,6 +9,8 @@ from ..hiding import HideSpec, region_from_bounds, region_from_vector
 from ..infer import infill
 from ..progress import TqdmProgress
 
+GDAL_CACHE_BYTES = 128 * 2 ** 20
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -58,13 +60,16 @@ def hide_spec(args: argparse.Namespace, grid_crs) -> HideSpec:
 
 
 def run(args: argparse.Namespace) -> int:
+    import rasterio
+
     from ..defaults import BUNDLED_MODEL, default_stack_path
     from ..prediction_io import write_quicklook
     from ..stack_windows import GeoTiffStackSource
 
     models = args.models or [BUNDLED_MODEL]
     stack_path = args.stack or default_stack_path()
-    with GeoTiffStackSource(stack_path) as source:
+    # GDAL's block cache would otherwise grow to 5% of the machine's memory while strips are read
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), GeoTiffStackSource(stack_path) as source:
         hide = hide_spec(args, source.grid.crs)
         result = infill(source, models, hide, draws=args.draws, batch_size=args.batch_size, device=args.device,
                         progress=TqdmProgress(), out=args.out, window=args.window, overlap=args.overlap,
