@@ -73,7 +73,7 @@ class KnownSites:
         rows, cols, flags = [], [], []
         for r in range(0, g.height, 256):
             h = min(256, g.height - r)
-            bands = np.stack([source.read_presence(i, r, 0, h, g.width) for i in range(len(source.species))])
+            bands = source.read_window(r, 0, h, g.width).presence > 0  # all bands at once (pixel-interleaved)
             any_ = bands.any(axis=0)
             rr, cc = np.nonzero(any_)
             rows.append(rr + r)

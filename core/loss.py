@@ -35,10 +35,10 @@ class LossWeights:
 
 def loss_counts(target: torch.Tensor, hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Normalisers of the three terms (float64, shape (3,)): hidden valid cells; (tile, species)
-    pairs with any hidden valid cell; pairs with any hidden positive cell."""
+    pairs with any hidden positive cell (for Dice and for recall)."""
     m = hidden & valid.unsqueeze(1)
-    pos = m & (target > 0.5)
-    return torch.stack([m.sum(), m.flatten(2).any(2).sum(), pos.flatten(2).any(2).sum()]).double()
+    with_pos = (m & (target > 0.5)).flatten(2).any(2).sum()
+    return torch.stack([m.sum(), with_pos, with_pos]).double()
 
 
 def loss_sums(logits: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor, valid: torch.Tensor,
@@ -46,7 +46,10 @@ def loss_sums(logits: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor, 
     """Sums of the three terms' contributions, shape (3,), float32, differentiable.
 
     logits, target (B, S, H, W); hidden (B, S, H, W) bool; valid (B, H, W) bool.
-    Dice and recall are soft (probabilities, not thresholds) and per (tile, species).
+    Dice and recall are soft (probabilities, not thresholds) and per (tile, species), over the
+    pairs whose hidden cells hold a record: on a pair without any, smoothed Dice would be
+    1 - 1/(sum p + 1), whose pull of every cell towards 0 swamps the other terms and drives all
+    probabilities to ~1e-3. False positives there are BCE's to punish.
     """
     logits = logits.float()
     y = target.float()
@@ -59,10 +62,9 @@ def loss_sums(logits: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor, 
     inter = (p * y).flatten(2).sum(2)
     p_sum = p.flatten(2).sum(2)
     y_sum = (y * m).flatten(2).sum(2)
-    has_hidden = m.flatten(2).amax(2) > 0
-    dice = 1 - (2 * inter + smooth) / (p_sum + y_sum + smooth)
-    dice_sum = torch.where(has_hidden, dice, torch.zeros_like(dice)).sum()
     has_pos = y_sum > 0
+    dice = 1 - (2 * inter + smooth) / (p_sum + y_sum + smooth)
+    dice_sum = torch.where(has_pos, dice, torch.zeros_like(dice)).sum()
     recall = 1 - inter / y_sum.clamp_min(1.0)
     recall_sum = torch.where(has_pos, recall, torch.zeros_like(recall)).sum()
     return torch.stack([bce_sum, dice_sum, recall_sum])

@@ -124,15 +124,18 @@ def read_band(path: str | Path, name: str) -> np.ndarray:
         return src.read(names.index(name) + 1, out_dtype=np.float32)
 
 
-def _presence_cells(source, species_index: int, view: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(row, col) in the view of the presence cells of one species, read strip by strip."""
+def _presence_cells(source, view: tuple[int, int, int, int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(row, col) in the view of every species' presence cells, read strip by strip (all
+    presence bands at once: the stack GeoTIFF interleaves bands by pixel)."""
     r0, c0, h, w = view
-    rows, cols = [np.zeros(0)], [np.zeros(0)]
+    found: dict[str, list] = {s: [[], []] for s in source.species}
     for r in range(r0, r0 + h, BLOCK):
-        rr, cc = np.nonzero(source.read_presence(species_index, r, c0, min(BLOCK, r0 + h - r), w))
-        rows.append(rr + r - r0)
-        cols.append(cc)
-    return np.concatenate(rows), np.concatenate(cols)
+        win = source.read_window(r, c0, min(BLOCK, r0 + h - r), w)
+        for s, band in zip(source.species, win.presence):
+            rr, cc = np.nonzero(band)
+            found[s][0].append(rr + r - r0)
+            found[s][1].append(cc)
+    return {s: (np.concatenate(v[0]), np.concatenate(v[1])) for s, v in found.items()}
 
 
 def _predicted_view(src, grid: Grid, max_pixels: int) -> tuple[int, int, int, int]:
@@ -191,25 +194,28 @@ def write_quicklook(prediction: str | Path, png: str | Path, stack=None, records
         fig, axes = figure(ncols, -(-len(species) // ncols), shape, panel_width=6.0 if ncols < 3 else 4.5)
         sx, sy = shape[1] / w, shape[0] / h
         rec_rc = None
+        presence = _presence_cells(source, view) if source is not None and records is None else {}
         if records is not None:
             from .rasterize import record_cells
 
             rr, cc, inside = record_cells(records, grid)
             inside &= (rr >= r0) & (rr < r0 + h) & (cc >= c0) & (cc < c0 + w)
             rec_rc = (rr - r0, cc - c0, inside)
+        peaks = [float(np.nanmax(m)) for m in means if np.isfinite(m).any()]
+        vmax = min(1.0, max(0.1, np.ceil(max(peaks, default=1.0) * 10) / 10))  # the colours span the data
         for ax, sym, m in zip(axes.flat, species, means):
-            im = ax.imshow(m, cmap="magma", vmin=0.0, vmax=1.0, interpolation="nearest")
+            im = ax.imshow(m, cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
             if outline is not None and outline.any() and not outline.all():
                 ax.contour(outline.astype(float), levels=[0.5], colors="0.3", linewidths=0.6)
             if rec_rc is not None and sym in records.symbols:
                 rr, cc, inside = rec_rc
                 sel = inside & records.species[:, records.symbols.index(sym)]
                 pr, pc = rr[sel], cc[sel]
-            elif source is not None and sym in source.species:
-                pr, pc = _presence_cells(source, source.species.index(sym), view)
+            elif sym in presence:
+                pr, pc = presence[sym]
             else:
                 pr = pc = np.zeros(0)
-            ax.scatter((pc + 0.5) * sx - 0.5, (pr + 0.5) * sy - 0.5, s=0.6 if len(pr) > 2000 else 3,
+            ax.scatter((pc + 0.5) * sx - 0.5, (pr + 0.5) * sy - 0.5, s=0.6 if len(pr) > 2000 else 1.5,
                        c="#19c3ff", alpha=0.8, linewidths=0, label="records")
             ax.set_xlim(-0.5, shape[1] - 0.5)
             ax.set_ylim(shape[0] - 0.5, -0.5)

@@ -63,3 +63,12 @@ def test_no_hidden_cells_gives_zero_not_nan():
     logits, target, hidden, valid = _batch(5)
     loss = masked_loss(logits, target, torch.zeros_like(hidden), valid)
     assert torch.isfinite(loss) and loss.item() == 0.0
+
+
+def test_dice_and_recall_use_only_pairs_with_hidden_records():
+    logits, target, hidden, valid = _batch(6, b=2, s=2)
+    target[0, 1] = 0  # tile 0, species 1: no record anywhere
+    logits.requires_grad_(True)
+    masked_loss(logits, target, hidden, valid, LossWeights(bce=0.0, dice=1.0, recall=1.0)).backward()
+    assert torch.all(logits.grad[0, 1] == 0)
+    assert logits.grad[1, 1].abs().sum() > 0
