@@ -1,7 +1,7 @@
 """``bench infer``: throughput of :func:`core.infer.infill` against a naive reference measured in
 the same run, and what a 150-evaluation CONUS map would take at that rate.
 
-- ours: :func:`infill` as the CLI and plugin run it — windows of up to 5 tiles (the U-Net is fully
+- ours: :func:`infill` as the CLI and plugin run it — windows of up to 8 tiles (the U-Net is fully
   convolutional, so a window larger than the training tile is a legitimate input; less work goes
   into overlaps and each forward pass is large enough to run efficiently), blended overlaps,
   batches of windows, channels-last tensors, ``torch.inference_mode``, bf16 on CUDA;
