@@ -247,10 +247,11 @@ def write_text(path: Path, text: str) -> Path:
 def compare(stack: Stack, config: TrainConfig, seeds: Sequence[int], out_dir: str | Path,
             models_dir: Optional[str | Path] = None, variants: Sequence[str] = tuple(VARIANTS),
             baselines: Sequence[str] = BASELINES, draws: Optional[int] = None, mask_seed: int = EVAL_SEED,
-            device: str = "auto", interdependence: bool = True, figures: bool = True,
+            device: str = "auto", interdependence: bool = True, figures: bool = True, train_only: bool = False,
             progress: Optional[Progress] = None, log: Log = print) -> dict[str, Any]:
     """Train or load each variant for each seed, score everything on the same held-out masks,
-    write ``compare.json``, ``compare.md`` and the PNGs to ``out_dir``; return the result."""
+    write ``compare.json``, ``compare.md`` and the PNGs to ``out_dir``; return the result.
+    ``train_only``: stop after training (e.g. on a GPU box), returning the model paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_writable(out_dir / "compare.json")
@@ -270,6 +271,10 @@ def compare(stack: Stack, config: TrainConfig, seeds: Sequence[int], out_dir: st
         paths[v] = [ensure_model(stack, config.with_overrides({**VARIANTS[v], "seed": s}), model_file(models_dir, v, s),
                                  device, progress, log) for s in seeds]
     timing["train_or_load"] = time.perf_counter() - t0
+    if train_only:
+        log(f"trained or found {sum(len(p) for p in paths.values())} models in {models_dir} "
+            f"({timing['train_or_load']:.0f} s); score them with the same command without --train-only")
+        return {"models": {v: [str(p) for p in ps] for v, ps in paths.items()}}
 
     t1 = time.perf_counter()
     ev = EvaluationSet(stack, config, draws, mask_seed, dev)

@@ -176,11 +176,11 @@ def default_window(members: Sequence[EnsembleMember]) -> int:
 
 
 def default_overlap(tile_size: int) -> int:
-    """Three quarters of a tile (48 cells for 64-cell tiles): with the quick model on CONUS, shifting
-    the windows then changes cells near window edges no more than cells away from them (0.0036 vs
-    0.0035 mean absolute difference), while with half a tile cells near edges changed twice as
-    much (see the README)."""
-    return max(16, 3 * tile_size // 4)
+    """One tile (64 cells for 64-cell tiles). With the quick model on a 1024 × 1024 part of CONUS
+    and 512-cell windows, shifting the window lattice changed cells near window edges by 0.0019 on
+    average and cells away from them by 0.0026; with half a tile of overlap, 0.0076 vs 0.0021
+    (see the README)."""
+    return max(16, int(tile_size))
 
 
 class _Infiller:

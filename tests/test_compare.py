@@ -101,6 +101,9 @@ def test_compare_reuses_trained_models_and_refuses_mismatched_ones(run, stack, c
                     baselines=["frequency"], draws=1, device="cpu", interdependence=False, figures=False,
                     log=lambda s: None)
     first = json.loads((out / "compare.json").read_text())
+    only = compare(stack, config, [0, 1], out / "train_only", models_dir=out / "models", train_only=True,
+                   device="cpu", log=lambda s: None)
+    assert set(only["models"]) == set(VARIANTS) and not (out / "train_only" / "compare.json").exists()
     assert again["thresholds"]["unet"][0] == first["thresholds"]["unet"][0]
     with pytest.raises(InputError, match="other settings"):
         compare(stack, config.with_overrides({"steps": 3}), [0], out / "bad", models_dir=out / "models",

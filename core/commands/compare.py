@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-seed", type=int, default=EVAL_SEED, help="seed of the evaluation masks")
     p.add_argument("--no-interdependence", dest="interdependence", action="store_false",
                    help="skip the species-interdependence matrix")
+    p.add_argument("--train-only", action="store_true",
+                   help="only train the missing models (e.g. on a GPU box); score them in a later run")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     add_training_overrides(p)
     p.set_defaults(func=run)
@@ -63,5 +65,5 @@ def run(args: argparse.Namespace) -> int:
     stack = load_stack(args.stack)
     compare(stack, config_from(args), args.seeds, args.out, models_dir=args.models_dir, variants=args.variants,
             baselines=args.baselines, draws=args.draws, mask_seed=args.mask_seed, device=args.device,
-            interdependence=args.interdependence, progress=TqdmProgress())
+            interdependence=args.interdependence, train_only=args.train_only, progress=TqdmProgress())
     return 0

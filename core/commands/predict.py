@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random mask draws")
     p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
     p.add_argument("--window", type=int, help="largest window side in cells (default: 8 tiles, at least 512; fitted to the grid)")
-    p.add_argument("--overlap", type=int, help="cells shared by neighbouring windows (default: 3/4 of a tile)")
+    p.add_argument("--overlap", type=int, help="cells shared by neighbouring windows (default: one tile)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", type=Path, required=True, help="output GeoTIFF (mean_* and std_* bands)")
     p.add_argument("--quicklook", type=Path, help="PNG quick-look (default: the output with .png)")
