@@ -382,7 +382,9 @@ def infill(stack: Stack | StackSource | str | Path,
     """Infill a stack (in memory, or a stack GeoTIFF read by windows) with an ensemble of model
     files × ``draws`` mask draws and return per-species mean probability and spread.
 
-    With ``out`` the result is written there (GeoTIFF, atomically) and not kept in memory.
+    ``model_paths``: model files (loaded with :func:`load_members`), or members already loaded
+    (used as they are). With ``out`` the result is written there (GeoTIFF, atomically) and not
+    kept in memory.
     ``window``/``overlap`` (cells) default to :func:`default_window`/:func:`default_overlap` of
     the models' tile size; ``offset`` (rows, cols) shifts the window lattice (for seam tests).
     Cancel through ``progress.cancelled()``: checked between batches; nothing is written then.
