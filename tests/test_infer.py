@@ -311,3 +311,15 @@ def test_folding_batchnorm_keeps_the_model_output(stack, unet_file):
         out = fused(x.contiguous(memory_format=torch.channels_last))
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_bench_infer_runs_both_pipelines_on_the_same_cells(stack_file):
+    from core.bench_infer import bench_infer
+
+    lines: list[str] = []
+    out = bench_infer(stack_file, device="cpu", repeats=1, part=(16, 16, 128, 128), log=lines.append)
+    assert out["cells"] == 128 * 128
+    assert out["mcells_per_s_ours"] > 0 and out["mcells_per_s_naive"] > 0
+    assert out["ratio"] == pytest.approx(out["mcells_per_s_ours"] / out["mcells_per_s_naive"])
+    assert out["conus_150_evaluations_hours_ours"] > 0 and out["conus_windows"] >= 1
+    assert any(line.startswith("ratio:") for line in lines)
