@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -165,8 +165,3 @@ def open_stack_source(stack: Stack | StackSource | str | Path) -> StackSource:
         return GeoTiffStackSource(stack)
     return stack
 
-
-def row_strips(source: StackSource, rows: int = 256) -> Iterator[tuple[int, int]]:
-    """(row0, height) strips covering the grid top to bottom."""
-    for r in range(0, source.grid.height, rows):
-        yield r, min(rows, source.grid.height - r)

@@ -22,8 +22,12 @@ from core.model_file import load_model, read_card, save_model  # noqa: E402
 from core.stack import Stack  # noqa: E402
 
 
+def means(d: dict) -> dict:
+    return {m: (v["mean"] if isinstance(v, dict) else v) for m, v in d.items()}
+
+
 def overall_means(rows: dict) -> dict:
-    return {m: v["mean"] for m, v in rows["overall"].items()}
+    return means(rows["overall"])
 
 
 def main() -> int:
@@ -38,14 +42,18 @@ def main() -> int:
     args = p.parse_args()
 
     stack = Stack.read(args.stack)
-    result = evaluate_models(stack, [args.model], out=args.out.with_name("m3_unet_conus_test_eval.json"))
+    eval_json = args.out.with_name(args.out.stem + "_test_eval.json")
+    if eval_json.exists() and args.model.resolve() in [Path(m).resolve() for m in json.loads(eval_json.read_text())["models"]]:
+        result = json.loads(eval_json.read_text())  # already scored: reuse
+    else:
+        result = evaluate_models(stack, [args.model], out=eval_json)
     label = result["label"]
     card = read_card(args.model)
     card.metrics["test"] = {
         "note": "held-out test blocks, seeded masks (core.evaluate); thresholds chosen on validation blocks",
         "test_tiles": result["test_tiles"], "draws": result["draws"],
         "scenarios": {sc: {"overall": overall_means(rows[label]),
-                           "per_species": {s: {m: v["mean"] for m, v in d.items()}
+                           "per_species": {s: means(d)
                                            for s, d in rows[label]["per_species"].items()},
                            "baselines": {name: overall_means(rows[name]) for name in rows if name != label}}
                       for sc, rows in result["scenarios"].items()}}
