@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nexample: every {ex.species} record hidden in the held-out block rows {r0}-{r0 + h}, cols {c0}-{c0 + w} "
           f"(centre {ex.centre_lonlat[0]:.2f}°, {ex.centre_lonlat[1]:.2f}°): {ex.hidden_cells} cells, "
           f"{ex.hidden_records} with {ex.species} records; {ex.infill_note}")
-    print(f"model threshold (chosen on validation blocks): {ex.threshold:.3f}")
+    print(f"model threshold (chosen on validation blocks): {ex.threshold:.4g}")
     print(ex.table())
     print(f"\nwrote {args.out / f'example_{ex.species}_prediction.tif'}, {args.out / f'example_{ex.species}.png'}, "
           f"{args.out / f'example_{ex.species}.json'}")
