@@ -1,4 +1,4 @@
-"""``bench``: throughput against a baseline measured in the same run (``bench train``)."""
+"""``bench``: throughput against a baseline measured in the same run (``bench train``, ``bench infer``)."""
 from __future__ import annotations
 
 import argparse
@@ -13,9 +13,13 @@ from ..train import TrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks: ours against a naive reference, in the same run")
-    p.add_argument("what", choices=("train",), help="train: training tiles/s against per-sample numpy masking "
-                                                    "in a DataLoader with fp32")
+    from ..bench_infer import add_bench_infer
+
+    bench = sub.add_parser("bench", help="benchmarks: ours against a naive reference, in the same run")
+    what = bench.add_subparsers(dest="what", required=True, metavar="WHAT")
+    p = what.add_parser("train", help="training tiles/s against per-sample numpy masking in a DataLoader "
+                                      "with fp32")
+    add_bench_infer(what)
     p.add_argument("--stack", type=Path, help="stack GeoTIFF (default: a synthetic 512 x 512 stack with 10 "
                                               "species and 6 aux bands, so the bench needs no data)")
     p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="model and tile settings")
