@@ -1,15 +1,17 @@
 """Model factory: a registry of architectures that all map (B, 2S+A, H, W) inputs to (B, S, H, W) logits."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from .context import ContextModel
 from .vit import build_vit
 
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
+CONTEXT_OPTION = "context_sigmas"  # model option shared by every architecture
 
 
 @dataclass
@@ -44,11 +46,18 @@ MODEL_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {"unet": build_u
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
+    """The registered architecture; with ``options["context_sigmas"]`` (a list of cell counts),
+    wrapped in :class:`core.context.ContextModel` (neighbourhood-context features and head)."""
     try:
         builder = MODEL_BUILDERS[cfg.arch]
     except KeyError:
         raise ValueError(f"unknown architecture '{cfg.arch}'; known: {', '.join(MODEL_BUILDERS)}") from None
-    return builder(cfg)
+    options = dict(cfg.options)
+    sigmas = options.pop(CONTEXT_OPTION, None)
+    if not sigmas:
+        return builder(replace(cfg, options=options))
+    return ContextModel(lambda channels: builder(replace(cfg, in_channels=channels, options=options)),
+                        cfg.in_channels, cfg.classes, sigmas)
 
 
 def pick_device(prefer: str = "auto") -> tuple[torch.device, str]:

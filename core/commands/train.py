@@ -126,8 +126,11 @@ OPTION_KEYS = {  # argparse dest -> TrainConfig key
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig().with_overrides(preset(args.preset))
     overrides = {key: getattr(args, dest) for dest, key in OPTION_KEYS.items()}
+    if args.arch and args.arch != config.arch:  # the preset's model options belong to its architecture
+        overrides["model_options"] = {}
     if args.model_option:
-        overrides["model_options"] = dict(config.model_options, **dict(args.model_option))
+        base = overrides.get("model_options", config.model_options)
+        overrides["model_options"] = dict(base, **dict(args.model_option))
     return config.with_overrides(overrides)
 
 

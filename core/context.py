@@ -1,0 +1,91 @@
+"""Neighbourhood context: the smoothed share of visible records around each cell, as model features.
+
+A hidden cell's best simple guesses are the density of the same species' visible records
+around it (the neighbour-density baseline) and the other species recorded there (the
+co-presence baseline). A small network trained for minutes on a CPU does not discover a wide
+Gaussian smoother by itself, so :class:`ContextModel` computes these smoothers inside the
+model and hands them to the backbone (U-Net or ViT) as extra channels, plus a linear 1×1 head
+on them whose logits are added to the backbone's. The model still takes the standard
+(B, 2S+A, H, W) encoding of :func:`core.inputs.model_inputs`, so training, evaluation and
+inference need no change.
+
+Per species and smoothing scale σ (cells) the features are: the Gaussian-weighted share of
+present cells among visible cells, its logarithm, and the Gaussian weight of visible cells
+(how much of the neighbourhood is visible). Cells outside the valid area count as visible
+and empty (no record at sea), and outside the tile as not visible.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FEATURES_PER_SCALE = 3
+LOG_FLOOR = 1e-3
+EPS = 1e-4
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """1-D normalised Gaussian with radius ceil(3σ)."""
+    r = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+class ContextFeatures(nn.Module):
+    """(B, 2S+A, H, W) model inputs → (B, 3·S·len(sigmas), H, W) neighbourhood features."""
+
+    def __init__(self, n_species: int, sigmas: Sequence[float]) -> None:
+        super().__init__()
+        if not sigmas or any(s <= 0 for s in sigmas):
+            raise ValueError(f"context sigmas must be positive cell counts, got {list(sigmas)}")
+        self.n_species = n_species
+        self.sigmas = [float(s) for s in sigmas]
+        for i, s in enumerate(self.sigmas):
+            self.register_buffer(f"kernel{i}", gaussian_kernel(s), persistent=False)
+
+    @property
+    def channels(self) -> int:
+        return FEATURES_PER_SCALE * self.n_species * len(self.sigmas)
+
+    def _blur(self, a: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        c, r = a.shape[1], (k.numel() - 1) // 2
+        kx = k.to(a.dtype).view(1, 1, 1, -1).expand(c, 1, 1, -1)
+        ky = k.to(a.dtype).view(1, 1, -1, 1).expand(c, 1, -1, 1)
+        a = F.conv2d(a, kx, padding=(0, r), groups=c)
+        return F.conv2d(a, ky, padding=(r, 0), groups=c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.n_species
+        visible_presence = x[:, :s].float()
+        visible = 1.0 - x[:, s:2 * s].float()
+        both = torch.cat([visible_presence, visible], dim=1)
+        out = []
+        for i in range(len(self.sigmas)):
+            blurred = self._blur(both, getattr(self, f"kernel{i}"))
+            num, den = blurred[:, :s], blurred[:, s:]
+            share = (num / den.clamp_min(EPS)).clamp(0.0, 1.0) * (den > EPS)
+            out += [share, torch.log(share + LOG_FLOOR), den]
+        return torch.cat(out, dim=1).to(x.dtype)
+
+
+class ContextModel(nn.Module):
+    """A backbone fed with the inputs plus :class:`ContextFeatures`, with a linear head on the
+    features and the visible presence added to its logits (zero-initialised)."""
+
+    def __init__(self, backbone_builder, in_channels: int, classes: int, sigmas: Sequence[float]) -> None:
+        super().__init__()
+        self.context = ContextFeatures(classes, sigmas)
+        self.backbone = backbone_builder(in_channels + self.context.channels)
+        self.head = nn.Conv2d(self.context.channels + classes, classes, kernel_size=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.context(x)
+        logits = self.backbone(torch.cat([x, feats], dim=1))
+        return logits + self.head(torch.cat([feats, x[:, :self.context.n_species]], dim=1))

@@ -1,0 +1,57 @@
+"""Neighbourhood-context features and the model wrapper that uses them."""
+import numpy as np
+import torch
+
+from core.baselines import gaussian_smoother, visible_share
+from core.context import ContextFeatures, gaussian_kernel
+from core.inputs import model_inputs
+from core.model_file import ModelCard, load_model, save_model
+from core.models import ModelConfig, build_model
+
+
+def _inputs(s=3, a=2, h=32, w=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    presence = (torch.rand(1, s, h, w, generator=g) < 0.05).float()
+    hidden = torch.zeros(1, s, h, w, dtype=torch.bool)
+    hidden[:, 0, 8:24, 8:24] = True          # species 0 hidden in a square
+    hidden[:, 1] = True                      # species 1 hidden everywhere
+    valid = torch.ones(1, h, w, dtype=torch.bool)
+    return presence, hidden, torch.randn(1, a, h, w, generator=g), valid
+
+
+def test_kernel_is_normalised():
+    k = gaussian_kernel(2.0)
+    assert k.numel() == 13 and abs(float(k.sum()) - 1) < 1e-6 and int(k.argmax()) == 6
+
+
+def test_share_matches_the_neighbour_density_smoother():
+    presence, hidden, aux, valid = _inputs()
+    feats = ContextFeatures(3, [2.0])(model_inputs(presence, hidden, aux, valid))
+    share, log_share, weight = feats[0, 0:3], feats[0, 3:6], feats[0, 6:9]
+    vis = (~hidden[0]).numpy()
+    vis_p = (presence[0].numpy() * vis)
+    expected, den = visible_share(vis_p, vis, gaussian_smoother(2.0))
+    # scipy truncates the Gaussian at 4σ and we at 3σ: close, not equal
+    np.testing.assert_allclose(share[2].numpy(), expected[2], atol=0.01)
+    np.testing.assert_allclose(weight[2].numpy(), den[2], atol=0.01)
+    # a species hidden everywhere has no visible neighbourhood: share 0, weight 0
+    assert float(share[1].abs().max()) == 0 and float(weight[1].abs().max()) < 1e-6
+    np.testing.assert_allclose(log_share.numpy(), np.log(share.numpy() + 1e-3), rtol=1e-5)
+    # hidden cells never leak: changing hidden presence leaves the features unchanged
+    changed = presence.clone()
+    changed[:, 0, 8:24, 8:24] = 1 - changed[:, 0, 8:24, 8:24]
+    again = ContextFeatures(3, [2.0])(model_inputs(changed, hidden, aux, valid))
+    assert torch.equal(again, feats)
+
+
+def test_context_model_round_trips_through_a_model_file(tmp_path):
+    cfg = ModelConfig("unet", 2 * 3 + 2, 3, 18, {"decoder_channels": [32, 16, 16, 8, 8], "context_sigmas": [2, 5]})
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    x = model_inputs(*_inputs())
+    card = ModelCard(species=["Au", "Ag", "Cu"], aux_bands=[], grid={}, tile_size=32, model=cfg.to_dict(),
+                     masking={}, training={}, metrics={}, threshold=0.5)
+    save_model(tmp_path / "m.safetensors", model, card)
+    loaded, _ = load_model(tmp_path / "m.safetensors")
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(x), model(x), atol=1e-6)
