@@ -28,7 +28,7 @@ from .kriging import KrigingPredictor
 from .masking import SCENARIOS
 from .metrics import METRICS, precision_recall_curve
 from .model_file import read_card
-from .models import pick_device
+from .models import CONTEXT_OPTION, pick_device
 from .predictors import ModelPredictor, Predictor, WholeSpeciesAuxPredictor
 from .progress import Progress, check_cancelled
 from .stack import Stack
@@ -36,11 +36,25 @@ from .tiles import TRAIN, StackTensors
 from .train import RESUMABLE_CHANGES, TrainConfig, train
 
 VIT_OPTIONS = {"patch": 8, "embed_dim": 128, "depth": 4, "heads": 4}
-VARIANTS: dict[str, dict[str, Any]] = {     # trained models: overrides of the base training config
-    "unet": {},
-    "unet_no_aux": {"use_aux": False},
-    "vit": {"arch": "vit", "model_options": VIT_OPTIONS},
+
+
+def _context(config: TrainConfig) -> dict[str, Any]:
+    return {k: v for k, v in config.model_options.items() if k == CONTEXT_OPTION}
+
+
+VARIANTS: dict[str, Callable[[TrainConfig], dict[str, Any]]] = {  # trained models: overrides of the base config
+    "unet": lambda c: {},
+    "unet_no_aux": lambda c: {"use_aux": False},
+    # the ablation of the neighbourhood-context features (core/context.py)
+    "unet_no_context": lambda c: {"model_options": {k: v for k, v in c.model_options.items() if k != CONTEXT_OPTION}},
+    # the ViT gets the same inputs, context features included
+    "vit": lambda c: {"arch": "vit", "model_options": {**VIT_OPTIONS, **_context(c)}},
 }
+
+
+def variant_config(config: TrainConfig, variant: str, seed: int) -> TrainConfig:
+    """The training configuration of one compared model."""
+    return config.with_overrides({**VARIANTS[variant](config), "seed": seed})
 ROUTED = "unet_aux_whole_species"           # unet where a species is hidden entirely, else unet_no_aux
 BASELINES = ("kriging", "co_presence", "neighbour_density", "frequency")
 
@@ -268,7 +282,7 @@ def compare(stack: Stack, config: TrainConfig, seeds: Sequence[int], out_dir: st
 
     paths: dict[str, list[Path]] = {}
     for v in variants:
-        paths[v] = [ensure_model(stack, config.with_overrides({**VARIANTS[v], "seed": s}), model_file(models_dir, v, s),
+        paths[v] = [ensure_model(stack, variant_config(config, v, s), model_file(models_dir, v, s),
                                  device, progress, log) for s in seeds]
     timing["train_or_load"] = time.perf_counter() - t0
     if train_only:
@@ -306,7 +320,7 @@ def compare(stack: Stack, config: TrainConfig, seeds: Sequence[int], out_dir: st
     table = board.table()
     seeds_of = {name: len(reps) for name, reps in board.reports.items()}
     result: dict[str, Any] = {
-        "seeds": list(seeds), "variants": {v: VARIANTS[v] for v in variants}, "baselines": list(baselines),
+        "seeds": list(seeds), "variants": {v: VARIANTS[v](config) for v in variants}, "baselines": list(baselines),
         "models": {v: [str(p) for p in ps] for v, ps in paths.items()}, "training": json_ready(config.to_dict()),
         "evaluation": {"test_tiles": int(len(ev.test.origins)), "val_tiles": int(len(ev.val.origins)),
                        "tile_size": ev.test.tile_size, "draws": ev.test.draws, "mask_seed": ev.test.seed,

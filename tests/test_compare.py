@@ -18,10 +18,10 @@ from core.train import TrainConfig
 
 TINY = {"steps": 2, "tiles": 16, "tile_size": 32, "batch_size": 2, "val_every": 0, "checkpoint_every": 0,
         "val_tiles": 4, "holdout.block_size": 32, "holdout.val_fraction": 0.15, "holdout.test_fraction": 0.15,
-        "model_options": {"decoder_channels": [16, 16, 16, 16, 16]}}
-pytestmark = pytest.mark.slow  # trains 8 tiny models: tens of seconds on 2 CPU cores
+        "model_options": {"decoder_channels": [16, 16, 16, 16, 16], "context_sigmas": [2]}}
+pytestmark = pytest.mark.slow  # trains 10 tiny models: tens of seconds on 2 CPU cores
 
-EXPECTED = {"unet", "unet_no_aux", "vit", "unet_aux_whole_species", "kriging", "co_presence",
+EXPECTED = {"unet", "unet_no_aux", "unet_no_context", "vit", "unet_aux_whole_species", "kriging", "co_presence",
             "neighbour_density", "frequency"}
 
 
@@ -43,7 +43,7 @@ def run(stack, config, tmp_path_factory):
     step, score = train_module.Trainer.train_step, evaluate_module.score_predictor
 
     def spy_step(self):
-        trained.append(type(self.model).__name__)
+        trained.append(type(getattr(self.model, "backbone", self.model)).__name__)
         return step(self)
 
     def spy_score(predictor, *args, **kwargs):
@@ -83,7 +83,7 @@ def test_compare_writes_a_row_per_predictor_and_scenario_with_mean_and_std(run):
 def test_vit_and_unet_share_the_trainer_and_the_scoring_code(run):
     result, out, trained, scored = run
     # the same Trainer.train_step trained both architectures (2 steps x 2 seeds each)
-    assert trained.count("Unet") == 2 * 2 * 2 and trained.count("PatchViT") == 2 * 2
+    assert trained.count("Unet") == 3 * 2 * 2 and trained.count("PatchViT") == 2 * 2
     # one scoring function for every predictor, the same one `evaluate` uses
     assert compare_module.score_predictor is evaluate_module.score_predictor
     assert {"unet", "vit", "kriging", "frequency"} <= set(scored)
@@ -93,6 +93,9 @@ def test_vit_and_unet_share_the_trainer_and_the_scoring_code(run):
     same = {k for k in cards["unet"]["training"] if k not in ("arch", "model_options", "use_aux")}
     assert all(cards["vit"]["training"][k] == cards["unet"]["training"][k] for k in same)
     assert cards["unet_no_aux"]["model"]["in_channels"] == 2 * 3
+    # the context ablation drops only the context features; the ViT keeps them like the U-Net
+    assert cards["unet"]["model"]["options"]["context_sigmas"] == [2] == cards["vit"]["model"]["options"]["context_sigmas"]
+    assert "context_sigmas" not in cards["unet_no_context"]["model"]["options"]
 
 
 def test_compare_reuses_trained_models_and_refuses_mismatched_ones(run, stack, config):
