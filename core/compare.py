@@ -262,10 +262,13 @@ def compare(stack: Stack, config: TrainConfig, seeds: Sequence[int], out_dir: st
             models_dir: Optional[str | Path] = None, variants: Sequence[str] = tuple(VARIANTS),
             baselines: Sequence[str] = BASELINES, draws: Optional[int] = None, mask_seed: int = EVAL_SEED,
             device: str = "auto", interdependence: bool = True, figures: bool = True, train_only: bool = False,
+            extra_models: Optional[dict[str, Sequence[str | Path]]] = None,
             progress: Optional[Progress] = None, log: Log = print) -> dict[str, Any]:
     """Train or load each variant for each seed, score everything on the same held-out masks,
     write ``compare.json``, ``compare.md`` and the PNGs to ``out_dir``; return the result.
-    ``train_only``: stop after training (e.g. on a GPU box), returning the model paths."""
+    ``train_only``: stop after training (e.g. on a GPU box), returning the model paths.
+    ``extra_models``: already trained model files scored beside them, {name: [files, one per seed]}
+    (e.g. the bundled model), with the thresholds of their cards."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_writable(out_dir / "compare.json")
@@ -275,6 +278,12 @@ def compare(stack: Stack, config: TrainConfig, seeds: Sequence[int], out_dir: st
         raise InputError(f"Unknown model variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}.")
     if not seeds:
         raise InputError("Give at least one seed (--seeds 0 1 2).")
+    extra = {name: [Path(p) for p in ps] for name, ps in (extra_models or {}).items()}
+    taken = set(extra) & (set(VARIANTS) | set(baselines) | {ROUTED})
+    if taken:
+        raise InputError(f"Model names {sorted(taken)} are taken by compared predictors; name them otherwise.")
+    for p in (p for ps in extra.values() for p in ps):
+        read_card(p).check_stack(stack)
     dev, why = pick_device(device)
     log(f"device: {why}")
     timing: dict[str, float] = {}
@@ -285,6 +294,7 @@ def compare(stack: Stack, config: TrainConfig, seeds: Sequence[int], out_dir: st
         paths[v] = [ensure_model(stack, variant_config(config, v, s), model_file(models_dir, v, s),
                                  device, progress, log) for s in seeds]
     timing["train_or_load"] = time.perf_counter() - t0
+    paths.update(extra)
     if train_only:
         log(f"trained or found {sum(len(p) for p in paths.values())} models in {models_dir} "
             f"({timing['train_or_load']:.0f} s); score them with the same command without --train-only")

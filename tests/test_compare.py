@@ -104,6 +104,15 @@ def test_compare_reuses_trained_models_and_refuses_mismatched_ones(run, stack, c
                     baselines=["frequency"], draws=1, device="cpu", interdependence=False, figures=False,
                     log=lambda s: None)
     first = json.loads((out / "compare.json").read_text())
+    # an already trained file (here unet seed 0 under another name) is scored on the same masks
+    extra = compare(stack, config, [0], out / "extra", models_dir=out / "models", variants=["unet_no_aux"],
+                    baselines=["frequency"], draws=1, device="cpu", interdependence=False, figures=False,
+                    extra_models={"shipped": [out / "models" / "unet_seed0.safetensors"]}, log=lambda s: None)
+    for sc in ("region", "species", "both"):
+        assert extra["scenarios"][sc]["shipped"]["overall"] == again["scenarios"][sc]["unet"]["overall"]
+    with pytest.raises(InputError, match="taken"):
+        compare(stack, config, [0], out / "bad", extra_models={"kriging": [out / "models" / "unet_seed0.safetensors"]},
+                log=lambda s: None)
     only = compare(stack, config, [0, 1], out / "train_only", models_dir=out / "models", train_only=True,
                    device="cpu", log=lambda s: None)
     assert set(only["models"]) == set(VARIANTS) and not (out / "train_only" / "compare.json").exists()

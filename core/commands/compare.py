@@ -36,9 +36,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip the species-interdependence matrix")
     p.add_argument("--train-only", action="store_true",
                    help="only train the missing models (e.g. on a GPU box); score them in a later run")
+    p.add_argument("--model", dest="extra_models", action="append", default=[], type=_named_model,
+                   metavar="NAME=FILE", help="also score this trained model file (e.g. the bundled model) on the "
+                                             "same masks; repeat a NAME for several seeds")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     add_training_overrides(p)
     p.set_defaults(func=run)
+
+
+def _named_model(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"write NAME=FILE, e.g. bundled=resources/models/m3_unet_conus.safetensors, "
+                                         f"not '{text}'")
+    return name, Path(path)
 
 
 OVERRIDES = {  # option dest -> TrainConfig key; the rest of the training config comes from --preset
@@ -61,9 +72,17 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
     return config.with_overrides({key: getattr(args, dest) for dest, key in OVERRIDES.items()})
 
 
+def _grouped(pairs: list[tuple[str, Path]]) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for name, path in pairs:
+        out.setdefault(name, []).append(path)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     stack = load_stack(args.stack)
     compare(stack, config_from(args), args.seeds, args.out, models_dir=args.models_dir, variants=args.variants,
             baselines=args.baselines, draws=args.draws, mask_seed=args.mask_seed, device=args.device,
-            interdependence=args.interdependence, train_only=args.train_only, progress=TqdmProgress())
+            interdependence=args.interdependence, train_only=args.train_only, progress=TqdmProgress(),
+            extra_models=_grouped(args.extra_models))
     return 0
