@@ -4,7 +4,12 @@ metrics, data provenance, hardware and training time into its card, and store fp
 resources/models/. Usage:
 
     .venv/bin/python scripts/ship_bundled_model.py --model trained.safetensors --stack stack.tif \
-        --train-seconds 2900 --hardware "2-core CPU (shared)"
+        --train-seconds 2900 --hardware "2-core CPU (shared)" \
+        --compare out/compare/compare.json --compare-name bundled
+
+``--compare`` takes a ``compare.json`` in which the model was scored with ``--model NAME=FILE``:
+the card then lists every predictor of that comparison on the same masks, and names each
+scenario and species where the model's Dice is below kriging's or the no-aux U-Net's.
 """
 from __future__ import annotations
 
@@ -30,6 +35,30 @@ def overall_means(rows: dict) -> dict:
     return means(rows["overall"])
 
 
+RIVALS = ("kriging", "unet_no_aux")
+
+
+def comparison(result: dict, name: str) -> dict:
+    """Overall mean Dice/recall of every predictor per scenario, and where ``name`` does worse
+    than a rival (overall or per species, by mean Dice)."""
+    if not any(name in preds for preds in result["scenarios"].values()):
+        raise SystemExit(f"'{name}' was not scored in that comparison; run compare with --model {name}=FILE")
+    out = {"note": "test blocks, the same seeded masks for every predictor (train_cli.py compare); "
+                   "mean over seeds", "evaluation": result["evaluation"], "scenarios": {}, "worse": []}
+    for sc, preds in result["scenarios"].items():
+        out["scenarios"][sc] = {p: {m: v["mean"] for m, v in d["overall"].items()} for p, d in preds.items()}
+        mine = preds[name]
+        for rival in (r for r in RIVALS if r in preds):
+            theirs = preds[rival]
+            pairs = [("overall", mine["overall"], theirs["overall"])]
+            pairs += [(s, d, theirs["per_species"][s]) for s, d in mine["per_species"].items()]
+            for what, a, b in pairs:
+                da, db = a["dice"]["mean"], b["dice"]["mean"]
+                if da is not None and db is not None and da < db:  # NaN compares False: no hidden records
+                    out["worse"].append(f"{sc}: {what} Dice {da:.3f} below {rival} ({db:.3f})")
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, required=True)
@@ -39,6 +68,8 @@ def main() -> int:
     p.add_argument("--hardware", default=f"{platform.processor() or platform.machine()} CPU")
     p.add_argument("--command", default="python train_cli.py train --preset bundled --seed 0 "
                                         "--out m3_unet_conus.safetensors")
+    p.add_argument("--compare", type=Path, help="compare.json in which the model was scored (same masks)")
+    p.add_argument("--compare-name", default="bundled", help="the model's name in that comparison")
     args = p.parse_args()
 
     stack = Stack.read(args.stack)
@@ -57,6 +88,8 @@ def main() -> int:
                                            for s, d in rows[label]["per_species"].items()},
                            "baselines": {name: overall_means(rows[name]) for name in rows if name != label}}
                       for sc, rows in result["scenarios"].items()}}
+    if args.compare:
+        card.metrics["comparison"] = comparison(json.loads(args.compare.read_text()), args.compare_name)
     card.training.update({"seconds": round(args.train_seconds), "hardware": args.hardware,
                           "command": args.command, "weights": "float16 (trained in float32)"})
     card.data.update({"records": "resources/data/records/mineral_sites_us.csv.gz (MinMod / DARPA CriticalMAAS, MIT)",
