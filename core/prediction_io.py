@@ -13,6 +13,7 @@ import numpy as np
 from .atomic import atomic_path
 from .errors import InputError
 from .grid import Grid
+from .tagged_tiff import open_tagged
 
 PREDICTION_TAG = "M3_PREDICTION"
 NODATA = float("nan")
@@ -96,18 +97,8 @@ def prediction_file(path: str | Path, grid: Grid, species: Sequence[str],
 
 def read_prediction_info(path: str | Path) -> tuple[Grid, list[str], dict[str, Any]]:
     """Grid, species and metadata of a prediction GeoTIFF."""
-    import rasterio
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"No prediction at {path}. Make one with: python train_cli.py predict --out {path}")
-    with rasterio.open(path) as src:
-        tag = src.tags().get(PREDICTION_TAG)
-        if tag is None:
-            raise InputError(f"{path} is not an M3 prediction (no {PREDICTION_TAG} tag); "
-                             "make one with: python train_cli.py predict")
-        meta = json.loads(tag)
-        grid = Grid(src.crs, src.transform, src.height, src.width)
+    src, meta, grid = open_tagged(path, PREDICTION_TAG, "prediction", "python train_cli.py predict")
+    with src:
         descriptions = list(src.descriptions)
     species = [d[len("mean_"):] for d in descriptions if d and d.startswith("mean_")]
     return grid, species, meta

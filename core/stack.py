@@ -11,10 +11,11 @@ import numpy as np
 import rasterio
 
 from .atomic import atomic_path
-from .errors import InputError
 from .grid import Grid
+from .tagged_tiff import open_tagged
 
 STACK_TAG = "M3_STACK"
+MAKE_STACK = "python train_cli.py build-stack"
 FORMAT_VERSION = 1
 
 
@@ -96,17 +97,9 @@ class Stack:
     @classmethod
     def read(cls, path: str | Path) -> "Stack":
         """Read a stack written by :meth:`write`."""
-        path = Path(path)
-        if not path.exists():
-            raise InputError(f"No stack at {path}. Build one with: python train_cli.py build-stack --out {path}")
-        with rasterio.open(path) as src:
-            tag = src.tags().get(STACK_TAG)
-            if tag is None:
-                raise InputError(f"{path} is not an M3 stack (no {STACK_TAG} tag). "
-                                 "Build one with: python train_cli.py build-stack")
-            meta = json.loads(tag)
+        src, meta, grid = open_tagged(path, STACK_TAG, "stack", MAKE_STACK)
+        with src:
             data = src.read()
-            grid = Grid(src.crs, src.transform, src.height, src.width)
         s = len(meta["species"])
         aux_bands = [AuxBand(**b) for b in meta["aux_bands"]]
         a = len(aux_bands)

@@ -3,7 +3,6 @@ than memory holds one window at a time. Cells outside the grid read as empty (pr
 not valid), so windows may hang over the grid's edges."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Protocol
 
@@ -11,7 +10,8 @@ import numpy as np
 
 from .errors import InputError
 from .grid import Grid
-from .stack import STACK_TAG, AuxBand, Stack
+from .stack import MAKE_STACK, STACK_TAG, AuxBand, Stack
+from .tagged_tiff import open_tagged
 
 
 class StackSource(Protocol):
@@ -95,23 +95,11 @@ class GeoTiffStackSource:
     """Windows of a stack GeoTIFF (as written by :meth:`Stack.write`), read on demand."""
 
     def __init__(self, path: str | Path) -> None:
-        import rasterio
-
         self.path = Path(path)
-        if not self.path.exists():
-            raise InputError(f"No stack at {self.path}. Build one with: "
-                             f"python train_cli.py build-stack --out {self.path}")
-        self._src = rasterio.open(self.path)
-        tag = self._src.tags().get(STACK_TAG)
-        if tag is None:
-            self._src.close()
-            raise InputError(f"{self.path} is not an M3 stack (no {STACK_TAG} tag). "
-                             "Build one with: python train_cli.py build-stack")
-        meta = json.loads(tag)
+        self._src, meta, self.grid = open_tagged(self.path, STACK_TAG, "stack", MAKE_STACK)
         self.species = list(meta["species"])
         self.aux_bands = [AuxBand(**b) for b in meta["aux_bands"]]
         self.info = meta.get("info", {})
-        self.grid = Grid(self._src.crs, self._src.transform, self._src.height, self._src.width)
         expected = len(self.species) + len(self.aux_bands) + 1
         if self._src.count != expected:
             self._src.close()
