@@ -151,8 +151,7 @@ def random_draw_report(cells: HiddenCells, frequency: dict[str, float]) -> dict[
 def card_thresholds(card: ModelCard) -> dict[str, float]:
     """Per-scenario thresholds chosen on validation blocks (stored by the trainer), falling back
     to the card's pooled threshold."""
-    per = card.metrics.get("validation", {}).get("thresholds", {})
-    return {sc: float(per.get(sc, card.threshold)) for sc in SCENARIOS}
+    return {sc: card.threshold_for(sc) for sc in SCENARIOS}
 
 
 def _mean_std(values: list[float]) -> dict[str, Any]:

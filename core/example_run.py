@@ -91,10 +91,10 @@ def run_example(stack: Stack, model_path: Path, out_dir: Path, species: str = "C
     mean, _ = result.read()
     truth = stack.presence[s][region] > 0
     ex = ExampleResult(species, (r0, c0, h, w), (float(lon[0]), float(lat[0])), int(region.sum()),
-                       int(truth.sum()), float(card.threshold),
+                       int(truth.sum()), card.threshold_for(hide.scenario(stack.species)),
                        infill_note=f"{result.evaluations} evaluations on {result.device}, {result.seconds:.0f} s")
     probs = mean[0][region]
-    ex.rows["M3 U-Net (bundled)"] = scores(probs, truth, card.threshold)
+    ex.rows["M3 U-Net (bundled)"] = scores(probs, truth, ex.threshold)
     ex.rows["M3 U-Net (best threshold)"] = scores(probs, truth, best_dice_threshold(probs, truth))
 
     # baselines on the same hidden cells, fitted on the training blocks only

@@ -34,6 +34,15 @@ class Region(Protocol):
         ...
 
 
+def hiding_scenario(species: Sequence[str], has_region: bool, stack_species: Sequence[str]) -> Optional[str]:
+    """The masking scenario a user's hiding is a case of, whose validation threshold applies:
+    species only → "species", a region with all species → "region", a region with some →
+    "both"; None when nothing is hidden (the "where might minerals be" map)."""
+    if not has_region:
+        return "species" if species else None
+    return "both" if species and set(species) != set(stack_species) else "region"
+
+
 @dataclass
 class GeometryRegion:
     """Cells whose centre lies inside polygons (GeoJSON dicts in ``crs``)."""
@@ -153,6 +162,10 @@ class HideSpec:
         if not self.species:
             return np.full(len(stack_species), self.region is not None)
         return np.array([s in self.species for s in stack_species])
+
+    def scenario(self, stack_species: Sequence[str]) -> Optional[str]:
+        """The masking scenario this hiding is a case of (see :func:`hiding_scenario`)."""
+        return hiding_scenario(self.species, self.region is not None, stack_species)
 
     def output_species(self, stack_species: Sequence[str]) -> list[str]:
         """The species that get probability bands: those hidden, or all of them."""

@@ -408,7 +408,8 @@ def infill(stack: Stack | StackSource | str | Path,
         g = source.grid
         layout = WindowLayout.fitted(g.height, g.width, window or default_window(members), ov, offset)
         engine = _Infiller(source, members, hide, draws, batch_size, dev, progress, layout, seed)
-        threshold = float(np.mean([m.card.threshold for m in members]))
+        scenario = hide.scenario(source.species)
+        threshold = float(np.mean([m.card.threshold_for(scenario) for m in members]))
         result = InfillResult(engine.out_species, g, None, None, Path(out) if out else None,
                               [m.name for m in members], draws, engine.evaluations, hide.describe(),
                               layout.describe(), ov, threshold, dev_note, 0.0, 0)

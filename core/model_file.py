@@ -43,6 +43,12 @@ class ModelCard:
     def model_config(self) -> ModelConfig:
         return ModelConfig.from_dict(self.model)
 
+    def threshold_for(self, scenario: Optional[str]) -> float:
+        """The threshold chosen on validation blocks for a masking scenario; the pooled one for
+        None or when the card has no per-scenario thresholds."""
+        per = self.metrics.get("validation", {}).get("thresholds", {})
+        return float(per.get(scenario, self.threshold)) if scenario else float(self.threshold)
+
     def aux_band_objects(self) -> list[AuxBand]:
         return [AuxBand(**b) for b in self.aux_bands]
 

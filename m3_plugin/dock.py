@@ -584,10 +584,20 @@ class M3Dock(QDockWidget):
                          hide_species=hidden, model_paths=list(self.model_paths), grid=grid,
                          draws=self.draws_spin.value(),
                          batch_size=self.batch_spin.value(), device=self.device_combo.currentData(),
-                         threshold=float(self.threshold_spin.value()), sites=sites, sites_layer_id=sites_id,
+                         threshold=self._threshold(card, hidden), sites=sites, sites_layer_id=sites_id,
                          find_clusters=self.clusters_check.isChecked(),
                          cluster_min_area_km2=self.cluster_area_spin.value(),
                          cluster_min_distance_km=self.cluster_distance_spin.value())
+
+    def _threshold(self, card, hidden: list[str]) -> float:
+        """The spin box's value when the user changed it, else the model's validation threshold for
+        this kind of question (a region with some or all species hidden)."""
+        from .core.hiding import hiding_scenario
+
+        value = float(self.threshold_spin.value())
+        if abs(value - float(card.threshold)) > 1e-9:
+            return value
+        return card.threshold_for(hiding_scenario(hidden, True, card.species))
 
     def run(self):
         """Start an infill in the background; returns the task, or None when the inputs are not usable

@@ -92,3 +92,14 @@ def test_spec_round_trip_and_clear_errors():
         MaskSpec(region_fraction=1.5)
     with pytest.raises(InputError, match="scenarios"):
         MaskSpec({"everything": 1.0})
+
+
+def test_a_users_hiding_maps_to_the_scenario_whose_threshold_applies():
+    from core.hiding import hiding_scenario
+
+    everything = ["Au", "Ag", "Cu"]
+    assert hiding_scenario(["Cu"], False, everything) == "species"
+    assert hiding_scenario([], True, everything) == "region"
+    assert hiding_scenario(everything, True, everything) == "region"
+    assert hiding_scenario(["Cu"], True, everything) == "both"
+    assert hiding_scenario([], False, everything) is None

@@ -89,3 +89,10 @@ def test_resolution_mismatch_is_clear(stack):
     with pytest.raises(ModelMismatchError, match="resolution"):
         card.check_stack(coarse)
     card.check_stack(stack)  # the matching stack passes
+
+
+def test_threshold_per_scenario_falls_back_to_the_pooled_one():
+    card = ModelCard(species=["Au"], aux_bands=[], grid={}, tile_size=32, model={}, threshold=0.4,
+                     metrics={"validation": {"thresholds": {"species": 0.7, "both": 0.6}}})
+    assert card.threshold_for("species") == 0.7 and card.threshold_for("both") == 0.6
+    assert card.threshold_for("region") == 0.4 and card.threshold_for(None) == 0.4

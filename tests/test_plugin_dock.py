@@ -158,7 +158,9 @@ def test_infill_run_adds_a_group_and_fills_the_comparison_table(dock, qgis_iface
     rows, cols, inside = record_cells(recs, grid)
     in_region = np.zeros(len(recs), bool)
     in_region[inside] = cells[rows[inside], cols[inside]]
-    threshold = dock.threshold_spin.value()
+    # the spin box was left at the card's value: the model's threshold for "some species in a region"
+    threshold = task.job.threshold
+    assert threshold == pytest.approx(dock.card.threshold_for("both"))
     for sym in ("Au", "Cu"):
         sel = in_region & recs.species[:, recs.symbols.index(sym)]
         hits = int((mean[sym][rows[sel], cols[sel]] >= threshold).sum())
