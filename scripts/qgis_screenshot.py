@@ -71,6 +71,8 @@ def step() -> None:
         if dock.last_outputs is None:
             raise RuntimeError("the infill did not finish: " + dock.status_label.text())
         for node in QgsProject.instance().layerTreeRoot().findLayers():  # show only the hidden species' sites
+            if node.layerId() == state["example"].stack_layer_id:  # its Au band would cover the result
+                node.setItemVisibilityChecked(False)
             if node.name().startswith("mineral sites"):
                 node.layer().setSubsetString(" OR ".join(
                     f"lower(commodities) LIKE '%{w}%'" for w in ("cu", "copper")))
