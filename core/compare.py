@@ -47,6 +47,8 @@ VARIANTS: dict[str, Callable[[TrainConfig], dict[str, Any]]] = {  # trained mode
     "unet_no_aux": lambda c: {"use_aux": False},
     # the ablation of the neighbourhood-context features (core/context.py)
     "unet_no_context": lambda c: {"model_options": {k: v for k, v in c.model_options.items() if k != CONTEXT_OPTION}},
+    # the context features' linear head alone, without a backbone: what the U-Net adds to it
+    "context_head": lambda c: {"arch": "none", "model_options": _context(c)},
     # the ViT gets the same inputs, context features included
     "vit": lambda c: {"arch": "vit", "model_options": {**VIT_OPTIONS, **_context(c)}},
 }

@@ -42,7 +42,19 @@ def build_unet(cfg: ModelConfig) -> nn.Module:
                     in_channels=cfg.in_channels, classes=cfg.classes, **cfg.options)
 
 
-MODEL_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {"unet": build_unet, "vit": build_vit}
+class NoBackbone(nn.Module):
+    """Zero logits: with context features, the model is then their linear head alone (an ablation)."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.classes = classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(x.shape[0], self.classes, x.shape[2], x.shape[3])
+
+
+MODEL_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {
+    "unet": build_unet, "vit": build_vit, "none": lambda cfg: NoBackbone(cfg.classes)}
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
@@ -54,6 +66,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         raise ValueError(f"unknown architecture '{cfg.arch}'; known: {', '.join(MODEL_BUILDERS)}") from None
     options = dict(cfg.options)
     sigmas = options.pop(CONTEXT_OPTION, None)
+    if cfg.arch == "none" and not sigmas:
+        raise ValueError(f"architecture 'none' needs the {CONTEXT_OPTION} model option (it is the context head alone)")
     if not sigmas:
         return builder(replace(cfg, options=options))
     return ContextModel(lambda channels: builder(replace(cfg, in_channels=channels, options=options)),

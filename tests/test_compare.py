@@ -19,9 +19,9 @@ from core.train import TrainConfig
 TINY = {"steps": 2, "tiles": 16, "tile_size": 32, "batch_size": 2, "val_every": 0, "checkpoint_every": 0,
         "val_tiles": 4, "holdout.block_size": 32, "holdout.val_fraction": 0.15, "holdout.test_fraction": 0.15,
         "model_options": {"decoder_channels": [16, 16, 16, 16, 16], "context_sigmas": [2]}}
-pytestmark = pytest.mark.slow  # trains 10 tiny models: tens of seconds on 2 CPU cores
+pytestmark = pytest.mark.slow  # trains 12 tiny models: tens of seconds on 2 CPU cores
 
-EXPECTED = {"unet", "unet_no_aux", "unet_no_context", "vit", "unet_aux_whole_species", "kriging", "co_presence",
+EXPECTED = {"unet", "unet_no_aux", "unet_no_context", "context_head", "vit", "unet_aux_whole_species", "kriging", "co_presence",
             "neighbour_density", "frequency"}
 
 
@@ -84,6 +84,7 @@ def test_vit_and_unet_share_the_trainer_and_the_scoring_code(run):
     result, out, trained, scored = run
     # the same Trainer.train_step trained both architectures (2 steps x 2 seeds each)
     assert trained.count("Unet") == 3 * 2 * 2 and trained.count("PatchViT") == 2 * 2
+    assert trained.count("NoBackbone") == 2 * 2
     # one scoring function for every predictor, the same one `evaluate` uses
     assert compare_module.score_predictor is evaluate_module.score_predictor
     assert {"unet", "vit", "kriging", "frequency"} <= set(scored)
