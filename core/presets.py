@@ -16,7 +16,7 @@ from typing import Any
 from .errors import InputError
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # About 5 minutes on one CPU core (0.35 s a step): for tests, demos and `compare`. At 300 steps
+    # About 6 minutes on one CPU core (0.35 s a step): for tests, demos and `compare`. At 300 steps
     # the validation Dice was still rising steeply; 800 is where this preset's budget ends. The
     # neighbourhood-context features (core/context.py) raised validation Dice at 800 steps, seed 0,
     # from 0.024 / 0.253 / 0.262 to 0.063 / 0.496 / 0.497 (region / species / both).
@@ -28,7 +28,7 @@ PRESETS: dict[str, dict[str, Any]] = {
               "lr": 3e-4, "warmup_steps": 500, "checkpoint_every": 500, "val_every": 1000,
               "mask.region_fraction": 0.8},
     # The model shipped with the plugin (resources/models/): quick's model trained longer on the
-    # poster's N = 10,000 tiles; about 25 minutes on one CPU core. See the README for how it was chosen.
+    # poster's N = 10,000 tiles; about 21 minutes on one CPU core. See the README for how it was chosen.
     "bundled": {"tiles": 10000, "tile_size": 64, "encoder_depth": 18, "steps": 3000, "batch_size": 8,
                 "lr": 1e-3, "warmup_steps": 100, "checkpoint_every": 500, "val_every": 500,
                 "model_options": {"decoder_channels": [128, 64, 32, 16, 16], "context_sigmas": [2, 6]}},
