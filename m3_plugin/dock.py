@@ -490,10 +490,8 @@ class M3Dock(QDockWidget):
         s.draws = self.draws_spin.value()
         s.batch_size = self.batch_spin.value()
         s.device = self.device_combo.currentData()
-        if self.card is not None and abs(self.threshold_spin.value() - float(self.card.threshold)) > 1e-9:
-            s.threshold = self.threshold_spin.value()
-        elif self.card is not None:
-            s.threshold = None
+        if self.card is not None:
+            s.threshold = self.threshold_spin.value() if self._threshold_overridden(self.card) else None
         s.output_dir = self.output_widget.filePath()
         s.hidden_species = [sym for sym, row in self.mineral_rows.items() if row.hide.isChecked()]
         s.region_mode = self.region_mode.currentData()
@@ -589,14 +587,17 @@ class M3Dock(QDockWidget):
                          cluster_min_area_km2=self.cluster_area_spin.value(),
                          cluster_min_distance_km=self.cluster_distance_spin.value())
 
+    def _threshold_overridden(self, card) -> bool:
+        """Whether the user moved the threshold spin box off the card's pooled threshold."""
+        return abs(self.threshold_spin.value() - float(card.threshold)) > 1e-9
+
     def _threshold(self, card, hidden: list[str]) -> float:
         """The spin box's value when the user changed it, else the model's validation threshold for
         this kind of question (a region with some or all species hidden)."""
         from .core.hiding import hiding_scenario
 
-        value = float(self.threshold_spin.value())
-        if abs(value - float(card.threshold)) > 1e-9:
-            return value
+        if self._threshold_overridden(card):
+            return float(self.threshold_spin.value())
         return card.threshold_for(hiding_scenario(hidden, True, card.species))
 
     def run(self):
