@@ -28,7 +28,7 @@ from .kriging import KrigingPredictor
 from .masking import SCENARIOS
 from .metrics import METRICS, precision_recall_curve
 from .model_file import read_card
-from .models import CONTEXT_OPTION, pick_device
+from .models import AUX_CONTEXT_OPTION, CONTEXT_OPTION, pick_device
 from .predictors import ModelPredictor, Predictor, WholeSpeciesAuxPredictor
 from .progress import Progress, check_cancelled
 from .stack import Stack
@@ -39,14 +39,18 @@ VIT_OPTIONS = {"patch": 8, "embed_dim": 128, "depth": 4, "heads": 4}
 
 
 def _context(config: TrainConfig) -> dict[str, Any]:
-    return {k: v for k, v in config.model_options.items() if k == CONTEXT_OPTION}
+    return {k: v for k, v in config.model_options.items() if k in (CONTEXT_OPTION, AUX_CONTEXT_OPTION)}
+
+
+def _without(config: TrainConfig, *options: str) -> dict[str, Any]:
+    return {k: v for k, v in config.model_options.items() if k not in options}
 
 
 VARIANTS: dict[str, Callable[[TrainConfig], dict[str, Any]]] = {  # trained models: overrides of the base config
     "unet": lambda c: {},
-    "unet_no_aux": lambda c: {"use_aux": False},
+    "unet_no_aux": lambda c: {"use_aux": False, "model_options": _without(c, AUX_CONTEXT_OPTION)},
     # the ablation of the neighbourhood-context features (core/context.py)
-    "unet_no_context": lambda c: {"model_options": {k: v for k, v in c.model_options.items() if k != CONTEXT_OPTION}},
+    "unet_no_context": lambda c: {"model_options": _without(c, CONTEXT_OPTION, AUX_CONTEXT_OPTION)},
     # the context features' linear head alone, without a backbone: what the U-Net adds to it
     "context_head": lambda c: {"arch": "none", "model_options": _context(c)},
     # the ViT gets the same inputs, context features included

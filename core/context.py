@@ -13,6 +13,11 @@ Per species and smoothing scale σ (cells) the features are: the Gaussian-weight
 present cells among visible cells, its logarithm, and the Gaussian weight of visible cells
 (how much of the neighbourhood is visible). Cells outside the valid area count as visible
 and empty (no record at sea), and outside the tile as not visible.
+
+With aux bands and ``aux_sigmas``, :class:`AuxFeatures` adds, per aux band and scale, its
+Gaussian-smoothed mean and local standard deviation (relief of the elevation band, texture of
+the gravity and magnetic fields); the head then also sees the aux bands, so a linear function
+of the terrain can raise or lower each species' odds where no record is visible.
 """
 from __future__ import annotations
 
@@ -39,6 +44,15 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
     return k / k.sum()
 
 
+def blur(a: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Separable convolution of every channel with the 1-D kernel ``k`` (zero beyond the edges)."""
+    c, r = a.shape[1], (k.numel() - 1) // 2
+    kx = k.to(a.dtype).view(1, 1, 1, -1).expand(c, 1, 1, -1)
+    ky = k.to(a.dtype).view(1, 1, -1, 1).expand(c, 1, -1, 1)
+    a = F.conv2d(a, kx, padding=(0, r), groups=c)
+    return F.conv2d(a, ky, padding=(r, 0), groups=c)
+
+
 class ContextFeatures(nn.Module):
     """(B, 2S+A, H, W) model inputs → (B, 3·S·len(sigmas), H, W) neighbourhood features."""
 
@@ -55,13 +69,6 @@ class ContextFeatures(nn.Module):
     def channels(self) -> int:
         return FEATURES_PER_SCALE * self.n_species * len(self.sigmas)
 
-    def _blur(self, a: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        c, r = a.shape[1], (k.numel() - 1) // 2
-        kx = k.to(a.dtype).view(1, 1, 1, -1).expand(c, 1, 1, -1)
-        ky = k.to(a.dtype).view(1, 1, -1, 1).expand(c, 1, -1, 1)
-        a = F.conv2d(a, kx, padding=(0, r), groups=c)
-        return F.conv2d(a, ky, padding=(r, 0), groups=c)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.n_species
         visible_presence = x[:, :s].float()
@@ -69,26 +76,63 @@ class ContextFeatures(nn.Module):
         both = torch.cat([visible_presence, visible], dim=1)
         out = []
         for i in range(len(self.sigmas)):
-            blurred = self._blur(both, getattr(self, f"kernel{i}"))
+            blurred = blur(both, getattr(self, f"kernel{i}"))
             num, den = blurred[:, :s], blurred[:, s:]
             share = (num / den.clamp_min(EPS)).clamp(0.0, 1.0) * (den > EPS)
             out += [share, torch.log(share + LOG_FLOOR), den]
         return torch.cat(out, dim=1).to(x.dtype)
 
 
-class ContextModel(nn.Module):
-    """A backbone fed with the inputs plus :class:`ContextFeatures`, with a linear head on the
-    features and the visible presence added to its logits (zero-initialised, gain ``HEAD_GAIN``)."""
+class AuxFeatures(nn.Module):
+    """(B, 2S+A, H, W) model inputs → (B, 2·A·len(sigmas), H, W): local mean and standard
+    deviation of each aux band at each scale (none when the model has no aux band)."""
 
-    def __init__(self, backbone_builder, in_channels: int, classes: int, sigmas: Sequence[float]) -> None:
+    def __init__(self, n_species: int, n_aux: int, sigmas: Sequence[float]) -> None:
         super().__init__()
+        if any(s <= 0 for s in sigmas):
+            raise ValueError(f"aux sigmas must be positive cell counts, got {list(sigmas)}")
+        self.n_species, self.n_aux = n_species, n_aux
+        self.sigmas = [float(s) for s in sigmas]
+        for i, s in enumerate(self.sigmas):
+            self.register_buffer(f"kernel{i}", gaussian_kernel(s), persistent=False)
+
+    @property
+    def channels(self) -> int:
+        return 2 * self.n_aux * len(self.sigmas)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        aux = x[:, 2 * self.n_species:2 * self.n_species + self.n_aux].float()
+        if not self.channels:
+            return x.new_zeros(x.shape[0], 0, x.shape[2], x.shape[3])
+        out = []
+        for i in range(len(self.sigmas)):
+            k = getattr(self, f"kernel{i}")
+            mean = blur(aux, k)
+            out += [mean, (blur(aux * aux, k) - mean * mean).clamp_min(0.0).sqrt()]
+        return torch.cat(out, dim=1).to(x.dtype)
+
+
+class ContextModel(nn.Module):
+    """A backbone fed with the inputs plus :class:`ContextFeatures` (and :class:`AuxFeatures`),
+    with a linear head on the features, the visible presence and the aux bands added to its
+    logits (zero-initialised, gain ``HEAD_GAIN``)."""
+
+    def __init__(self, backbone_builder, in_channels: int, classes: int, sigmas: Sequence[float],
+                 aux_sigmas: Sequence[float] = ()) -> None:
+        super().__init__()
+        self.n_aux = in_channels - 2 * classes
         self.context = ContextFeatures(classes, sigmas)
-        self.backbone = backbone_builder(in_channels + self.context.channels)
-        self.head = nn.Conv2d(self.context.channels + classes, classes, kernel_size=1)
+        self.aux_context = AuxFeatures(classes, self.n_aux, aux_sigmas)
+        extra = self.context.channels + self.aux_context.channels
+        self.backbone = backbone_builder(in_channels + extra)
+        head_in = extra + classes + (self.n_aux if aux_sigmas else 0)
+        self.head = nn.Conv2d(head_in, classes, kernel_size=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.context(x)
+        s = self.context.n_species
+        feats = torch.cat([self.context(x), self.aux_context(x)], dim=1)
         logits = self.backbone(torch.cat([x, feats], dim=1))
-        return logits + HEAD_GAIN * self.head(torch.cat([feats, x[:, :self.context.n_species]], dim=1))
+        head_in = [feats, x[:, :s]] + ([x[:, 2 * s:]] if self.aux_context.sigmas else [])
+        return logits + HEAD_GAIN * self.head(torch.cat(head_in, dim=1))

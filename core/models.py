@@ -11,7 +11,8 @@ from .context import ContextModel
 from .vit import build_vit
 
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
-CONTEXT_OPTION = "context_sigmas"  # model option shared by every architecture
+CONTEXT_OPTION = "context_sigmas"  # model options shared by every architecture
+AUX_CONTEXT_OPTION = "aux_sigmas"
 
 
 @dataclass
@@ -59,19 +60,23 @@ MODEL_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     """The registered architecture; with ``options["context_sigmas"]`` (a list of cell counts),
-    wrapped in :class:`core.context.ContextModel` (neighbourhood-context features and head)."""
+    wrapped in :class:`core.context.ContextModel` (neighbourhood-context features and head;
+    ``options["aux_sigmas"]`` adds the aux bands' local mean and spread to both)."""
     try:
         builder = MODEL_BUILDERS[cfg.arch]
     except KeyError:
         raise ValueError(f"unknown architecture '{cfg.arch}'; known: {', '.join(MODEL_BUILDERS)}") from None
     options = dict(cfg.options)
     sigmas = options.pop(CONTEXT_OPTION, None)
+    aux_sigmas = options.pop(AUX_CONTEXT_OPTION, None) or ()
     if cfg.arch == "none" and not sigmas:
         raise ValueError(f"architecture 'none' needs the {CONTEXT_OPTION} model option (it is the context head alone)")
+    if aux_sigmas and not sigmas:
+        raise ValueError(f"the {AUX_CONTEXT_OPTION} model option needs {CONTEXT_OPTION} too")
     if not sigmas:
         return builder(replace(cfg, options=options))
     return ContextModel(lambda channels: builder(replace(cfg, in_channels=channels, options=options)),
-                        cfg.in_channels, cfg.classes, sigmas)
+                        cfg.in_channels, cfg.classes, sigmas, aux_sigmas)
 
 
 def pick_device(prefer: str = "auto") -> tuple[torch.device, str]:

@@ -31,7 +31,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # poster's N = 10,000 tiles; about 21 minutes on one CPU core. See the README for how it was chosen.
     "bundled": {"tiles": 10000, "tile_size": 64, "encoder_depth": 18, "steps": 3000, "batch_size": 8,
                 "lr": 1e-3, "warmup_steps": 100, "checkpoint_every": 500, "val_every": 500,
-                "model_options": {"decoder_channels": [128, 64, 32, 16, 16], "context_sigmas": [2, 6]}},
+                "model_options": {"decoder_channels": [128, 64, 32, 16, 16], "context_sigmas": [2, 6],
+                                  "aux_sigmas": [2, 6]}},
 }
 
 

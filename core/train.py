@@ -33,7 +33,7 @@ from .inputs import model_inputs
 from .loss import LossWeights, combine, loss_counts, loss_sums
 from .masking import SCENARIOS, MaskSpec, draw_masks, generator_for
 from .model_file import ModelCard, git_commit, save_model
-from .models import CONTEXT_OPTION, ModelConfig, build_model, pick_device
+from .models import AUX_CONTEXT_OPTION, CONTEXT_OPTION, ModelConfig, build_model, pick_device
 from .predictors import ModelPredictor
 from .progress import Progress, check_cancelled
 from .stack import Stack
@@ -372,6 +372,8 @@ def train(stack: Stack, config: TrainConfig, out: str | Path, checkpoint_dir: Op
             "none": "the context features' linear head alone"}.get(c.arch, c.arch)
     if c.model_options.get(CONTEXT_OPTION) and c.arch != "none":
         arch += f" + context features at {c.model_options[CONTEXT_OPTION]} cells"
+    if c.model_options.get(AUX_CONTEXT_OPTION) and c.use_aux:
+        arch += f" + aux mean and spread at {c.model_options[AUX_CONTEXT_OPTION]} cells"
     say(f"model: {arch}, {trainer.model_config.in_channels} input channels, "
         f"{sum(p.numel() for p in trainer.model.parameters()) / 1e6:.1f} M parameters; "
         f"{len(trainer.origins)} training tiles of {c.tile_size} cells; {c.steps} steps of {c.batch_size} tiles")

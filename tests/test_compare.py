@@ -18,7 +18,7 @@ from core.train import TrainConfig
 
 TINY = {"steps": 2, "tiles": 16, "tile_size": 32, "batch_size": 2, "val_every": 0, "checkpoint_every": 0,
         "val_tiles": 4, "holdout.block_size": 32, "holdout.val_fraction": 0.15, "holdout.test_fraction": 0.15,
-        "model_options": {"decoder_channels": [16, 16, 16, 16, 16], "context_sigmas": [2]}}
+        "model_options": {"decoder_channels": [16, 16, 16, 16, 16], "context_sigmas": [2], "aux_sigmas": [2]}}
 pytestmark = pytest.mark.slow  # trains 12 tiny models: tens of seconds on 2 CPU cores
 
 EXPECTED = {"unet", "unet_no_aux", "unet_no_context", "context_head", "vit", "unet_aux_whole_species", "kriging", "co_presence",
@@ -97,6 +97,9 @@ def test_vit_and_unet_share_the_trainer_and_the_scoring_code(run):
     # the context ablation drops only the context features; the ViT keeps them like the U-Net
     assert cards["unet"]["model"]["options"]["context_sigmas"] == [2] == cards["vit"]["model"]["options"]["context_sigmas"]
     assert "context_sigmas" not in cards["unet_no_context"]["model"]["options"]
+    # the aux features go wherever the aux bands go: not into the no-aux or no-context variants
+    assert cards["unet"]["model"]["options"]["aux_sigmas"] == [2] == cards["context_head"]["model"]["options"]["aux_sigmas"]
+    assert all("aux_sigmas" not in cards[v]["model"]["options"] for v in ("unet_no_aux", "unet_no_context"))
 
 
 def test_compare_reuses_trained_models_and_refuses_mismatched_ones(run, stack, config):

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from core.baselines import gaussian_smoother, visible_share
-from core.context import ContextFeatures, gaussian_kernel
+from core.context import AuxFeatures, ContextFeatures, gaussian_kernel
 from core.inputs import model_inputs
 from core.model_file import ModelCard, load_model, save_model
 from core.models import ModelConfig, build_model
@@ -55,3 +55,41 @@ def test_context_model_round_trips_through_a_model_file(tmp_path):
     loaded, _ = load_model(tmp_path / "m.safetensors")
     with torch.no_grad():
         assert torch.allclose(loaded.eval()(x), model(x), atol=1e-6)
+
+
+def test_aux_features_are_the_local_mean_and_spread_of_each_aux_band():
+    presence, hidden, aux, valid = _inputs(a=2)
+    aux[:, 1] = 3.0                                      # a constant band: mean 3 inside, spread 0
+    aux[:, 0, :, 16:] = aux[:, 0, :, 16:] + 5.0          # a step: spread peaks along it
+    x = model_inputs(presence, hidden, aux, valid)
+    feats = AuxFeatures(3, 2, [2.0])(x)
+    assert feats.shape == (1, 4, 32, 32)
+    mean, spread = feats[0, :2], feats[0, 2:]
+    np.testing.assert_allclose(mean[1, 8:24, 8:24].numpy(), 3.0, rtol=1e-5)
+    assert float(spread[1, 8:24, 8:24].abs().max()) < 1e-2
+    assert float(spread[0, 8:24, 15:17].min()) > 2.0 > float(spread[0, 8:24, :8].max())
+    # presence and hidden channels do not enter the aux features
+    changed = x.clone()
+    changed[:, :6] = 1 - changed[:, :6]
+    assert torch.equal(AuxFeatures(3, 2, [2.0])(changed), feats)
+    # with no aux band there is nothing to add
+    assert AuxFeatures(3, 0, [2.0])(model_inputs(presence, hidden, aux[:, :0], valid)).shape[1] == 0
+
+
+def test_a_model_with_aux_features_round_trips_and_ignores_them_without_aux(tmp_path):
+    opts = {"decoder_channels": [32, 16, 16, 8, 8], "context_sigmas": [2], "aux_sigmas": [2, 4]}
+    cfg = ModelConfig("unet", 2 * 3 + 2, 3, 18, opts)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    assert model.head.in_channels == 9 + 2 * 2 * 2 + 3 + 2   # context, aux features, presence, aux bands
+    x = model_inputs(*_inputs())
+    card = ModelCard(species=["Au", "Ag", "Cu"], aux_bands=[], grid={}, tile_size=32, model=cfg.to_dict(),
+                     masking={}, training={}, metrics={}, threshold=0.5)
+    save_model(tmp_path / "m.safetensors", model, card)
+    loaded, _ = load_model(tmp_path / "m.safetensors")
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(x), model(x), atol=1e-6)
+    # the same options on a model without aux bands build the plain context model
+    no_aux = build_model(ModelConfig("unet", 2 * 3, 3, 18, opts))
+    plain = build_model(ModelConfig("unet", 2 * 3, 3, 18, {k: v for k, v in opts.items() if k != "aux_sigmas"}))
+    assert [p.shape for p in no_aux.parameters()] == [p.shape for p in plain.parameters()]
