@@ -53,17 +53,29 @@ def blur(a: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return F.conv2d(a, ky, padding=(r, 0), groups=c)
 
 
-class ContextFeatures(nn.Module):
-    """(B, 2S+A, H, W) model inputs → (B, 3·S·len(sigmas), H, W) neighbourhood features."""
+class GaussianScales(nn.Module):
+    """Holds one 1-D Gaussian kernel per smoothing scale σ (in cells)."""
 
-    def __init__(self, n_species: int, sigmas: Sequence[float]) -> None:
+    def __init__(self, sigmas: Sequence[float], what: str) -> None:
         super().__init__()
-        if not sigmas or any(s <= 0 for s in sigmas):
-            raise ValueError(f"context sigmas must be positive cell counts, got {list(sigmas)}")
-        self.n_species = n_species
+        if any(s <= 0 for s in sigmas):
+            raise ValueError(f"{what} sigmas must be positive cell counts, got {list(sigmas)}")
         self.sigmas = [float(s) for s in sigmas]
         for i, s in enumerate(self.sigmas):
             self.register_buffer(f"kernel{i}", gaussian_kernel(s), persistent=False)
+
+    def kernels(self) -> list[torch.Tensor]:
+        return [getattr(self, f"kernel{i}") for i in range(len(self.sigmas))]
+
+
+class ContextFeatures(GaussianScales):
+    """(B, 2S+A, H, W) model inputs → (B, 3·S·len(sigmas), H, W) neighbourhood features."""
+
+    def __init__(self, n_species: int, sigmas: Sequence[float]) -> None:
+        if not sigmas:
+            raise ValueError("context features need at least one sigma")
+        super().__init__(sigmas, "context")
+        self.n_species = n_species
 
     @property
     def channels(self) -> int:
@@ -75,26 +87,21 @@ class ContextFeatures(nn.Module):
         visible = 1.0 - x[:, s:2 * s].float()
         both = torch.cat([visible_presence, visible], dim=1)
         out = []
-        for i in range(len(self.sigmas)):
-            blurred = blur(both, getattr(self, f"kernel{i}"))
+        for k in self.kernels():
+            blurred = blur(both, k)
             num, den = blurred[:, :s], blurred[:, s:]
             share = (num / den.clamp_min(EPS)).clamp(0.0, 1.0) * (den > EPS)
             out += [share, torch.log(share + LOG_FLOOR), den]
         return torch.cat(out, dim=1).to(x.dtype)
 
 
-class AuxFeatures(nn.Module):
+class AuxFeatures(GaussianScales):
     """(B, 2S+A, H, W) model inputs → (B, 2·A·len(sigmas), H, W): local mean and standard
     deviation of each aux band at each scale (none when the model has no aux band)."""
 
     def __init__(self, n_species: int, n_aux: int, sigmas: Sequence[float]) -> None:
-        super().__init__()
-        if any(s <= 0 for s in sigmas):
-            raise ValueError(f"aux sigmas must be positive cell counts, got {list(sigmas)}")
+        super().__init__(sigmas, "aux")
         self.n_species, self.n_aux = n_species, n_aux
-        self.sigmas = [float(s) for s in sigmas]
-        for i, s in enumerate(self.sigmas):
-            self.register_buffer(f"kernel{i}", gaussian_kernel(s), persistent=False)
 
     @property
     def channels(self) -> int:
@@ -105,8 +112,7 @@ class AuxFeatures(nn.Module):
         if not self.channels:
             return x.new_zeros(x.shape[0], 0, x.shape[2], x.shape[3])
         out = []
-        for i in range(len(self.sigmas)):
-            k = getattr(self, f"kernel{i}")
+        for k in self.kernels():
             mean = blur(aux, k)
             out += [mean, (blur(aux * aux, k) - mean * mean).clamp_min(0.0).sqrt()]
         return torch.cat(out, dim=1).to(x.dtype)
