@@ -44,17 +44,23 @@ def test_share_matches_the_neighbour_density_smoother():
     assert torch.equal(again, feats)
 
 
-def test_context_model_round_trips_through_a_model_file(tmp_path):
-    cfg = ModelConfig("unet", 2 * 3 + 2, 3, 18, {"decoder_channels": [32, 16, 16, 8, 8], "context_sigmas": [2, 5]})
+def _assert_round_trips(cfg: ModelConfig, path):
+    """The model built from ``cfg``, saved and loaded, gives the same logits."""
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     x = model_inputs(*_inputs())
     card = ModelCard(species=["Au", "Ag", "Cu"], aux_bands=[], grid={}, tile_size=32, model=cfg.to_dict(),
                      masking={}, training={}, metrics={}, threshold=0.5)
-    save_model(tmp_path / "m.safetensors", model, card)
-    loaded, _ = load_model(tmp_path / "m.safetensors")
+    save_model(path, model, card)
+    loaded, _ = load_model(path)
     with torch.no_grad():
         assert torch.allclose(loaded.eval()(x), model(x), atol=1e-6)
+    return model
+
+
+def test_context_model_round_trips_through_a_model_file(tmp_path):
+    cfg = ModelConfig("unet", 2 * 3 + 2, 3, 18, {"decoder_channels": [32, 16, 16, 8, 8], "context_sigmas": [2, 5]})
+    _assert_round_trips(cfg, tmp_path / "m.safetensors")
 
 
 def test_aux_features_are_the_local_mean_and_spread_of_each_aux_band():
@@ -78,17 +84,8 @@ def test_aux_features_are_the_local_mean_and_spread_of_each_aux_band():
 
 def test_a_model_with_aux_features_round_trips_and_ignores_them_without_aux(tmp_path):
     opts = {"decoder_channels": [32, 16, 16, 8, 8], "context_sigmas": [2], "aux_sigmas": [2, 4]}
-    cfg = ModelConfig("unet", 2 * 3 + 2, 3, 18, opts)
-    torch.manual_seed(0)
-    model = build_model(cfg).eval()
+    model = _assert_round_trips(ModelConfig("unet", 2 * 3 + 2, 3, 18, opts), tmp_path / "m.safetensors")
     assert model.head.in_channels == 9 + 2 * 2 * 2 + 3 + 2   # context, aux features, presence, aux bands
-    x = model_inputs(*_inputs())
-    card = ModelCard(species=["Au", "Ag", "Cu"], aux_bands=[], grid={}, tile_size=32, model=cfg.to_dict(),
-                     masking={}, training={}, metrics={}, threshold=0.5)
-    save_model(tmp_path / "m.safetensors", model, card)
-    loaded, _ = load_model(tmp_path / "m.safetensors")
-    with torch.no_grad():
-        assert torch.allclose(loaded.eval()(x), model(x), atol=1e-6)
     # the same options on a model without aux bands build the plain context model
     no_aux = build_model(ModelConfig("unet", 2 * 3, 3, 18, opts))
     plain = build_model(ModelConfig("unet", 2 * 3, 3, 18, {k: v for k, v in opts.items() if k != "aux_sigmas"}))
