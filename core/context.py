@@ -107,10 +107,14 @@ class AuxFeatures(GaussianScales):
     def channels(self) -> int:
         return 2 * self.n_aux * len(self.sigmas)
 
+    def bands(self, x: torch.Tensor) -> torch.Tensor:
+        """The aux bands of the model inputs (B, A, H, W)."""
+        return x[:, 2 * self.n_species:2 * self.n_species + self.n_aux]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        aux = x[:, 2 * self.n_species:2 * self.n_species + self.n_aux].float()
         if not self.channels:
             return x.new_zeros(x.shape[0], 0, x.shape[2], x.shape[3])
+        aux = self.bands(x).float()
         out = []
         for k in self.kernels():
             mean = blur(aux, k)
@@ -126,19 +130,24 @@ class ContextModel(nn.Module):
     def __init__(self, backbone_builder, in_channels: int, classes: int, sigmas: Sequence[float],
                  aux_sigmas: Sequence[float] = ()) -> None:
         super().__init__()
-        self.n_aux = in_channels - 2 * classes
         self.context = ContextFeatures(classes, sigmas)
-        self.aux_context = AuxFeatures(classes, self.n_aux, aux_sigmas)
+        self.aux_context = AuxFeatures(classes, in_channels - 2 * classes, aux_sigmas)
         extra = self.context.channels + self.aux_context.channels
         self.backbone = backbone_builder(in_channels + extra)
-        head_in = extra + classes + (self.n_aux if aux_sigmas else 0)
+        head_in = extra + classes + (self.aux_context.n_aux if self.head_sees_aux else 0)
         self.head = nn.Conv2d(head_in, classes, kernel_size=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
+    @property
+    def head_sees_aux(self) -> bool:
+        """The head takes the aux bands only with aux features (older model files have neither)."""
+        return bool(self.aux_context.sigmas)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.context.n_species
         feats = torch.cat([self.context(x), self.aux_context(x)], dim=1)
         logits = self.backbone(torch.cat([x, feats], dim=1))
-        head_in = [feats, x[:, :s]] + ([x[:, 2 * s:]] if self.aux_context.sigmas else [])
+        head_in = [feats, x[:, :self.context.n_species]]
+        if self.head_sees_aux:
+            head_in.append(self.aux_context.bands(x))
         return logits + HEAD_GAIN * self.head(torch.cat(head_in, dim=1))
