@@ -48,7 +48,8 @@ def _without(config: TrainConfig, *options: str) -> dict[str, Any]:
 
 VARIANTS: dict[str, Callable[[TrainConfig], dict[str, Any]]] = {  # trained models: overrides of the base config
     "unet": lambda c: {},
-    "unet_no_aux": lambda c: {"use_aux": False, "model_options": _without(c, AUX_CONTEXT_OPTION)},
+    "unet_no_aux": lambda c: {"use_aux": False, "aux_dropout": 0.0,
+                            "model_options": _without(c, AUX_CONTEXT_OPTION)},
     # the ablation of the neighbourhood-context features (core/context.py)
     "unet_no_context": lambda c: {"model_options": _without(c, CONTEXT_OPTION, AUX_CONTEXT_OPTION)},
     # the context features' linear head alone, without a backbone: what the U-Net adds to it

@@ -179,3 +179,12 @@ def draw_masks(spec: MaskSpec, n: int, n_species: int, h: int, w: int, gen: torc
     spatial = torch.where(sc == SCENARIOS.index("species"), everywhere, region.unsqueeze(1))
     which = torch.where(sc == SCENARIOS.index("region"), all_species, chosen.view(n, n_species, 1, 1))
     return spatial & which, scenario
+
+
+def drop_aux_bands(probability: float, batch: int, n_aux: int, generator: torch.Generator) -> torch.Tensor:
+    """Auxiliary-band dropout for training: a (B, A, 1, 1) float mask, 0 where a band is blanked
+    for a tile (each band independently with ``probability``), 1 where it is kept. Blanked bands
+    read as the band's mean (aux bands are z-scored), so the model learns not to lean on any one
+    band and tolerates one that a user cannot supply."""
+    draw = torch.rand((batch, n_aux, 1, 1), generator=generator, device=generator.device)
+    return (draw >= probability).float()

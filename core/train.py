@@ -31,7 +31,7 @@ from .errors import InputError
 from .evaluate import HoldoutMasks, collect, pooled_threshold
 from .inputs import model_inputs
 from .loss import LossWeights, combine, loss_counts, loss_sums
-from .masking import SCENARIOS, MaskSpec, draw_masks, generator_for
+from .masking import SCENARIOS, MaskSpec, draw_masks, drop_aux_bands, generator_for
 from .model_file import ModelCard, git_commit, save_model
 from .models import AUX_CONTEXT_OPTION, CONTEXT_OPTION, ModelConfig, build_model, pick_device
 from .predictors import ModelPredictor
@@ -56,6 +56,7 @@ class TrainConfig:
     encoder_depth: int = 18
     model_options: dict[str, Any] = field(default_factory=dict)
     use_aux: bool = True
+    aux_dropout: float = 0.0
     batch_size: int = 8
     micro_batch: int = 0
     lr: float = 1e-3
@@ -161,6 +162,8 @@ class Trainer:
         self.stack, self.config, self.device, self.dist = stack, config, device, dist
         c = config
         c.mask.validate(len(stack.species))
+        if not 0 <= c.aux_dropout < 1:
+            raise InputError(f"aux_dropout is a probability in [0, 1); got {c.aux_dropout}.")
         if c.batch_size % dist.world:
             raise InputError(f"Batch size {c.batch_size} does not split over {dist.world} processes; "
                              "use a multiple of the number of processes.")
@@ -194,6 +197,9 @@ class Trainer:
         hidden, _ = draw_masks(c.mask, c.batch_size, n_s, c.tile_size, c.tile_size, g)
         lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
         tiles = self.tensors.gather(self.origins[idx[lo:hi]], c.tile_size, codes[lo:hi] if c.augment else None)
+        if c.use_aux and c.aux_dropout > 0:  # drawn last: without dropout the batch is what it always was
+            kept = drop_aux_bands(c.aux_dropout, c.batch_size, tiles.aux.shape[1], g)[lo:hi]
+            tiles = TileBatch(tiles.presence, tiles.aux * kept, tiles.valid)
         return tiles, hidden[lo:hi]
 
     def train_step(self) -> float:

@@ -156,3 +156,17 @@ def test_cli_builds_config_from_preset_and_flags():
     assert (cfg.encoder_depth, cfg.steps, cfg.mask.region_fraction, cfg.mask.species_k) == (152, 12, 0.5, (1, 2))
     assert not cfg.require_record and cfg.holdout.seed == 4 and cfg.loss.dice == 0.3
     assert cfg.model_options == {"decoder_attention_type": "scse"}
+
+
+def test_aux_dropout_blanks_whole_bands_and_leaves_the_rest_of_the_batch_alone():
+    stack = synthetic_stack(128, 128, n_species=3, n_aux=4, seed=4)
+    cfg = TrainConfig(steps=2, tiles=20, tile_size=32, batch_size=16, holdout=HoldoutSplit(block_size=32),
+                      val_every=0, model_options={"decoder_channels": [16, 16, 8, 8, 8]})
+    plain = Trainer(stack, cfg, torch.device("cpu")).batch(0)
+    tiles, hidden = Trainer(stack, cfg.with_overrides({"aux_dropout": 0.5}), torch.device("cpu")).batch(0)
+    assert torch.equal(hidden, plain[1]) and torch.equal(tiles.presence, plain[0].presence)
+    blanked = tiles.aux.abs().amax(dim=(2, 3)) == 0                       # (tile, band) pairs that were dropped
+    assert 0 < blanked.sum() < blanked.numel()                              # 64 pairs at p=0.5: some of each
+    assert torch.equal(tiles.aux[~blanked], plain[0].aux[~blanked])        # kept bands are untouched
+    with pytest.raises(InputError, match="aux_dropout"):
+        Trainer(stack, cfg.with_overrides({"aux_dropout": 1.0}), torch.device("cpu"))

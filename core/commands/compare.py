@@ -56,15 +56,15 @@ OVERRIDES = {  # option dest -> TrainConfig key; the rest of the training config
     "steps": "steps", "tiles": "tiles", "tile_size": "tile_size", "batch_size": "batch_size",
     "encoder_depth": "encoder_depth", "block_size": "holdout.block_size", "val_fraction": "holdout.val_fraction",
     "test_fraction": "holdout.test_fraction", "split_seed": "holdout.seed", "val_tiles": "val_tiles",
-    "val_every": "val_every", "checkpoint_every": "checkpoint_every",
+    "val_every": "val_every", "checkpoint_every": "checkpoint_every", "aux_dropout": "aux_dropout",
 }
+FLOAT_OVERRIDES = ("val_fraction", "test_fraction", "aux_dropout")
 
 
 def add_training_overrides(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training overrides (of --preset; the same for every model)")
     for dest in OVERRIDES:
-        g.add_argument("--" + dest.replace("_", "-"), dest=dest, type=int if dest not in
-                       ("val_fraction", "test_fraction") else float)
+        g.add_argument("--" + dest.replace("_", "-"), dest=dest, type=float if dest in FLOAT_OVERRIDES else int)
 
 
 def config_from(args: argparse.Namespace) -> TrainConfig:

@@ -72,6 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="architecture option, e.g. decoder_channels=[256,128,64,32,16]; repeatable")
     g.add_argument("--aux", dest="use_aux", action=argparse.BooleanOptionalAction, default=None,
                    help="feed the aux bands to the model (default yes)")
+    g.add_argument("--aux-dropout", type=float, metavar="P",
+                   help="chance that an aux band is blanked for a training tile, each band on its own (default 0)")
     g.add_argument("--min-valid", type=float, help="least share of land in a tile")
     g.add_argument("--require-record", action=argparse.BooleanOptionalAction, default=None,
                    help="training tiles hold at least one record (default yes)")
@@ -111,7 +113,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 OPTION_KEYS = {  # argparse dest -> TrainConfig key
     "seed": "seed", "steps": "steps", "tiles": "tiles", "tile_size": "tile_size", "arch": "arch",
-    "encoder_depth": "encoder_depth", "use_aux": "use_aux", "min_valid": "min_valid",
+    "encoder_depth": "encoder_depth", "use_aux": "use_aux", "aux_dropout": "aux_dropout",
+    "min_valid": "min_valid",
     "require_record": "require_record", "augment": "augment", "batch_size": "batch_size",
     "micro_batch": "micro_batch", "lr": "lr", "weight_decay": "weight_decay", "warmup_steps": "warmup_steps",
     "grad_clip": "grad_clip", "loss_bce": "loss.bce", "loss_dice": "loss.dice", "loss_recall": "loss.recall",
