@@ -67,6 +67,8 @@ class VectorShapes:
 
 MineralSource = Union[RasterBand, PointRecords]
 AuxSource = Union[RasterBand, VectorShapes]  # a vector source means "distance to its lines, km"
+# An aux band given as None is left blank (its mean, 0 after normalisation): only for a model trained
+# with aux dropout (ModelCard.tolerates_blank_aux).
 
 
 def to_crs(text: str | CRS) -> CRS:
@@ -241,8 +243,11 @@ def distance_to_shapes_km(shapes: VectorShapes, grid: Grid) -> np.ndarray:
     return dist[row0:row0 + grid.height, col0:col0 + grid.width].astype(np.float32)
 
 
-def aux_on_grid(band: AuxBand, src: AuxSource, grid: Grid, valid: np.ndarray) -> np.ndarray:
-    """(H, W) float32 aux band normalised with the model's statistics, 0 outside ``valid``."""
+def aux_on_grid(band: AuxBand, src: Optional[AuxSource], grid: Grid, valid: np.ndarray) -> np.ndarray:
+    """(H, W) float32 aux band normalised with the model's statistics, 0 outside ``valid``; all 0
+    (the band's mean) when ``src`` is None (left blank)."""
+    if src is None:
+        return np.zeros(grid.shape, np.float32)
     if isinstance(src, VectorShapes):
         raw = distance_to_shapes_km(src, grid)
         normalised = False
@@ -284,8 +289,14 @@ class LayerInputs:
     species: list[str]
     minerals: dict[str, MineralSource]
     aux_bands: list[AuxBand]
-    aux: dict[str, AuxSource]
+    aux: dict[str, Optional[AuxSource]]
     outline: Optional[VectorShapes] = None
+    blank_aux_allowed: bool = False
+
+    @property
+    def blank_aux(self) -> list[str]:
+        """The aux bands left blank (no layer)."""
+        return [b.name for b in self.aux_bands if b.name in self.aux and self.aux[b.name] is None]
 
     def stack_valid_band(self) -> Optional[RasterBand]:
         """The valid band of an M3 stack used as a source, if any."""
@@ -305,6 +316,11 @@ class LayerInputs:
         if missing:
             raise InputError(f"No layer chosen for the aux band(s) {', '.join(missing)} the model expects. "
                              "Pick a raster layer for each (or load the example data).")
+        if self.blank_aux and not self.blank_aux_allowed:
+            raise InputError(f"No layer chosen for the aux band(s) {', '.join(self.blank_aux)}. This model was "
+                             "trained with every aux band present: pick a raster layer for each, or use a model "
+                             "trained with aux dropout (train --aux-dropout, as the bundled model), which "
+                             "may leave a band blank.")
 
 
 def assemble_stack(inputs: LayerInputs, grid: Grid) -> Stack:

@@ -49,6 +49,12 @@ class ModelCard:
         per = self.metrics.get("validation", {}).get("thresholds", {})
         return float(per.get(scenario, self.threshold)) if scenario else float(self.threshold)
 
+    @property
+    def tolerates_blank_aux(self) -> bool:
+        """Whether the model was trained with aux bands blanked at random (``aux_dropout``), so
+        that a band the user cannot supply may be left blank."""
+        return float(self.training.get("aux_dropout") or 0) > 0
+
     def aux_band_objects(self) -> list[AuxBand]:
         return [AuxBand(**b) for b in self.aux_bands]
 

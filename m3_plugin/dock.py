@@ -330,6 +330,8 @@ class M3Dock(QDockWidget):
             self.aux_grid.addWidget(row.layer, 2 * r + 1, 0)
             self.aux_grid.addWidget(row.band, 2 * r + 1, 1)
             self.aux_rows[name] = row
+        self.aux_box.setTitle("Auxiliary layers the model expects" + (
+            " (one left empty reads as its mean)" if self.card.tolerates_blank_aux else ""))
         self.guess_sources()
 
     # -- pre-matching layers by name -------------------------------------------------------------
@@ -558,16 +560,19 @@ class M3Dock(QDockWidget):
         aux = {}
         for name, row in self.aux_rows.items():
             layer = row.layer.currentLayer()
-            if layer is None:
+            if layer is None and card.tolerates_blank_aux:
+                aux[name] = None  # left blank: the model was trained to do without any one band
+            elif layer is None:
                 raise InputError(f"No layer chosen for the aux band '{name}' the model expects. Pick a raster "
                                  "layer for it in Auxiliary layers (or click Load example data).")
-            if isinstance(layer, QgsRasterLayer):
+            elif isinstance(layer, QgsRasterLayer):
                 aux[name] = ls.raster_band(layer, int(row.band.currentData() or 1))
             else:
                 aux[name] = ls.layer_shapes(layer)
         outline_layer = self.outline_layer.currentLayer()
         outline = ls.layer_shapes(outline_layer, extent=extent) if outline_layer is not None else None
-        inputs = LayerInputs(list(card.species), minerals, card.aux_band_objects(), aux, outline)
+        inputs = LayerInputs(list(card.species), minerals, card.aux_band_objects(), aux, outline,
+                             blank_aux_allowed=card.tolerates_blank_aux)
         sites, sites_id = None, ""
         sites_layer = self.sites_layer.currentLayer()
         if sites_layer is not None and self.sites_field.currentField():

@@ -102,3 +102,26 @@ def test_distance_counts_lines_outside_the_grid():
     expected = (14_000 - (np.arange(4) * 1000 + 500) + 500) / 1000.0
     np.testing.assert_allclose(dist[0], expected)
     assert np.allclose(dist, dist[0])
+
+
+def test_a_blank_aux_band_reads_as_its_mean_only_for_a_model_trained_with_aux_dropout(tmp_path):
+    import rasterio
+
+    from core.layer_inputs import LayerInputs, RasterBand, assemble_stack
+    from core.stack import AuxBand
+
+    grid = grid_4x4()
+    path = tmp_path / "gravity.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=4, height=4, count=1, dtype="float32", crs=ALBERS,
+                       transform=grid.transform) as ds:
+        ds.write(np.full((1, 4, 4), 30.0, np.float32))
+    lon, lat = np.array([-96.0]), np.array([23.0])                     # far outside the grid: no presence
+    inputs = LayerInputs(["Au"], {"Au": PointRecords(lon, lat, ["Au"])},
+                         [AuxBand("gravity", 10.0, 5.0), AuxBand("magnetics", 0.0, 1.0)],
+                         {"gravity": RasterBand(str(path)), "magnetics": None})
+    assert inputs.blank_aux == ["magnetics"]
+    with pytest.raises(InputError, match="magnetics.*aux dropout"):
+        assemble_stack(inputs, grid)
+    inputs.blank_aux_allowed = True
+    stack = assemble_stack(inputs, grid)
+    assert np.allclose(stack.aux[0], 4.0) and np.all(stack.aux[1] == 0)  # (30 - 10) / 5; blank = the mean

@@ -235,6 +235,26 @@ def test_a_model_in_a_geographic_crs_is_refused(dock, qgis_iface, tiny, tmp_path
     assert "not projected" in messages(qgis_iface, Qgis.Critical)[-1]
 
 
+def test_a_model_trained_with_aux_dropout_may_leave_an_aux_band_blank(dock, qgis_iface, tiny, tmp_path):
+    import shutil
+
+    tolerant = tmp_path / "tolerant.safetensors"
+    shutil.copy(tiny, tolerant)
+    card = json.loads(tiny.with_suffix(".json").read_text())
+    card["training"] = {"aux_dropout": 0.25}
+    tolerant.with_suffix(".json").write_text(json.dumps(card))
+    dock.set_model_paths([str(tolerant)])
+    assert "left empty" in dock.aux_box.title()
+    dock.set_region(QgsGeometry.fromRect(MOTHER_LODE), WGS84)
+    dock.aux_rows["elevation_5arcmin"].set_source(None)
+    job = dock.build_job()
+    assert job.inputs.blank_aux == ["elevation_5arcmin"] and job.inputs.blank_aux_allowed
+    dock.set_model_paths([str(tiny)])                                 # trained with every band: refused
+    assert "left empty" not in dock.aux_box.title()
+    dock.aux_rows["elevation_5arcmin"].set_source(None)
+    assert dock.run() is None and "elevation_5arcmin" in messages(qgis_iface, Qgis.Critical)[-1]
+
+
 def test_point_layer_sources_rasterise_like_the_stack(dock):
     """Presence from the records point layer equals the stack's presence band on the run's grid."""
     # the plugin's objects come from its own copy of core (m3_plugin.core)
