@@ -380,6 +380,8 @@ def train(stack: Stack, config: TrainConfig, out: str | Path, checkpoint_dir: Op
         arch += f" + context features at {c.model_options[CONTEXT_OPTION]} cells"
     if c.model_options.get(AUX_CONTEXT_OPTION) and c.use_aux:
         arch += f" + aux mean and spread at {c.model_options[AUX_CONTEXT_OPTION]} cells"
+    if c.use_aux and c.aux_dropout:
+        arch += f" (aux bands blanked with probability {c.aux_dropout} in training)"
     say(f"model: {arch}, {trainer.model_config.in_channels} input channels, "
         f"{sum(p.numel() for p in trainer.model.parameters()) / 1e6:.1f} M parameters; "
         f"{len(trainer.origins)} training tiles of {c.tile_size} cells; {c.steps} steps of {c.batch_size} tiles")
