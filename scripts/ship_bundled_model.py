@@ -9,7 +9,7 @@ resources/models/. Usage:
 
 ``--compare`` takes a ``compare.json`` in which the model was scored with ``--model NAME=FILE``:
 the card then lists every predictor of that comparison on the same masks, and names each
-scenario and species where the model's Dice is below kriging's or the no-aux U-Net's.
+scenario and species where the model's Dice or recall is below kriging's or the no-aux U-Net's.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ RIVALS = ("kriging", "unet_no_aux")
 
 def comparison(result: dict, name: str) -> dict:
     """Overall mean Dice/recall of every predictor per scenario, and where ``name`` does worse
-    than a rival (overall or per species, by mean Dice)."""
+    than a rival (overall or per species, by mean Dice or mean recall)."""
     if not any(name in preds for preds in result["scenarios"].values()):
         raise SystemExit(f"'{name}' was not scored in that comparison; run compare with --model {name}=FILE")
     out = {"note": "test blocks, the same seeded masks for every predictor (train_cli.py compare); "
@@ -53,9 +53,10 @@ def comparison(result: dict, name: str) -> dict:
             pairs = [("overall", mine["overall"], theirs["overall"])]
             pairs += [(s, d, theirs["per_species"][s]) for s, d in mine["per_species"].items()]
             for what, a, b in pairs:
-                da, db = a["dice"]["mean"], b["dice"]["mean"]
-                if da is not None and db is not None and da < db:  # NaN compares False: no hidden records
-                    out["worse"].append(f"{sc}: {what} Dice {da:.3f} below {rival} ({db:.3f})")
+                for metric, label in (("dice", "Dice"), ("recall", "recall")):
+                    va, vb = a[metric]["mean"], b[metric]["mean"]
+                    if va is not None and vb is not None and va < vb:  # NaN compares False: no hidden records
+                        out["worse"].append(f"{sc}: {what} {label} {va:.3f} below {rival} ({vb:.3f})")
     return out
 
 
