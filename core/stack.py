@@ -3,7 +3,7 @@ on one grid, stored as one multi-band GeoTIFF that QGIS opens as it is."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import numpy as np
 import rasterio
 
 from .atomic import atomic_path
+from .errors import InputError
 from .grid import Grid
 from .tagged_tiff import open_tagged
 
@@ -61,6 +62,18 @@ class Stack:
     @property
     def aux_names(self) -> list[str]:
         return [b.name for b in self.aux_bands]
+
+    def with_blank_aux(self, names: list[str]) -> "Stack":
+        """A copy with these aux bands blanked (0, the band's mean), as a band left empty in the
+        dock reads to a model trained with aux dropout."""
+        unknown = sorted(set(names) - set(self.aux_names))
+        if unknown:
+            raise InputError(f"No aux band {', '.join(unknown)} in the stack; its aux bands are "
+                             f"{', '.join(self.aux_names) or 'none'}.")
+        aux = self.aux.copy()
+        for name in names:
+            aux[self.aux_names.index(name)] = 0.0
+        return replace(self, aux=aux)
 
     def band_names(self) -> list[str]:
         return ([f"presence_{s}" for s in self.species] + [f"aux_{n}" for n in self.aux_names] + ["valid"])

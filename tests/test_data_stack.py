@@ -116,3 +116,15 @@ def test_grid_snaps_to_resolution_multiples():
     assert g.bounds == (1000.0, 2000.0, 10000.0, 5000.0) and g.shape == (3, 9)
     rows, cols, inside = g.cell_of(np.array([1000.5, 9999.0, 20000.0]), np.array([4999.0, 2000.5, 3000.0]))
     assert list(rows[:2]) == [0, 2] and list(cols[:2]) == [0, 8] and list(inside) == [True, True, False]
+
+
+def test_blank_aux_bands_read_as_their_mean_and_unknown_names_are_refused():
+    from core.errors import InputError
+    from core.synthetic import synthetic_stack
+
+    stack = synthetic_stack(32, 32, n_species=2, n_aux=3, seed=1)
+    blank = stack.with_blank_aux([stack.aux_names[1]])
+    assert np.all(blank.aux[1] == 0) and np.array_equal(blank.aux[[0, 2]], stack.aux[[0, 2]])
+    assert stack.aux[1].any()                                           # the original is untouched
+    with pytest.raises(InputError, match="No aux band nonsense"):
+        stack.with_blank_aux(["nonsense"])

@@ -28,12 +28,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--draws", type=int, help="mask draws per tile and scenario (default: number of species)")
     p.add_argument("--mask-seed", type=int, default=EVAL_SEED, help="seed of the evaluation masks")
     p.add_argument("--label", help="name of the models' row in the table")
+    p.add_argument("--blank-aux", nargs="+", default=[], metavar="BAND",
+                   help="score with these aux bands left blank (their mean), as the dock runs a model "
+                        "trained with aux dropout when a layer is missing")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     stack = load_stack(args.stack)
+    if args.blank_aux:
+        stack = stack.with_blank_aux(args.blank_aux)
+        print(f"aux bands left blank: {', '.join(args.blank_aux)}")
     card = read_card(args.models[0])
     spec = MaskSpec.from_dict(card.masking)
     spec = MaskSpec(spec.scenarios, (args.species_k, args.species_k),
