@@ -32,9 +32,9 @@ PRESETS: dict[str, dict[str, Any]] = {
               "mask.region_fraction": 0.8},
     # The model shipped with the plugin (resources/models/): quick's model trained longer on the
     # poster's N = 10,000 tiles, each aux band blanked for half the training tiles (aux dropout 0.5:
-    # over 2 seeds, validation Dice with one species hidden 0.586 / 0.564 (species / both) against
-    # 0.566 / 0.559 without dropout over 3, AUPRC level; 0.25 was lower on seed 0; it also lets the
-    # model run with a band a user lacks); about 21 minutes on one CPU core. See the README.
+    # over 3 seeds, validation Dice with one species hidden 0.583 / 0.563 (species / both) against
+    # 0.566 / 0.559 without dropout, AUPRC level, seed spread a third; 0.25 was lower on seed 0; it
+    # also lets the model run with a band a user lacks); about 22 minutes on one CPU core. See the README.
     "bundled": {"tiles": 10000, "tile_size": 64, "encoder_depth": 18, "steps": 3000, "batch_size": 8,
                 "lr": 1e-3, "warmup_steps": 100, "checkpoint_every": 500, "val_every": 500,
                 "aux_dropout": 0.5,
