@@ -318,9 +318,9 @@ class LayerInputs:
                              "Pick a raster layer for each (or load the example data).")
         if self.blank_aux and not self.blank_aux_allowed:
             raise InputError(f"No layer chosen for the aux band(s) {', '.join(self.blank_aux)}. This model was "
-                             "trained with every aux band present: pick a raster layer for each, or use a model "
-                             "trained with aux dropout (train --aux-dropout, as the bundled model), which "
-                             "may leave a band blank.")
+                             "trained with every aux band present. Pick a raster layer for each in Auxiliary "
+                             "layers (or load the example data), or use a model trained with aux dropout "
+                             "(train --aux-dropout, as the bundled model), which may leave a band blank.")
 
 
 def assemble_stack(inputs: LayerInputs, grid: Grid) -> Stack:

@@ -560,11 +560,8 @@ class M3Dock(QDockWidget):
         aux = {}
         for name, row in self.aux_rows.items():
             layer = row.layer.currentLayer()
-            if layer is None and card.tolerates_blank_aux:
-                aux[name] = None  # left blank: the model was trained to do without any one band
-            elif layer is None:
-                raise InputError(f"No layer chosen for the aux band '{name}' the model expects. Pick a raster "
-                                 "layer for it in Auxiliary layers (or click Load example data).")
+            if layer is None:
+                aux[name] = None  # left blank: LayerInputs.check_complete decides whether the model allows it
             elif isinstance(layer, QgsRasterLayer):
                 aux[name] = ls.raster_band(layer, int(row.band.currentData() or 1))
             else:
@@ -573,6 +570,7 @@ class M3Dock(QDockWidget):
         outline = ls.layer_shapes(outline_layer, extent=extent) if outline_layer is not None else None
         inputs = LayerInputs(list(card.species), minerals, card.aux_band_objects(), aux, outline,
                              blank_aux_allowed=card.tolerates_blank_aux)
+        inputs.check_complete()
         sites, sites_id = None, ""
         sites_layer = self.sites_layer.currentLayer()
         if sites_layer is not None and self.sites_field.currentField():
