@@ -60,8 +60,9 @@ def box_smoother(size: int) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _numpy_batch(presence, hidden, valid):
-    vis_p = visible_only(presence, hidden, valid).numpy().astype(np.float64)
-    vis = (~hidden & valid.unsqueeze(1)).numpy()
+    """Visible presence and visibility as numpy arrays, from tensors on any device."""
+    vis_p = visible_only(presence, hidden, valid).cpu().numpy().astype(np.float64)
+    vis = (~hidden & valid.unsqueeze(1)).cpu().numpy()
     return vis_p, vis
 
 

@@ -86,9 +86,7 @@ class KrigingPredictor:
         self.max_points, self.variogram_model, self.seed = int(max_points), variogram_model, int(seed)
 
     def predict(self, presence, hidden, aux, valid) -> torch.Tensor:
-        p = presence.numpy()
-        hid = hidden.numpy()
-        val = valid.numpy()
+        p, hid, val = (t.cpu().numpy() for t in (presence, hidden, valid))  # inputs may be on the GPU
         b, s, h, w = hid.shape
         out = np.broadcast_to(self.frequency.reshape(1, s, 1, 1), (b, s, h, w)).astype(np.float32).copy()
         for bi in range(b):

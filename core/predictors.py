@@ -20,8 +20,9 @@ class Predictor(Protocol):
     """Maps a masked batch to probabilities of presence.
 
     presence (B, S, H, W) 0/1 (true values; hidden cells must not be read), hidden (B, S, H, W)
-    bool, aux (B, A, H, W) float, valid (B, H, W) bool → probabilities (B, S, H, W) float32 in
-    [0, 1] on the CPU. Only hidden valid cells are scored.
+    bool, aux (B, A, H, W) float, valid (B, H, W) bool, on the evaluation device (the GPU when
+    there is one) → probabilities (B, S, H, W) float32 in [0, 1] on the CPU. Only hidden valid
+    cells are scored.
     """
 
     name: str

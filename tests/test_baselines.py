@@ -54,3 +54,26 @@ def test_co_presence_learns_that_two_species_occur_together():
     hidden[0, 1] = True                   # hide the partner too: no longer predictable
     pred2 = model.predict(t, hidden, torch.zeros(1, 0, h, w), torch.ones(1, h, w, dtype=torch.bool))[0, 0]
     assert float(pred2[a == 1].mean()) < 0.5
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_untrained_predictors_take_inputs_on_the_evaluation_device(device):
+    """compare and evaluate put the tiles on the GPU when there is one; every baseline must read
+    them there and answer on the CPU (a GPU run of compare once stopped at kriging)."""
+    from core.kriging import KrigingPredictor
+
+    g = torch.Generator().manual_seed(0)
+    presence = (torch.rand(2, 2, 16, 16, generator=g) < 0.2).to(torch.uint8)
+    hidden = torch.zeros(2, 2, 16, 16, dtype=torch.bool)
+    hidden[:, 0, 4:12, 4:12] = True
+    valid = torch.ones(2, 16, 16, dtype=torch.bool)
+    freq = np.array([0.2, 0.2])
+    co = CoPresencePredictor(np.zeros((2, 2 * 1 + 1)), freq)
+    for p in (FrequencyPredictor(freq), NeighbourDensityPredictor(freq), co, KrigingPredictor(freq, max_points=50)):
+        on_cpu = p.predict(presence, hidden, torch.zeros(2, 0, 16, 16), valid)
+        there = p.predict(*(t.to(device) for t in (presence, hidden, torch.zeros(2, 0, 16, 16), valid)))
+        assert there.device.type == "cpu" and there.dtype == torch.float32, p.name
+        assert torch.equal(there, on_cpu), p.name
