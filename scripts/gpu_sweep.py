@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Choose the bundled preset on the validation blocks, many trainings at a time on one GPU.
+"""Choose the bundled preset on the validation blocks, many trainings at a time on one GPU (or CPU).
 
 Each candidate configuration (overrides of a preset) is trained as `compare` trains it: the U-Net
 with the aux layers (``unet``) and without them (``unet_no_aux``), for each seed. Several trainings
@@ -54,10 +54,9 @@ def _init_worker(stack_path: str, threads: int) -> None:
 
 def _train_one(config: dict[str, Any], path: str, device: str) -> tuple[str, float]:
     t0 = time.perf_counter()
-    log = open(Path(path).with_suffix(".log"), "w")
-    train(_STACK, TrainConfig.from_dict(config), path, resume=True, device=device,
-          log=lambda s: print(s, file=log, flush=True))
-    log.close()
+    with open(Path(path).with_suffix(".log"), "w") as log:
+        train(_STACK, TrainConfig.from_dict(config), path, resume=True, device=device,
+              log=lambda s: print(s, file=log, flush=True))
     return path, time.perf_counter() - t0
 
 
