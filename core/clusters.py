@@ -179,8 +179,9 @@ FIELDS = (("species", "str"), ("area_km2", "real"), ("cells", "int"), ("peak_pro
 def write_clusters(clusters: Sequence[Cluster], path: str | Path, crs: CRS,
                    meta: Optional[dict[str, Any]] = None) -> Path:
     """A GeoPackage with one polygon layer ``clusters`` (fields: :data:`FIELDS`), atomically."""
-    from osgeo import gdal, ogr, osr
+    from .vectors import ogr_modules
 
+    gdal, ogr, osr = ogr_modules()
     path = Path(path)
     if path.suffix.lower() != ".gpkg":
         raise InputError(f"Clusters are written as a GeoPackage; give a .gpkg path, not {path}.")

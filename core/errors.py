@@ -13,5 +13,9 @@ class ModelMismatchError(M3Error):
     """A model file does not fit the stack it is applied to."""
 
 
+class SetupError(M3Error):
+    """A library the task needs is not installed."""
+
+
 class Cancelled(M3Error):
     """The user cancelled long work; nothing was written."""

@@ -340,9 +340,10 @@ def write_shapes(shapes: VectorShapes, path: str | Path, layer: str = "region") 
     """Write polygons to a GeoPackage (atomically)."""
     import json
 
-    from osgeo import ogr, osr
-
     from .atomic import atomic_path
+    from .vectors import ogr_modules
+
+    _, ogr, osr = ogr_modules()
 
     path = Path(path)
     srs = osr.SpatialReference()

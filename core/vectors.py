@@ -7,12 +7,25 @@ from typing import Any, Optional
 
 from rasterio.crs import CRS
 
-from .errors import InputError
+from .errors import InputError, SetupError
+
+
+def ogr_modules():
+    """GDAL's Python bindings (gdal, ogr, osr), which read and write vector files; a clear error
+    where they are missing (e.g. a pip-only GPU image)."""
+    try:
+        from osgeo import gdal, ogr, osr
+    except ImportError:
+        raise SetupError("Reading and writing vector files (the CONUS outline, the faults, GeoPackages) needs "
+                         "GDAL's Python bindings, which are not installed here: run scripts/setup.sh (it "
+                         "installs Debian's python3-gdal with QGIS), or install GDAL's Python package that "
+                         "matches the system GDAL (pip install GDAL==$(gdal-config --version)).") from None
+    return gdal, ogr, osr
 
 
 def read_geometries(path: str | Path, layer: Optional[str] = None) -> tuple[list[dict[str, Any]], CRS]:
     """All geometries of a layer as GeoJSON dicts, and the layer's CRS."""
-    from osgeo import gdal, ogr
+    gdal, ogr, _ = ogr_modules()
 
     path = Path(path)
     gdal.PushErrorHandler("CPLQuietErrorHandler")  # e.g. 'GeoPackage v1.4 may only be partially supported'

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3-qgis qgis-providers python3-venv python3-rasterio python3-scipy python3-matplotlib python3-pip gdal-bin)
+APT_PACKAGES=(python3-qgis qgis-providers python3-venv python3-rasterio python3-scipy python3-matplotlib python3-pip gdal-bin python3-gdal)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

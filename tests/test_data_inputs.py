@@ -184,3 +184,16 @@ def test_failed_build_leaves_no_partial_file(tmp_path):
 def test_geographic_grid_crs_is_refused(tmp_path):
     with pytest.raises(InputError, match="projected"):
         build_stack(tmp_path / "s.tif", crs="EPSG:4326", resolution=0.1)
+
+
+def test_vector_files_without_gdal_bindings_say_how_to_install_them(monkeypatch):
+    """A pip-only GPU image may lack GDAL's Python bindings: building the stack must say what to
+    install, not end in a bare ImportError."""
+    import sys
+
+    from core.errors import SetupError
+    from core.vectors import read_geometries
+
+    monkeypatch.setitem(sys.modules, "osgeo", None)   # makes `from osgeo import ...` fail
+    with pytest.raises(SetupError, match="scripts/setup.sh"):
+        read_geometries(defaults.OUTLINE)
