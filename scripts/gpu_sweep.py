@@ -111,6 +111,56 @@ def table(summaries: dict[str, Optional[dict[str, Any]]]) -> str:
     return "\n".join(rows)
 
 
+def run_trainings(configs: dict[str, TrainConfig], seeds: list[int], out: Path, stack_path: str, workers: int,
+                  threads: int, budget_s: float, stop_s: float, device: str) -> None:
+    """Train every candidate's variants and seeds into ``out/<candidate>/``, ``workers`` at a time,
+    none started after ``budget_s`` (or when it would not finish by ``stop_s``), those still
+    running at ``stop_s`` stopped; a training already there is kept."""
+    jobs = [(name, v, s) for name in configs for s in seeds for v in VARIANTS]
+    t0 = time.perf_counter()
+    print(f"{len(jobs)} trainings, {workers} at a time, none started after {budget_s:.0f} s", flush=True)
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                               initargs=(stack_path, threads))
+    running: dict[Future, tuple[str, int]] = {}
+    queue = list(jobs)
+    pace: list[float] = []  # seconds per step of the finished trainings
+    while queue or running:
+        now = time.perf_counter() - t0
+        while queue and len(running) < workers and now < budget_s:
+            name, v, s = queue.pop(0)
+            steps = configs[name].steps
+            if stop_s and pace and now + statistics.fmean(pace) * steps > stop_s:
+                print(f"[{now:6.0f} s] {name}/{v}/seed{s} not started: would not finish by {stop_s:.0f} s")
+                continue
+            path = model_file(out / name, v, s)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                continue
+            cfg = variant_config(configs[name], v, s).to_dict()
+            running[pool.submit(_train_one, cfg, str(path), device)] = (f"{name}/{v}/seed{s}", steps)
+        if now >= budget_s:
+            queue.clear()
+        if not running:
+            break
+        if stop_s and now >= stop_s:
+            print(f"[{now:6.0f} s] stopping {len(running)} unfinished trainings: "
+                  + ", ".join(label for label, _ in running.values()), flush=True)
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.kill()
+            running.clear()
+            break
+        done, _ = wait(running, timeout=5, return_when=FIRST_COMPLETED)
+        for f in done:
+            label, steps = running.pop(f)
+            try:
+                _, wall = f.result()
+                pace.append(wall / steps)
+                print(f"[{time.perf_counter() - t0:6.0f} s] {label} done in {wall:.0f} s", flush=True)
+            except Exception as e:  # one failed training must not lose the others
+                print(f"[{time.perf_counter() - t0:6.0f} s] {label} FAILED: {e!r}", flush=True)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--plan", type=Path, required=True)
@@ -135,49 +185,9 @@ def main() -> int:
     seeds = [int(s) for s in plan.get("seeds", [0, 1, 2])]
     configs = candidate_configs(plan)
     args.out.mkdir(parents=True, exist_ok=True)
-    jobs = [(name, v, s) for name in configs for s in seeds for v in VARIANTS]
     t0 = time.perf_counter()
-    print(f"{len(jobs)} trainings, {args.workers} at a time, none started after {args.budget_s:.0f} s", flush=True)
-    pool = ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                               initargs=(stack_path, args.threads))
-    running: dict[Future, tuple[str, int]] = {}
-    queue = list(jobs)
-    pace: list[float] = []  # seconds per step of the finished trainings
-    while queue or running:
-        now = time.perf_counter() - t0
-        while queue and len(running) < args.workers and now < args.budget_s:
-            name, v, s = queue.pop(0)
-            steps = configs[name].steps
-            if args.stop_s and pace and now + statistics.fmean(pace) * steps > args.stop_s:
-                print(f"[{now:6.0f} s] {name}/{v}/seed{s} not started: would not finish by {args.stop_s:.0f} s")
-                continue
-            path = model_file(args.out / name, v, s)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists():
-                continue
-            cfg = variant_config(configs[name], v, s).to_dict()
-            running[pool.submit(_train_one, cfg, str(path), args.device)] = (f"{name}/{v}/seed{s}", steps)
-        if now >= args.budget_s:
-            queue.clear()
-        if not running:
-            break
-        if args.stop_s and now >= args.stop_s:
-            print(f"[{now:6.0f} s] stopping {len(running)} unfinished trainings: "
-                  + ", ".join(label for label, _ in running.values()), flush=True)
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.kill()
-            running.clear()
-            break
-        done, _ = wait(running, timeout=5, return_when=FIRST_COMPLETED)
-        for f in done:
-            label, steps = running.pop(f)
-            try:
-                _, wall = f.result()
-                pace.append(wall / steps)
-                print(f"[{time.perf_counter() - t0:6.0f} s] {label} done in {wall:.0f} s", flush=True)
-            except Exception as e:  # one failed training must not lose the others
-                print(f"[{time.perf_counter() - t0:6.0f} s] {label} FAILED: {e!r}", flush=True)
-    pool.shutdown(wait=False, cancel_futures=True)
+    run_trainings(configs, seeds, args.out, stack_path, args.workers, args.threads, args.budget_s, args.stop_s,
+                  args.device)
 
     summaries = {name: validation_summary(args.out / name, seeds) for name in configs}
     chosen, eligible = choose(summaries)
