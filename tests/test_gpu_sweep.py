@@ -1,16 +1,10 @@
 """scripts/gpu_sweep.py: the selection rule fixed before a sweep (eligible = aux U-Net above its
 no-aux twin in Dice and recall in every scenario; then the highest AUPRC)."""
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_sweep.py"
+from script_support import load_script
 
 
 def _sweep():
-    spec = importlib.util.spec_from_file_location("gpu_sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_sweep")
 
 
 def _summary(margins, auprc):

@@ -1,18 +1,11 @@
 """scripts/ship_bundled_model.py: the card's comparison names every scenario and species where the
 shipped model's mean Dice or recall is below kriging's or the no-aux U-Net's."""
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ship_bundled_model.py"
+from script_support import load_script
 
 
 def _ship():
-    spec = importlib.util.spec_from_file_location("ship_bundled_model", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("ship_bundled_model")
 
 
 def _scores(dice, recall, cu_dice, cu_recall):
