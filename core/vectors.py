@@ -10,7 +10,7 @@ from rasterio.crs import CRS
 from .errors import InputError, SetupError
 
 
-def ogr_modules():
+def ogr_modules() -> tuple[Any, Any, Any]:
     """GDAL's Python bindings (gdal, ogr, osr), which read and write vector files; a clear error
     where they are missing (e.g. a pip-only GPU image)."""
     try:

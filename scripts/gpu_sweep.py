@@ -35,6 +35,7 @@ from typing import Any, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.compare import compare, model_file, variant_config  # noqa: E402
+from core.evaluate import aggregate  # noqa: E402
 from core.masking import SCENARIOS  # noqa: E402
 from core.model_file import load_model, read_card, save_model  # noqa: E402
 from core.presets import preset  # noqa: E402
@@ -73,9 +74,7 @@ def validation_summary(models_dir: Path, seeds: list[int]) -> Optional[dict[str,
         if not all(p.exists() for p in paths):
             return None
         cards = [read_card(p) for p in paths]
-        out[v] = {sc: {m: {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
-                       for m in ("dice", "recall", "precision", "auprc")
-                       for vals in [[c.metrics["validation"]["scenarios"][sc]["overall"][m] for c in cards]]}
+        out[v] = {sc: aggregate([c.metrics["validation"]["scenarios"][sc] for c in cards])["overall"]
                   for sc in SCENARIOS}
         out[v]["train_wall_s"] = statistics.fmean(c.metrics["run"]["wall_s"] for c in cards)
     margins = {f"{sc} {m}": out["unet"][sc][m]["mean"] - out["unet_no_aux"][sc][m]["mean"]
@@ -145,7 +144,7 @@ def run_trainings(configs: dict[str, TrainConfig], seeds: list[int], out: Path, 
         if stop_s and now >= stop_s:
             print(f"[{now:6.0f} s] stopping {len(running)} unfinished trainings: "
                   + ", ".join(label for label, _ in running.values()), flush=True)
-            for proc in list(getattr(pool, "_processes", {}).values()):
+            for proc in list(getattr(pool, "_processes", {}).values()):  # the executor has no public kill
                 proc.kill()
             running.clear()
             break
