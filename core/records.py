@@ -5,9 +5,9 @@ import csv
 import gzip
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -33,6 +33,7 @@ class Records:
     source: str = ""
     skipped_out_of_range: int = 0
     skipped_processing: int = 0
+    datasets: list[str] = field(default_factory=list)  # each record's source data set ('' if unknown)
 
     def __len__(self) -> int:
         return len(self.lon)
@@ -44,7 +45,13 @@ class Records:
         idx = np.flatnonzero(keep)
         return Records(self.lon[idx], self.lat[idx], self.species[idx], self.symbols,
                        [self.names[i] for i in idx], [self.commodities[i] for i in idx], self.source,
-                       self.skipped_out_of_range, self.skipped_processing)
+                       self.skipped_out_of_range, self.skipped_processing,
+                       [self.datasets[i] for i in idx] if self.datasets else [])
+
+    def from_datasets(self, names: Sequence[str]) -> np.ndarray:
+        """(N,) bool: records whose source data set (the ``dataset`` column) is one of ``names``."""
+        wanted = set(names)
+        return np.array([d in wanted for d in self.datasets], bool) if self.datasets else np.zeros(len(self), bool)
 
 
 def _open_text(path: Path) -> io.TextIOBase:
@@ -80,6 +87,7 @@ def read_records(path: str | Path, catalog: Optional[SpeciesCatalog] = None,
     sp_l: list[list[bool]] = []
     names: list[str] = []
     comms: list[str] = []
+    datasets: list[str] = []
     bad = plants = 0
     symbols = catalog.symbols
     with _open_text(path) as fh:
@@ -92,6 +100,7 @@ def read_records(path: str | Path, catalog: Optional[SpeciesCatalog] = None,
             xcol, ycol, ncol = lower["longitude"], lower["latitude"], lower.get("site_name")
             ccols = [lower[c] for c in MRDS_COMMODITY_COLUMNS if c in lower]
         stat_col = lower.get("dev_stat") if fmt == "mrds" else None
+        dataset_col = lower.get("dataset")
         for row in reader:
             if stat_col and not include_processing_sites and \
                     (row.get(stat_col) or "").strip().lower() == MRDS_PROCESSING_STATUS:
@@ -114,10 +123,12 @@ def read_records(path: str | Path, catalog: Optional[SpeciesCatalog] = None,
             sp_l.append([s in found for s in symbols])
             names.append((row.get(ncol) or "") if ncol else "")
             comms.append("; ".join(f for f in fields if f))
+            datasets.append((row.get(dataset_col) or "").strip() if dataset_col else "")
     if bad:
         warnings.warn(f"{path.name}: skipped {bad} record(s) with missing or out-of-range coordinates "
                       "(longitude must be in [-180, 180], latitude in [-90, 90], WGS84 degrees).",
                       stacklevel=2)
     species = np.array(sp_l, dtype=bool).reshape(len(sp_l), len(symbols))
     return Records(np.array(lon_l, float), np.array(lat_l, float), species, symbols, names, comms,
-                   source=str(path), skipped_out_of_range=bad, skipped_processing=plants)
+                   source=str(path), skipped_out_of_range=bad, skipped_processing=plants,
+                   datasets=datasets)

@@ -1,0 +1,108 @@
+"""``discovery-stack`` and ``discover``: the discovery test (see :mod:`core.discovery`).
+
+1. ``discovery-stack --stack S --out D`` removes every record of the held-out source data sets
+   from the stack's presence bands;
+2. train models on ``D`` (``train --stack D``), so neither their training nor their input holds
+   those records;
+3. ``discover --stack D --models LABEL=M1,M2,M3 ...`` scores their maps and the rivals'.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .. import defaults
+from ..atomic import atomic_path, check_writable
+from ..discovery import (DEFAULT_SOURCES, INFO_KEY, discovery_stack, format_table, run_discovery,
+                         success_figure)
+from ..errors import InputError
+from ..records import read_records
+from ..species import SpeciesCatalog
+from ..stack import Stack
+
+
+def _records(path: Path, stack: Stack):
+    from ..layer_inputs import catalog_for
+
+    return read_records(path, catalog_for(stack.species))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("discovery-stack", help="a stack without the records of held-out source data sets",
+                       description="Remove every record of the named source data sets (the records' "
+                                   "'dataset' column) from a stack's presence bands, for the discovery test.")
+    p.add_argument("--stack", type=Path, default=None, help="stack GeoTIFF (default: the embedded CONUS stack)")
+    p.add_argument("--records", type=Path, default=defaults.RECORDS,
+                   help="the records CSV the stack was built from (with a 'dataset' column)")
+    p.add_argument("--holdout-datasets", nargs="+", default=list(DEFAULT_SOURCES),
+                   help=f"source data sets to hold out (default: {' '.join(DEFAULT_SOURCES)})")
+    p.add_argument("--out", required=True, type=Path, help="output stack GeoTIFF")
+    p.set_defaults(func=run_stack)
+
+    q = sub.add_parser("discover", help="score maps on records of held-out source data sets",
+                       description="The discovery test: how each map ranks the cells of records that neither "
+                                   "the models' training nor their input held, inside each held-out source's "
+                                   "area; against blurred records, neighbour density and an aux-only "
+                                   "gradient boosting, on the same cells.")
+    q.add_argument("--stack", type=Path, required=True, help="a stack made by discovery-stack")
+    q.add_argument("--records", type=Path, default=defaults.RECORDS, help="the records CSV (with 'dataset')")
+    q.add_argument("--holdout-datasets", nargs="+", default=None,
+                   help="sources to score (default: all the stack holds out)")
+    q.add_argument("--models", nargs="*", default=[], metavar="LABEL=PATH[,PATH...]",
+                   help="model groups: a label and its model files, one per seed (mean ± std over them)")
+    q.add_argument("--draws", type=int, default=10, help="mask draws per model map (nothing hidden by the user)")
+    q.add_argument("--rival-seeds", type=int, default=3, help="seeds of the aux-only gradient boosting")
+    q.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    q.add_argument("--out", type=Path, required=True, help="folder for discovery.json, .md and .png")
+    q.set_defaults(func=run_discover)
+
+
+def run_stack(args: argparse.Namespace) -> int:
+    check_writable(args.out)
+    src = args.stack or defaults.default_stack_path()
+    if args.stack is not None and args.out.resolve() == Path(args.stack).resolve():
+        raise InputError("--out is the input stack; choose another file name.")
+    stack = Stack.read(src)
+    out = discovery_stack(stack, _records(args.records, stack), args.holdout_datasets)
+    out.write(args.out)
+    before, after = stack.presence_counts(), out.presence_counts()
+    print(f"wrote {args.out}: held out {', '.join(args.holdout_datasets)}")
+    print("presence cells per species (before → after): "
+          + ", ".join(f"{s} {before[s]}→{after[s]}" for s in stack.species))
+    return 0
+
+
+def parse_models(items: list[str]) -> dict[str, list[Path]]:
+    groups: dict[str, list[Path]] = {}
+    for item in items:
+        label, sep, paths = item.partition("=")
+        if not sep or not label.strip() or not paths.strip():
+            raise InputError(f"--models takes LABEL=PATH[,PATH...]; got {item!r}.")
+        files = [Path(p) for p in paths.split(",") if p]
+        for f in files:
+            if not f.exists():
+                raise InputError(f"Model file {f} (group {label!r}) does not exist.")
+        groups[label.strip()] = files
+    return groups
+
+
+def run_discover(args: argparse.Namespace) -> int:
+    if args.draws < 1:
+        raise InputError("--draws must be at least 1.")
+    models = parse_models(args.models)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stack = Stack.read(args.stack)
+    sources = args.holdout_datasets or stack.info.get(INFO_KEY) or []
+    result = run_discovery(stack, _records(args.records, stack), sources, models, draws=args.draws,
+                           rival_seeds=args.rival_seeds, device=args.device)
+    table = format_table(result)
+    payload = {"command": "discover", "stack": str(args.stack), "draws": args.draws, **result.to_dict()}
+    with atomic_path(args.out / "discovery.json") as tmp:
+        tmp.write_text(json.dumps(payload, indent=1))
+    with atomic_path(args.out / "discovery.md") as tmp:
+        tmp.write_text(table + "\n")
+    success_figure(args.out / "discovery.png", result)
+    print(table)
+    print(f"wrote {args.out / 'discovery.json'}, discovery.md, discovery.png")
+    return 0
