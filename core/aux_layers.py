@@ -69,8 +69,9 @@ def fill_nearest(arr: np.ndarray) -> np.ndarray:
 
 def normalised_band(raw: np.ndarray, valid: np.ndarray, name: str, units: str,
                     source: str) -> tuple[np.ndarray, AuxBand]:
-    """Fill gaps, z-score with statistics over valid cells, zero outside valid."""
-    filled = fill_nearest(raw)
+    """Fill gaps, z-score with statistics over valid cells, zero outside valid. Gaps are filled
+    from the nearest cell with data only when a valid cell has none (cells outside valid end as 0)."""
+    filled = fill_nearest(raw) if (valid & ~np.isfinite(raw)).any() else raw
     vals = filled[valid]
     mean, std = float(vals.mean()), float(vals.std())
     band = AuxBand(name=name, mean=mean, std=std if std > 0 else 1.0, units=units, source=source)

@@ -1,4 +1,5 @@
-"""Build a stack: records → presence bands, aux rasters → normalised bands, outline → valid mask."""
+"""Build a stack: records → presence bands, aux rasters and vector layers (point samples, categorical
+polygons, line attributes: core.vector_aux) → normalised bands, outline → valid mask."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +17,7 @@ from .rasterize import geometry_mask, presence_bands, record_cells
 from .records import read_records
 from .species import SpeciesCatalog
 from .stack import AuxBand, Stack
+from .vector_aux import CategoricalPolygonsSpec, LineAttributeSpec, PointSamplesSpec
 from .vectors import read_geometries, reproject_geometries
 
 FAULT_BAND = "fault_distance_km"
@@ -46,14 +48,22 @@ def build_stack(out: str | Path,
                 resolution: float = defaults.RESOLUTION_M,
                 catalog: Optional[SpeciesCatalog] = None,
                 include_processing_sites: bool = False,
-                progress: Optional[Progress] = None) -> Stack:
-    """Build the stack and write it to ``out`` (atomically). Returns it."""
+                progress: Optional[Progress] = None,
+                point_samples: Sequence[PointSamplesSpec] = defaults.POINT_SAMPLES,
+                categorical_polygons: Sequence[CategoricalPolygonsSpec] = defaults.CATEGORICAL_POLYGONS,
+                line_attributes: Sequence[LineAttributeSpec] = defaults.LINE_ATTRIBUTES) -> Stack:
+    """Build the stack and write it to ``out`` (atomically). Returns it.
+
+    Aux bands, in order: the rasters, the fault distance, then the bands of each point-samples,
+    categorical-polygons and line-attribute spec (:mod:`core.vector_aux`); each z-scored over the
+    valid cells (:func:`normalised_band`)."""
     progress = progress or SilentProgress()
     catalog = catalog or SpeciesCatalog()
     check_writable(out)
     if resolution <= 0:
         raise InputError(f"Resolution must be positive (metres); got {resolution}.")
-    steps = 3 + len(aux_rasters) + (1 if faults else 0)
+    vector_specs = [*point_samples, *categorical_polygons, *line_attributes]
+    steps = 3 + len(aux_rasters) + (1 if faults else 0) + len(vector_specs)
     progress.start(steps, "build stack")
     try:
         grid, valid = outline_grid(outline, crs, resolution)
@@ -86,9 +96,18 @@ def build_stack(out: str | Path,
             aux.append(z)
             bands.append(band)
             progress.advance(1)
+        for spec in vector_specs:
+            check_cancelled(progress)
+            for raw in spec.bands(grid, valid):
+                z, band = normalised_band(raw.raw, valid, raw.name, raw.units, raw.source)
+                aux.append(z)
+                bands.append(band)
+            progress.advance(1)
         names = [b.name for b in bands]
         if len(set(names)) != len(names):
-            raise InputError(f"Two aux rasters have the same name ({names}); rename one of the files.")
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise InputError(f"Two aux bands have the same name ({', '.join(twice)}); rename one of the raster "
+                             "files, or give a vector layer another prefix= or name=.")
 
         info = {"records": Path(records).name, "records_in_region": int(inside.sum()),
                 "records_outside_region": int((~inside).sum()),

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from .grid import DEFAULT_CRS, MILE_M
+from .vector_aux import CategoricalPolygonsSpec, LineAttributeSpec, PointSamplesSpec
 
 
 def resources_dir() -> Path:
@@ -30,6 +31,19 @@ AUX_UNITS = {"gravity_disturbance_10arcmin": "mGal", "geoid_height_10arcmin": "m
              "topography_10arcmin": "m", "elevation_5arcmin": "m", "magnetic_br_lithosphere_0p25deg": "nT"}
 FAULTS = DATA_DIR / "vectors" / "active_faults.gpkg"
 OUTLINE = DATA_DIR / "vectors" / "conus_outline.gpkg"
+# USGS DS-801 soil geochemistry, C horizon (closest to bedrock; scripts/extract_geochemistry.py):
+# log10 concentrations by IDW, soilC_Cu ... soilC_Bi, and soilC_sample_distance_km.
+GEOCHEMISTRY = DATA_DIR / "geochemistry" / "usgs_ds801_soil_c_horizon.csv.gz"
+GEOCHEMISTRY_ELEMENTS = ("Cu", "Zn", "Pb", "Ni", "Co", "Cr", "Fe", "Mn", "U", "Th", "W", "Mo", "As", "Sb", "Bi")
+POINT_SAMPLES = (PointSamplesSpec(GEOCHEMISTRY, tuple(f"{el}_{'pct' if el == 'Fe' else 'mgkg'}"
+                                                      for el in GEOCHEMISTRY_ELEMENTS), prefix="soilC"),)
+# USGS principal aquifers: ROCK_TYPE one-hot, rock_type_100 ... rock_type_999.
+ROCK_TYPE = DATA_DIR / "vectors" / "principal_aquifers_rock_type.gpkg"
+CATEGORICAL_POLYGONS = (CategoricalPolygonsSpec(ROCK_TYPE, "ROCK_TYPE", prefix="rock_type"),)
+# NSHM 2023 Quaternary faults of the western US: slip-rate-weighted fault density.
+FAULT_SLIP = DATA_DIR / "vectors" / "quaternary_faults_slip_rate_wus.gpkg"
+LINE_ATTRIBUTES = (LineAttributeSpec(FAULT_SLIP, "slip_pref_mm_yr", layer="nshm23_geologic_deformation_model",
+                                     sigma_km=10.0, name="fault_slip_density"),)
 GRID_CRS = DEFAULT_CRS
 RESOLUTION_M = MILE_M
 MODELS_DIR = resources_dir() / "models"
