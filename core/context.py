@@ -22,7 +22,7 @@ of the terrain can raise or lower each species' odds where no record is visible.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -122,13 +122,30 @@ class AuxFeatures(GaussianScales):
         return torch.cat(out, dim=1).to(x.dtype)
 
 
+class AuxPrior(nn.Module):
+    """Per-species logits from the aux bands and their local statistics alone (no record): a
+    per-cell MLP (1×1 convolutions). Trained with its own loss on every valid cell (the
+    ``prior`` loss weight), so that it stands alone as a map of where records are given the
+    terrain, geochemistry and geology, and added to the model's logits: where a whole region is
+    hidden and no record is near, it is what the aux layers say."""
+
+    def __init__(self, in_channels: int, classes: int, width: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(in_channels, width, 1), nn.ReLU(),
+                                 nn.Conv2d(width, width, 1), nn.ReLU(), nn.Conv2d(width, classes, 1))
+
+    def forward(self, aux_inputs: torch.Tensor) -> torch.Tensor:
+        return self.net(aux_inputs)
+
+
 class ContextModel(nn.Module):
     """A backbone fed with the inputs plus :class:`ContextFeatures` (and :class:`AuxFeatures`),
     with a linear head on the features, the visible presence and the aux bands added to its
-    logits (zero-initialised, gain ``HEAD_GAIN``)."""
+    logits (zero-initialised, gain ``HEAD_GAIN``), and optionally an :class:`AuxPrior` whose
+    logits are added too (its last output is kept in ``last_prior`` for its own loss)."""
 
     def __init__(self, backbone_builder, in_channels: int, classes: int, sigmas: Sequence[float],
-                 aux_sigmas: Sequence[float] = ()) -> None:
+                 aux_sigmas: Sequence[float] = (), aux_prior: int = 0) -> None:
         super().__init__()
         self.context = ContextFeatures(classes, sigmas)
         self.aux_context = AuxFeatures(classes, in_channels - 2 * classes, aux_sigmas)
@@ -138,6 +155,11 @@ class ContextModel(nn.Module):
         self.head = nn.Conv2d(head_in, classes, kernel_size=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        if aux_prior and not self.aux_context.n_aux:
+            raise ValueError("the aux prior needs aux bands (a model trained with --no-aux has none)")
+        self.prior = (AuxPrior(self.aux_context.n_aux + self.aux_context.channels, classes, int(aux_prior))
+                      if aux_prior else None)
+        self.last_prior: Optional[torch.Tensor] = None
 
     @property
     def head_sees_aux(self) -> bool:
@@ -145,9 +167,14 @@ class ContextModel(nn.Module):
         return bool(self.aux_context.sigmas)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = torch.cat([self.context(x), self.aux_context(x)], dim=1)
+        aux_feats = self.aux_context(x)
+        feats = torch.cat([self.context(x), aux_feats], dim=1)
         logits = self.backbone(torch.cat([x, feats], dim=1))
         head_in = [feats, x[:, :self.context.n_species]]
         if self.head_sees_aux:
             head_in.append(self.aux_context.bands(x))
-        return logits + HEAD_GAIN * self.head(torch.cat(head_in, dim=1))
+        logits = logits + HEAD_GAIN * self.head(torch.cat(head_in, dim=1))
+        if self.prior is not None:
+            self.last_prior = self.prior(torch.cat([self.aux_context.bands(x), aux_feats], dim=1))
+            logits = logits + self.last_prior
+        return logits

@@ -22,12 +22,14 @@ TERMS = ("bce", "dice", "recall")
 
 @dataclass
 class LossWeights:
-    """Weights of the three terms and the BCE weight of positive cells."""
+    """Weights of the three terms, the BCE weight of positive cells, and the weight of the aux
+    prior's own loss (:func:`prior_sum`; used only by a model with an aux prior)."""
 
     bce: float = 1.0
     dice: float = 1.0
     recall: float = 0.5
     pos_weight: float = 1.0
+    prior: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,3 +84,11 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor
     """The loss of one batch on its own (no cross-process normalisation)."""
     return combine(loss_sums(logits, target, hidden, valid, weights),
                    loss_counts(target, hidden, valid), weights)
+
+
+def prior_sum(prior_logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Sum over every valid cell and species (hidden or not) of the aux prior's BCE against the
+    records: the prior sees no record, so it may learn from all of them. The trainer divides by
+    the global number of valid (cell, species) pairs."""
+    bce = F.binary_cross_entropy_with_logits(prior_logits.float(), target.float(), reduction="none")
+    return (bce * valid.unsqueeze(1).float()).sum()

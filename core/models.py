@@ -13,6 +13,7 @@ from .vit import build_vit
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
 CONTEXT_OPTION = "context_sigmas"  # model options shared by every architecture
 AUX_CONTEXT_OPTION = "aux_sigmas"
+AUX_PRIOR_OPTION = "aux_prior"  # width of the aux-only prior branch (core.context.AuxPrior); 0: none
 
 
 @dataclass
@@ -69,14 +70,15 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     options = dict(cfg.options)
     sigmas = options.pop(CONTEXT_OPTION, None)
     aux_sigmas = options.pop(AUX_CONTEXT_OPTION, None) or ()
+    aux_prior = int(options.pop(AUX_PRIOR_OPTION, 0) or 0)
     if cfg.arch == "none" and not sigmas:
         raise ValueError(f"architecture 'none' needs the {CONTEXT_OPTION} model option (it is the context head alone)")
-    if aux_sigmas and not sigmas:
-        raise ValueError(f"the {AUX_CONTEXT_OPTION} model option needs {CONTEXT_OPTION} too")
+    if (aux_sigmas or aux_prior) and not sigmas:
+        raise ValueError(f"the {AUX_CONTEXT_OPTION} and {AUX_PRIOR_OPTION} model options need {CONTEXT_OPTION} too")
     if not sigmas:
         return builder(replace(cfg, options=options))
     return ContextModel(lambda channels: builder(replace(cfg, in_channels=channels, options=options)),
-                        cfg.in_channels, cfg.classes, sigmas, aux_sigmas)
+                        cfg.in_channels, cfg.classes, sigmas, aux_sigmas, aux_prior)
 
 
 def pick_device(prefer: str = "auto") -> tuple[torch.device, str]:

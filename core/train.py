@@ -30,7 +30,7 @@ from .checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from .errors import InputError
 from .evaluate import HoldoutMasks, collect, pooled_threshold
 from .inputs import model_inputs
-from .loss import LossWeights, combine, loss_counts, loss_sums
+from .loss import LossWeights, combine, loss_counts, loss_sums, prior_sum
 from .masking import SCENARIOS, MaskSpec, draw_masks, drop_aux_bands, generator_for
 from .model_file import ModelCard, git_commit, save_model
 from .models import AUX_CONTEXT_OPTION, CONTEXT_OPTION, ModelConfig, build_model, pick_device
@@ -209,6 +209,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(c, self.step)
         counts = self.dist.all_reduce(loss_counts(tiles.presence, hidden, tiles.valid))
+        prior_cells = self.dist.all_reduce(tiles.valid.sum().double() * tiles.presence.shape[1])
         self.wrapped.train()
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         n_micro = self.local_batch // self.micro
@@ -224,6 +225,9 @@ class Trainer:
                     logits = self.wrapped(x)
                 sums = loss_sums(logits, part.presence, h, part.valid, c.loss)
                 loss = combine(sums, counts, c.loss) * self.dist.world
+                if c.loss.prior > 0 and getattr(self.model, "prior", None) is not None:
+                    own = prior_sum(self.model.last_prior, part.presence, part.valid)
+                    loss = loss + c.loss.prior * own / prior_cells.clamp_min(1.0).to(own.dtype) * self.dist.world
                 loss.backward()
             total += loss.detach().double() / self.dist.world
         if c.grad_clip > 0:

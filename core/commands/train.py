@@ -90,6 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--loss-dice", type=float, help="weight of soft Dice")
     g.add_argument("--loss-recall", type=float, help="weight of the soft recall term")
     g.add_argument("--pos-weight", type=float, help="BCE weight of positive cells")
+    g.add_argument("--loss-prior", type=float,
+                   help="weight of the aux prior's own loss on every valid cell (model option aux_prior)")
     g = p.add_argument_group("masking")
     g.add_argument("--mask-scenarios", type=_scenarios, metavar="NAME=W,...",
                    help="scenario mixture, e.g. region=1,species=1,both=1")
@@ -118,7 +120,7 @@ OPTION_KEYS = {  # argparse dest -> TrainConfig key
     "require_record": "require_record", "augment": "augment", "batch_size": "batch_size",
     "micro_batch": "micro_batch", "lr": "lr", "weight_decay": "weight_decay", "warmup_steps": "warmup_steps",
     "grad_clip": "grad_clip", "loss_bce": "loss.bce", "loss_dice": "loss.dice", "loss_recall": "loss.recall",
-    "pos_weight": "loss.pos_weight", "mask_scenarios": "mask.scenarios", "mask_species_k": "mask.species_k",
+    "pos_weight": "loss.pos_weight", "loss_prior": "loss.prior", "mask_scenarios": "mask.scenarios", "mask_species_k": "mask.species_k",
     "mask_fraction": "mask.region_fraction", "mask_shape": "mask.region_shape", "blob_scale": "mask.blob_scale",
     "block_size": "holdout.block_size", "val_fraction": "holdout.val_fraction",
     "test_fraction": "holdout.test_fraction", "split_seed": "holdout.seed", "holdout_buffer": "holdout.buffer",
