@@ -111,13 +111,13 @@ def _layer(ds: Any, path: Path, layer: Optional[str]) -> Any:
     return ds.GetLayer(0)
 
 
-def _field_index(available: list[str], name: str, path: Path, what: str) -> int:
+def _field_index(available: list[str], name: str, path: Path) -> int:
     if name in available:
         return available.index(name)
     folded = [a.lower() for a in available]
     if folded.count(name.lower()) == 1:
         return folded.index(name.lower())
-    raise InputError(f"{path} has no {what} field {name!r}; its fields are {', '.join(available) or 'none'}.")
+    raise InputError(f"{path} has no field {name!r}; its fields are {', '.join(available) or 'none'}.")
 
 
 def describe_source(path: PathLike, layer: Optional[str] = None, where: Optional[str] = None) -> str:
@@ -134,7 +134,7 @@ def read_features(path: PathLike, layer: Optional[str] = None, fields: Sequence[
     layer in WGS84 lon/lat whose coordinates are the columns ``lon``/``lat`` or
     ``longitude``/``latitude`` (any case). Features without geometry are skipped.
     """
-    _, ogr, _ = ogr_modules()
+    gdal, ogr, _ = ogr_modules()
     path = Path(path)
     if not path.exists():
         raise InputError(f"Vector file {path} does not exist.")
@@ -153,34 +153,38 @@ def read_features(path: PathLike, layer: Optional[str] = None, fields: Sequence[
         crs = CRS.from_wkt(srs.ExportToWkt())
     defn = lyr.GetLayerDefn()
     available = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
-    wanted = {f: _field_index(available, f, path, "") for f in fields}
+    wanted = {f: _field_index(available, f, path) for f in fields}
     wanted.update({f: available.index(f) for f in optional_fields if f in available and f not in wanted})
     numeric_types = (ogr.OFTInteger, ogr.OFTInteger64, ogr.OFTReal)
     numeric = {f: defn.GetFieldDefn(i).GetType() in numeric_types for f, i in wanted.items()}
-    if where:
-        gdal, _, _ = ogr_modules()
-        gdal.PushErrorHandler("CPLQuietErrorHandler")
-        try:
-            err = lyr.SetAttributeFilter(where)
-        except RuntimeError as e:
-            err = str(e)
-        finally:
-            gdal.PopErrorHandler()
-        if err:
-            raise InputError(f"The filter {where!r} is not valid for {path} (OGR SQL, e.g. \"horizon = 'C'\"; "
-                             f"fields: {', '.join(available)}).")
+    bad_filter = InputError(f"The filter {where!r} is not valid for {path} (OGR SQL, e.g. \"horizon = 'C'\"; "
+                            f"fields: {', '.join(available)}).")
     geoms: Geometries = []
     cols: dict[str, list[Any]] = {f: [] for f in wanted}
-    lyr.ResetReading()
-    for feat in lyr:
-        g = feat.GetGeometryRef()
-        if g is None or g.IsEmpty():
-            continue
-        geoms.append(json.loads(g.ExportToJson()))
-        for f, i in wanted.items():
-            known = feat.IsFieldSetAndNotNull(i)
-            cols[f].append((feat.GetFieldAsDouble(i) if known else np.nan) if numeric[f]
-                           else (feat.GetFieldAsString(i) if known else ""))
+    gdal.PushErrorHandler("CPLQuietErrorHandler")  # a bad filter fails here or (GeoPackage) when read
+    gdal.ErrorReset()
+    try:
+        if where:
+            try:
+                if lyr.SetAttributeFilter(where):
+                    raise bad_filter
+            except RuntimeError:
+                raise bad_filter from None
+        lyr.ResetReading()
+        for feat in lyr:
+            g = feat.GetGeometryRef()
+            if g is None or g.IsEmpty():
+                continue
+            geoms.append(json.loads(g.ExportToJson()))
+            for f, i in wanted.items():
+                known = feat.IsFieldSetAndNotNull(i)
+                cols[f].append((feat.GetFieldAsDouble(i) if known else np.nan) if numeric[f]
+                               else (feat.GetFieldAsString(i) if known else ""))
+        failed = gdal.GetLastErrorType() >= gdal.CE_Failure
+    finally:
+        gdal.PopErrorHandler()
+    if failed and where and not geoms:
+        raise bad_filter
     if not geoms:
         raise InputError(f"{describe_source(path, layer, where)} has no features with a geometry"
                          + (" (check the filter)." if where else "."))

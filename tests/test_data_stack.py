@@ -100,6 +100,32 @@ def test_aux_bands_are_normalised_over_valid_cells(conus):
     assert grav.units == "mGal" and -100 < grav.mean < 100
 
 
+def test_default_vector_bands_soil_rock_type_and_fault_slip(conus):
+    """The embedded vector layers: DS-801 C-horizon geochemistry (log10, IDW), its sample distance,
+    the principal-aquifer rock types (one-hot) and the NSHM23 fault slip-rate density."""
+    stack, _ = conus
+    elements = ("Cu", "Zn", "Pb", "Ni", "Co", "Cr", "Fe", "Mn", "U", "Th", "W", "Mo", "As", "Sb", "Bi")
+    assert stack.aux_names[6:] == ([f"soilC_{el}" for el in elements] + ["soilC_sample_distance_km"]
+                                   + [f"rock_type_{t}" for t in (100, 200, 300, 400, 500, 600, 999)]
+                                   + ["fault_slip_density"])
+    band = {b.name: (b, stack.aux[i]) for i, b in enumerate(stack.aux_bands)}
+    cu, _ = band["soilC_Cu"]
+    assert cu.units == "log10 mg/kg" and band["soilC_Fe"][0].units == "log10 %"
+    assert 0.8 < cu.mean < 1.5                    # a typical soil has 10-30 mg/kg copper
+    assert "4707 samples" in cu.source and "3976 samples" in band["soilC_Bi"][0].source  # Bi: 731 zeros dropped
+    dist, _ = band["soilC_sample_distance_km"]
+    assert dist.units == "km" and 10 < dist.mean < 30          # samples about 40 km apart
+    onehot = sum(band[f"rock_type_{t}"][0].denormalise(band[f"rock_type_{t}"][1])
+                 for t in (100, 200, 300, 400, 500, 600, 999))
+    assert np.allclose(onehot[stack.valid], np.round(onehot[stack.valid]), atol=1e-4)
+    assert (np.round(onehot[stack.valid]) == 1).mean() > 0.99    # the aquifer map covers CONUS, no overlaps
+    slip, z = band["fault_slip_density"]
+    raw = slip.denormalise(z)
+    x, y = transform_points("EPSG:4326", stack.grid.crs, [-118.5, -80.0], [35.0, 35.0])
+    r, c, _ = stack.grid.cell_of(np.array(x), np.array(y))
+    assert raw[r[0], c[0]] > 0.05 and abs(raw[r[1], c[1]]) < 1e-4   # the San Andreas (Tejon Pass) vs the Carolinas
+
+
 def test_cli_build_stack_prints_counts(tmp_path):
     out = tmp_path / "coarse.tif"
     res = subprocess.run([sys.executable, "train_cli.py", "build-stack", "--out", str(out),
@@ -108,7 +134,7 @@ def test_cli_build_stack_prints_counts(tmp_path):
     assert "presence cells per species: Au " in res.stdout
     with rasterio.open(out) as src:
         assert src.res == pytest.approx((20 * MILE_M, 20 * MILE_M))
-        assert src.count == 10 + 6 + 1
+        assert src.count == 10 + 30 + 1     # 5 rasters, fault distance, 16 soil, 7 rock types, fault slip
 
 
 def test_grid_snaps_to_resolution_multiples():

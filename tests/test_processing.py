@@ -90,13 +90,53 @@ def test_provider_offers_three_algorithms(processing):
 def test_build_stack_algorithm_equals_core(coarse, tmp_path):
     made = Stack.read(coarse)
     assert made.species == SPECIES and made.grid.resolution == pytest.approx(TEN_MILES)
-    assert made.grid.crs.to_epsg() == 5070 and made.aux_names[-1] == "fault_distance_km"
+    assert made.grid.crs.to_epsg() == 5070 and made.aux_names[5:7] == ["fault_distance_km", "soilC_Cu"]
+    assert made.aux_names[-1] == "fault_slip_density" and len(made.aux_names) == 30   # the embedded vector layers
     assert 170 < made.grid.height < 190 and 280 < made.grid.width < 300
     direct = build_stack(tmp_path / "direct.tif", crs="EPSG:5070", resolution=TEN_MILES,
                          catalog=SpeciesCatalog().subset(SPECIES))
     np.testing.assert_array_equal(made.presence, direct.presence)
     np.testing.assert_array_equal(made.valid, direct.valid)
     np.testing.assert_array_equal(made.aux, direct.aux)
+
+
+def test_build_stack_algorithm_takes_point_polygon_and_line_layers(processing, tmp_path):
+    """Layers chosen in the dialog (a GeoPackage layer with a subset filter, a shapefile) become the
+    same specs the CLI makes; the embedded vector layers can be left out."""
+    from test_vector_aux import ALBERS, X0, Y0, square, write_layer
+
+    from core.vector_aux import CategoricalPolygonsSpec, LineAttributeSpec, PointSamplesSpec
+
+    gpkg = tmp_path / "inputs.gpkg"
+    pts = [{"type": "Point", "coordinates": [X0 + x, Y0 + y]} for x, y in ((5e4, 5e4), (2e5, 1e5), (1e5, 2e5))]
+    write_layer(gpkg, "point", pts, {"Cu_mgkg": [10.0, 100.0, 50.0], "horizon": ["C", "C", "A"]}, layer="soil")
+    write_layer(gpkg, "line", [{"type": "LineString", "coordinates": [[X0, Y0], [X0 + 3e5, Y0 + 3e5]]}],
+                {"slip_mm_yr": [1.5]}, layer="faults")
+    shp = write_layer(tmp_path / "rocks.shp", "polygon", [square(X0, Y0, X0 + 1.5e5, Y0 + 3e5),
+                                                          square(X0 + 1.5e5, Y0, X0 + 3e5, Y0 + 3e5)],
+                      {"KIND": ["granite", "shale"]}, layer="rocks", driver="ESRI Shapefile")
+    outline = write_layer(tmp_path / "outline.gpkg", "polygon", [square(X0, Y0, X0 + 3e5, Y0 + 3e5)], {"id": [1]},
+                          crs=ALBERS)
+    soil = QgsVectorLayer(f"{gpkg}|layername=soil|subset=\"horizon\" = 'C'", "soil C", "ogr")
+    assert soil.isValid() and soil.featureCount() == 2
+    params = {"OUTLINE": str(outline), "CRS": "EPSG:5070", "RESOLUTION": TEN_MILES,
+              "SPECIES": "Au", "POINTS": soil, "POINT_FIELDS": ["Cu_mgkg"], "CATEGORIES": str(shp),
+              "CATEGORY_FIELD": "KIND", "LINES": f"{gpkg}|layername=faults", "LINE_FIELD": "slip_mm_yr",
+              "LINE_SIGMA": 20.0, "EMBEDDED_VECTORS": False, "OUTPUT": str(tmp_path / "s.tif")}
+    made = Stack.read(processing.run("m3:buildstack", params)["OUTPUT"])
+    assert made.aux_names[6:] == ["soil_C_Cu", "soil_C_sample_distance_km", "kind_granite", "kind_shale",
+                                  "slip_mm_yr_density"]                  # after the rasters and fault distance
+    assert "where \"horizon\" = 'C'" in made.aux_bands[6].source
+    direct = build_stack(tmp_path / "direct.tif", outline=outline, resolution=TEN_MILES,
+                         catalog=SpeciesCatalog().subset(["Au"]),
+                         point_samples=[PointSamplesSpec(gpkg, ("Cu_mgkg",), "soil", "horizon = 'C'", prefix="soil_C")],
+                         categorical_polygons=[CategoricalPolygonsSpec(shp, "KIND")],
+                         line_attributes=[LineAttributeSpec(gpkg, "slip_mm_yr", "faults", sigma_km=20.0)])
+    np.testing.assert_allclose(made.aux, direct.aux, atol=1e-6)
+    # with no layer chosen, the embedded ones come back
+    params.update({"POINTS": None, "CATEGORIES": None, "LINES": None, "EMBEDDED_VECTORS": True})
+    names = Stack.read(processing.run("m3:buildstack", params)["OUTPUT"]).aux_names
+    assert names[6] == "soilC_Cu" and "rock_type_999" in names and names[-1] == "fault_slip_density"
 
 
 def test_build_stack_reports_a_geographic_crs(processing, tmp_path):
