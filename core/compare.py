@@ -290,7 +290,11 @@ def compare(stack: Stack, config: TrainConfig, seeds: Sequence[int], out_dir: st
     if taken:
         raise InputError(f"Model names {sorted(taken)} are taken by compared predictors; name them otherwise.")
     for p in (p for ps in extra.values() for p in ps):
-        read_card(p).check_stack(stack)
+        card = read_card(p)
+        card.check_stack(stack)
+        if card.aux_index(stack.aux_names) is not None:
+            raise InputError(f"{p} reads aux bands {card.aux_names}, not the stack's {stack.aux_names}; compare "
+                             "scores every predictor on the same tiles: build a stack with the model's aux bands.")
     dev, why = pick_device(device)
     log(f"device: {why}")
     timing: dict[str, float] = {}

@@ -179,6 +179,9 @@ def _consistent_cards(paths: Sequence[Path], stack: Stack) -> list[ModelCard]:
         c.check_stack(stack)
     first = cards[0]
     for p, c in zip(paths, cards):
+        if c.aux_names != first.aux_names:
+            raise InputError(f"{p} reads other aux bands than {paths[0]}; evaluate models of one configuration "
+                             "together (seeds), or each on its own.")
         if c.tile_size != first.tile_size or c.data.get("holdout") != first.data.get("holdout"):
             raise InputError(f"{p} was trained with another tile size or hold-out split than {paths[0]}; "
                              "models compared together must share both (same --tile-size and --split-seed).")
@@ -198,6 +201,7 @@ def evaluate_models(stack: Stack, model_paths: Sequence[str | Path], out: Option
         raise InputError("Give at least one model file (--models a.safetensors b.safetensors ...).")
     cards = _consistent_cards(paths, stack)
     card = cards[0]
+    stack = card.fit_stack(stack)
     split = HoldoutSplit.from_dict(card.data["holdout"]["split"])
     stored = card.data["holdout"].get("test_blocks")
     if stored is not None and split.summary(stack.valid)["test_blocks"] != stored:

@@ -75,7 +75,7 @@ def run_example(stack: Stack, model_path: Path, out_dir: Path, species: str = "C
                 device: Optional[str] = None, progress: Optional[Progress] = None) -> ExampleResult:
     """Hide every ``species`` record in a held-out western block, infill, score, map."""
     card = read_card(model_path)
-    card.check_stack(stack)
+    stack = card.fit_stack(stack)
     split = HoldoutSplit.from_dict(card.training["holdout"])
     r0, c0, h, w = western_test_block(stack, split, species)
     region = np.zeros(stack.grid.shape, bool)

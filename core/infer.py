@@ -70,6 +70,7 @@ class EnsembleMember:
     model: nn.Module
     card: ModelCard
     name: str
+    aux_index: Optional[torch.Tensor] = None   # the model's aux bands among the stack's (None: all, in order)
 
     @property
     def with_aux(self) -> bool:
@@ -268,6 +269,8 @@ class _Infiller:
         valid = torch.stack([jb[5] for jb in jobs])
         if not member.with_aux:
             aux = aux[:, :0]
+        elif member.aux_index is not None:
+            aux = aux.index_select(1, member.aux_index)
         x = model_inputs(presence, hidden, aux, valid).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self.autocast:
             logits = member.model(x)
@@ -358,12 +361,15 @@ def _resolve_device(device: Optional[str | torch.device]) -> tuple[torch.device,
 
 
 def check_members(members: list[EnsembleMember], source: StackSource) -> None:
-    """Every model must fit the stack (species, aux bands, resolution)."""
+    """Every model must fit the stack (species, aux bands, resolution); notes where each model's
+    aux bands are among the stack's (a stack may hold more)."""
     for mb in members:
         try:
             mb.card.check_stack(source)
+            index = mb.card.aux_index(source.aux_names)
         except ModelMismatchError as e:
             raise ModelMismatchError(f"{mb.name}: {e}") from None
+        mb.aux_index = None if index is None else torch.tensor(index, device=next(mb.model.parameters()).device)
 
 
 def infill(stack: Stack | StackSource | str | Path,

@@ -58,16 +58,42 @@ class ModelCard:
     def aux_band_objects(self) -> list[AuxBand]:
         return [AuxBand(**b) for b in self.aux_bands]
 
+    @property
+    def takes_aux(self) -> bool:
+        """False for a model trained without aux bands (it reads none of the stack's)."""
+        from .predictors import uses_aux
+
+        return uses_aux(int(self.model["in_channels"]), int(self.model["classes"]))
+
+    def aux_index(self, stack_aux_names: list[str]) -> Optional[list[int]]:
+        """Where the model's aux bands are among a stack's (the stack may hold more bands, in any
+        order): None when they are the stack's own, in order, or the model takes none."""
+        names = list(stack_aux_names)
+        if not self.takes_aux or names == self.aux_names:
+            return None
+        missing = [n for n in self.aux_names if n not in names]
+        if missing:
+            raise ModelMismatchError(
+                f"The model expects aux bands {self.aux_names} but the stack lacks {missing} (it has {names}). "
+                "Build the stack with the model's aux layers (build-stack --aux/--points/--categories/"
+                "--line-attribute) or use a matching model.")
+        return [names.index(n) for n in self.aux_names]
+
+    def fit_stack(self, stack: Stack) -> Stack:
+        """The stack as the model reads it: checked (:meth:`check_stack`), its aux bands those
+        of the model, in the model's order."""
+        self.check_stack(stack)
+        index = self.aux_index(stack.aux_names)
+        return stack if index is None else stack.select_aux([stack.aux_names[i] for i in index])
+
     def check_stack(self, stack: Stack) -> None:
-        """Raise :class:`ModelMismatchError` when the stack's species or aux bands differ."""
+        """Raise :class:`ModelMismatchError` when the stack's species differ, it lacks one of the
+        model's aux bands (more bands are fine: see :meth:`fit_stack`) or its cells differ."""
         if list(stack.species) != list(self.species):
             raise ModelMismatchError(
                 f"The model was trained on species {self.species} but the stack has {stack.species}. "
                 "Build the stack with the model's species (build-stack --species ...) or use a matching model.")
-        if list(stack.aux_names) != self.aux_names:
-            raise ModelMismatchError(
-                f"The model expects aux bands {self.aux_names} but the stack has {stack.aux_names}. "
-                "Build the stack with the same aux rasters (same names and order) or use a matching model.")
+        self.aux_index(stack.aux_names)
         res = self.grid.get("resolution")
         if res and abs(stack.grid.resolution - float(res)) > 1e-6 * float(res):
             raise ModelMismatchError(

@@ -75,6 +75,16 @@ class Stack:
             aux[self.aux_names.index(name)] = 0.0
         return replace(self, aux=aux)
 
+    def select_aux(self, names: list[str]) -> "Stack":
+        """A stack with only these aux bands, in this order (views where possible)."""
+        unknown = [n for n in names if n not in self.aux_names]
+        if unknown:
+            raise InputError(f"No aux band {', '.join(unknown)} in the stack; its aux bands are "
+                             f"{', '.join(self.aux_names) or 'none'}.")
+        index = [self.aux_names.index(n) for n in names]
+        return replace(self, aux_bands=[self.aux_bands[i] for i in index],
+                       aux=self.aux[index] if index else self.aux[:0])
+
     def band_names(self) -> list[str]:
         return ([f"presence_{s}" for s in self.species] + [f"aux_{n}" for n in self.aux_names] + ["valid"])
 

@@ -127,3 +127,32 @@ def test_prior_loss_trains_the_prior_branch():
     before = [p.clone() for p in t.model.prior.parameters()]
     assert np.isfinite(t.train_step())
     assert any(not torch.equal(a, b) for a, b in zip(before, t.model.prior.parameters()))
+
+
+def test_a_model_reads_its_aux_bands_by_name_from_a_stack_with_more():
+    from core.errors import ModelMismatchError
+    from core.infer import infill
+    from core.model_file import ModelCard, save_model
+
+    stack = synthetic_stack(64, 64, n_species=2, n_aux=3, seed=2)
+    small = stack.select_aux([stack.aux_names[2], stack.aux_names[0]])
+    cfg = ModelConfig("unet", 2 * 2 + 2, 2, 18, {"decoder_channels": [16, 16, 8, 8, 8]})
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    card = ModelCard(species=list(stack.species), aux_bands=[vars(b) for b in small.aux_bands],
+                     grid={"resolution": stack.grid.resolution}, tile_size=32, model=cfg.to_dict(),
+                     masking={}, training={}, metrics={}, threshold=0.5)
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp()) / "m.safetensors"
+    save_model(path, model, card)
+    assert card.aux_index(stack.aux_names) == [2, 0] and card.fit_stack(stack).aux_names == small.aux_names
+    from core.hiding import HideSpec
+
+    hide = HideSpec(species=[stack.species[0]])
+    a = infill(stack, [path], hide=hide, device="cpu").mean
+    b = infill(small, [path], hide=hide, device="cpu").mean
+    assert np.allclose(a, b, equal_nan=True, atol=1e-6)
+    with pytest.raises(ModelMismatchError, match="lacks"):
+        card.check_stack(stack.select_aux([stack.aux_names[0]]))
