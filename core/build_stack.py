@@ -78,7 +78,7 @@ def build_stack(out: str | Path,
         inside[inside] = valid[rows[inside], cols[inside]]
         progress.advance(1)
 
-        aux: list[np.ndarray] = []
+        aux: list[Optional[np.ndarray]] = []
         bands: list[AuxBand] = []
         for path in aux_rasters:
             check_cancelled(progress)
@@ -98,7 +98,9 @@ def build_stack(out: str | Path,
             progress.advance(1)
         for spec in vector_specs:
             check_cancelled(progress)
-            for raw in spec.bands(grid, valid):
+            raws = spec.bands(grid, valid)
+            while raws:  # each raw band freed once normalised
+                raw = raws.pop(0)
                 z, band = normalised_band(raw.raw, valid, raw.name, raw.units, raw.source)
                 aux.append(z)
                 bands.append(band)
@@ -114,7 +116,10 @@ def build_stack(out: str | Path,
                 "records_skipped_out_of_range": recs.skipped_out_of_range,
                 "records_skipped_processing_plants": recs.skipped_processing,
                 "outline": Path(outline).name, "presence_counts": {}}
-        aux_arr = np.stack(aux) if aux else np.zeros((0,) + grid.shape, np.float32)
+        aux_arr = np.empty((len(aux),) + grid.shape, np.float32)
+        for i in range(len(aux)):  # band by band, freeing each: the peak holds the bands once, not twice
+            aux_arr[i] = aux[i]
+            aux[i] = None
         stack = Stack(grid, catalog.symbols, presence, bands, aux_arr, valid, info)
         stack.info["presence_counts"] = stack.presence_counts()
         check_cancelled(progress)
