@@ -603,7 +603,8 @@ def parse_spec(text: str, kind: str) -> VectorAuxSpec:
     if kind == "points":
         fields = tuple(f.strip() for f in opts.get("fields", "").split(",") if f.strip())
         if not fields:
-            raise InputError(f"--points {text!r}: name the numeric fields to grid, e.g. {path}::fields=Cu_mgkg,Zn_mgkg.")
+            raise InputError(f"--points {text!r}: name the numeric fields to grid, "
+                             f"e.g. {path}::fields=Cu_mgkg,Zn_mgkg.")
         log = opts.get("log", "yes").lower()
         if log not in _TRUE + _FALSE:
             raise InputError(f"--points {text!r}: log must be yes or no, not {opts['log']!r}.")
@@ -615,7 +616,8 @@ def parse_spec(text: str, kind: str) -> VectorAuxSpec:
     try:
         sigma = float(opts.get("sigma_km", "10"))
     except ValueError:
-        raise InputError(f"--line-attribute {text!r}: sigma_km must be a number of km, not {opts['sigma_km']!r}.") from None
+        raise InputError(f"--line-attribute {text!r}: sigma_km must be a number of km, "
+                         f"not {opts['sigma_km']!r}.") from None
     return LineAttributeSpec(path, opts["field"], sigma_km=sigma, name=opts.get("name") or None, **common)
 
 

@@ -324,14 +324,16 @@ def tiny_inputs(tmp_path_factory) -> dict[str, Path]:
     records.write_text(f"lon,lat,commodities\n{lon[0]},{lat[0]},Gold\n")
     xy = [(2_500, 2_500), (17_500, 2_500), (2_500, 17_500), (17_500, 17_500), (10_500, 9_500), (30_000, 10_000)]
     soil = write_layer(d / "soil.gpkg", "point", [{"type": "Point", "coordinates": [X0 + x, Y0 + y]} for x, y in xy],
-                       {"Cu_mgkg": [10.0, 20.0, 30.0, 40.0, 1000.0, 5.0], "Zn_mgkg": [50.0, 60.0, 0.0, 80.0, 90.0, 70.0],
+                       {"Cu_mgkg": [10.0, 20.0, 30.0, 40.0, 1000.0, 5.0],
+                        "Zn_mgkg": [50.0, 60.0, 0.0, 80.0, 90.0, 70.0],
                         "horizon": ["C"] * 6}, layer="samples")
     rocks = write_layer(d / "rocks.gpkg", "polygon", [square(X0 - 5_000, Y0 - 5_000, X0 + 12_000, Y0 + 25_000),
                                                       square(X0 + 12_000, Y0 - 5_000, X0 + 25_000, Y0 + 25_000)],
                         {"ROCK_TYPE": [600, 100]}, layer="aquifers")
     faults = write_layer(d / "faults.gpkg", "line",
                          [{"type": "LineString", "coordinates": [[X0 + 5_000, Y0 - 5_000], [X0 + 5_000, Y0 + 25_000]]},
-                          {"type": "LineString", "coordinates": [[X0 - 5_000, Y0 + 15_000], [X0 + 25_000, Y0 + 15_000]]}],
+                          {"type": "LineString",
+                           "coordinates": [[X0 - 5_000, Y0 + 15_000], [X0 + 25_000, Y0 + 15_000]]}],
                          {"slip_mm_yr": [2.0, 0.5]}, layer="faults")
     return {"dir": d, "outline": outline, "records": records, "soil": soil, "rocks": rocks, "faults": faults}
 
