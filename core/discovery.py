@@ -297,6 +297,33 @@ def model_map(stack: Stack, model: str | Path, window: tuple[int, int, int, int]
     return any_species(res.mean)
 
 
+def has_aux_prior(model: str | Path) -> bool:
+    """Whether a model file has an aux prior branch (model option ``aux_prior``)."""
+    from .model_file import read_card
+
+    return bool(read_card(model).model_config.options.get("aux_prior"))
+
+
+def prior_map(stack: Stack, model: str | Path, window: tuple[int, int, int, int]) -> np.ndarray:
+    """A model's aux prior alone (what it says from the aux bands, no record) on a window, as
+    any-species probability."""
+    import torch
+
+    from .model_file import load_model
+
+    net, card = load_model(model, torch.device("cpu"))
+    r0, c0, h, w = window
+    sub = card.fit_stack(stack.window(r0, c0, h, w))
+    s = len(sub.species)
+    x = torch.zeros(1, 2 * s + len(sub.aux_bands), h, w)
+    x[0, 2 * s:] = torch.from_numpy(np.ascontiguousarray(sub.aux))
+    with torch.inference_mode():
+        feats = net.aux_context(x)
+        logits = net.prior(torch.cat([net.aux_context.bands(x), feats], dim=1))
+    prob = torch.sigmoid(logits)[0].numpy()
+    return np.where(sub.valid, any_species(prob), np.nan)
+
+
 # --- the test ----------------------------------------------------------------------------------
 
 @dataclass
@@ -370,6 +397,9 @@ def run_discovery(stack: Stack, records: Records, sources: Sequence[str],
             for i, (s, win) in enumerate(zip(srcs, windows)):
                 per[i].append(score_map(model_map(stack, path, win, draws, seed=k, device=device), s, win))
         add(label, per)
+        if all(has_aux_prior(p) for p in paths):
+            add(f"{label}: its aux prior alone", [[score_map(prior_map(stack, p, win), s, win) for p in paths]
+                                                  for s, win in zip(srcs, windows)])
     return result
 
 

@@ -156,3 +156,26 @@ def test_a_model_reads_its_aux_bands_by_name_from_a_stack_with_more():
     assert np.allclose(a, b, equal_nan=True, atol=1e-6)
     with pytest.raises(ModelMismatchError, match="lacks"):
         card.check_stack(stack.select_aux([stack.aux_names[0]]))
+
+
+def test_prior_map_is_the_models_own_aux_prior(tmp_path):
+    from core.discovery import any_species, prior_map
+    from core.model_file import ModelCard, save_model
+
+    stack = synthetic_stack(64, 64, n_species=2, n_aux=2, seed=3)
+    stack.valid[:] = True
+    cfg = ModelConfig("unet", 2 * 2 + 2, 2, 18, {"decoder_channels": [16, 16, 8, 8, 8], "context_sigmas": [2],
+                                                 "aux_sigmas": [2], "aux_prior": 8})
+    torch.manual_seed(1)
+    model = build_model(cfg).eval()
+    card = ModelCard(species=list(stack.species), aux_bands=[vars(b) for b in stack.aux_bands],
+                     grid={"resolution": stack.grid.resolution}, tile_size=32, model=cfg.to_dict(), threshold=0.5)
+    path = tmp_path / "p.safetensors"
+    save_model(path, model, card)
+    got = prior_map(stack, path, (0, 0, 64, 64))
+    x = torch.cat([torch.from_numpy(stack.presence.astype(np.float32)), torch.ones(2, 64, 64),
+                   torch.from_numpy(stack.aux)])[None]
+    with torch.no_grad():
+        model(x)
+    want = any_species(torch.sigmoid(model.last_prior)[0].numpy())
+    assert np.allclose(got, want, atol=1e-5)
