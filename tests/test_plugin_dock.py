@@ -96,11 +96,12 @@ def test_dock_matches_example_layers_by_name(dock, tiny):
     for sym, row in dock.mineral_rows.items():
         assert row.layer.currentLayer().name() == STACK_LAYER
         assert row.choice.currentText().endswith(f"presence_{sym}")
+    rasters = {p.stem for p in defaults.AUX_RASTERS}
     for name, row in dock.aux_rows.items():
         layer = row.layer.currentLayer()
         assert layer is not None, name
-        if name == "fault_distance_km":  # no raster of that name: the stack's normalised band
-            assert layer.name() == STACK_LAYER and row.band.currentText().endswith("aux_fault_distance_km")
+        if name not in rasters:  # fault distance, the vector layers' bands: the stack's normalised band
+            assert layer.name() == STACK_LAYER and row.band.currentText().endswith(f"aux_{name}")
         else:
             assert layer.name() == name
     assert dock.outline_layer.currentLayer().name() == "CONUS outline"
