@@ -50,6 +50,11 @@ MODELS_DIR = resources_dir() / "models"
 BUNDLED_MODEL = MODELS_DIR / "m3_unet_conus.safetensors"
 
 
+# The cached default stack's file name; the version changes with its bands, so that a stack cached
+# by an older version (v1: six geophysics bands) is not taken for today's.
+DEFAULT_STACK_NAME = "conus_stack_1mile_v2.tif"
+
+
 def cache_dir() -> Path:
     """Where derived files (the default stack) are cached: $M3_CACHE or ~/.cache/m3."""
     return Path(os.environ.get("M3_CACHE", Path.home() / ".cache" / "m3"))
@@ -57,7 +62,7 @@ def cache_dir() -> Path:
 
 def default_stack_path() -> Path:
     """The default CONUS stack, built from the embedded data on first use and cached."""
-    path = cache_dir() / "conus_stack_1mile.tif"
+    path = cache_dir() / DEFAULT_STACK_NAME
     if not path.exists():
         from .build_stack import build_stack
         from .progress import TqdmProgress

@@ -84,7 +84,7 @@ class StackBuildTask(QgsTask):
     def run(self) -> bool:
         from .core.build_stack import build_stack
 
-        path = defaults.cache_dir() / "conus_stack_1mile.tif"
+        path = defaults.cache_dir() / defaults.DEFAULT_STACK_NAME
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():
@@ -132,11 +132,11 @@ class ExampleData:
             self._remove(group)
             raise
         self.group = group
-        cached = defaults.cache_dir() / "conus_stack_1mile.tif"
+        cached = defaults.cache_dir() / defaults.DEFAULT_STACK_NAME
         if cached.exists():
             self._add_stack(cached, None)
         else:
-            self.report("Building the example stack from the embedded data (first use, about 10 s)...", False)
+            self.report("Building the example stack from the embedded data (first use, under a minute)...", False)
             self.task = StackBuildTask(self._add_stack)
             QgsApplication.taskManager().addTask(self.task)
         return group

@@ -48,7 +48,7 @@ def tiny_model(path: Path, meta: dict, tile: int = TINY_TILE, threshold: float =
     return save_model(path, model, card)
 
 
-STACK_NAME = "conus_stack_1mile.tif"
+from core.defaults import DEFAULT_STACK_NAME as STACK_NAME  # noqa: E402
 
 
 def clear_project() -> None:
