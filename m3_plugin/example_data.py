@@ -1,7 +1,7 @@
 """"Load example data": the embedded CONUS data set as project layers, in one group.
 
 Presence comes from the default stack (built from the embedded data and cached on first use:
-about 10 s, in a background task); the aux rasters, the records (as a GeoPackage point layer made
+under a minute, in a background task); the aux rasters, the records (as a GeoPackage point layer made
 once in the cache folder), the faults and the outline are added at once.
 """
 from __future__ import annotations
