@@ -126,8 +126,9 @@ class AuxPrior(nn.Module):
     """Per-species logits from the aux bands and their local statistics alone (no record): a
     per-cell MLP (1×1 convolutions). Trained with its own loss on every valid cell (the
     ``prior`` loss weight), so that it stands alone as a map of where records are given the
-    terrain, geochemistry and geology, and added to the model's logits: where a whole region is
-    hidden and no record is near, it is what the aux layers say."""
+    terrain, geochemistry and geology: what the aux layers say where no record is near. By
+    default a second output beside the model's (``last_prior``; see :mod:`core.aux_prior`);
+    with ``aux_prior_added`` its logits are added to the model's (measured worse: README)."""
 
     def __init__(self, in_channels: int, classes: int, width: int) -> None:
         super().__init__()
@@ -141,11 +142,11 @@ class AuxPrior(nn.Module):
 class ContextModel(nn.Module):
     """A backbone fed with the inputs plus :class:`ContextFeatures` (and :class:`AuxFeatures`),
     with a linear head on the features, the visible presence and the aux bands added to its
-    logits (zero-initialised, gain ``HEAD_GAIN``), and optionally an :class:`AuxPrior` whose
-    logits are added too (its last output is kept in ``last_prior`` for its own loss)."""
+    logits (zero-initialised, gain ``HEAD_GAIN``), and optionally an :class:`AuxPrior` (its
+    last output kept in ``last_prior``; added to the logits only with ``aux_prior_added``)."""
 
     def __init__(self, backbone_builder, in_channels: int, classes: int, sigmas: Sequence[float],
-                 aux_sigmas: Sequence[float] = (), aux_prior: int = 0) -> None:
+                 aux_sigmas: Sequence[float] = (), aux_prior: int = 0, aux_prior_added: bool = False) -> None:
         super().__init__()
         self.context = ContextFeatures(classes, sigmas)
         self.aux_context = AuxFeatures(classes, in_channels - 2 * classes, aux_sigmas)
@@ -160,6 +161,7 @@ class ContextModel(nn.Module):
         self.prior = (AuxPrior(self.aux_context.n_aux + self.aux_context.channels, classes, int(aux_prior))
                       if aux_prior else None)
         self.last_prior: Optional[torch.Tensor] = None
+        self.prior_added = bool(aux_prior_added)
 
     @property
     def head_sees_aux(self) -> bool:
@@ -176,5 +178,6 @@ class ContextModel(nn.Module):
         logits = logits + HEAD_GAIN * self.head(torch.cat(head_in, dim=1))
         if self.prior is not None:
             self.last_prior = self.prior(torch.cat([self.aux_context.bands(x), aux_feats], dim=1))
-            logits = logits + self.last_prior
+            if self.prior_added:
+                logits = logits + self.last_prior
         return logits

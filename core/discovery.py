@@ -29,7 +29,9 @@ Maps (every predictor sees the same visible records: all records but the held-ou
 - neighbour density: the masked-scenario baseline (:class:`core.baselines.NeighbourDensityPredictor`);
 - aux-only gradient boosting: a classifier that sees no record, only the aux bands and their
   Gaussian local mean and spread, fitted to where the visible records are (any species),
-  on valid cells sampled over the whole grid.
+  on valid cells sampled over the whole grid;
+- for a model with an aux prior (:mod:`core.aux_prior`): the prior alone, and the infill map
+  and the prior combined (:func:`combined`: log-odds added).
 
 The co-presence baseline is left out by construction: on area cells no species is visible,
 so its score is the same for every cell (AUC 0.5).
@@ -45,8 +47,9 @@ import numpy as np
 from scipy import ndimage
 from scipy.stats import rankdata
 
+from .aux_prior import has_aux_prior
 from .errors import InputError
-from .grid import Grid
+from .model_file import read_card
 from .rasterize import presence_bands, record_cells
 from .records import Records
 from .stack import Stack
@@ -297,31 +300,24 @@ def model_map(stack: Stack, model: str | Path, window: tuple[int, int, int, int]
     return any_species(res.mean)
 
 
-def has_aux_prior(model: str | Path) -> bool:
-    """Whether a model file has an aux prior branch (model option ``aux_prior``)."""
-    from .model_file import read_card
-
-    return bool(read_card(model).model_config.options.get("aux_prior"))
-
-
 def prior_map(stack: Stack, model: str | Path, window: tuple[int, int, int, int]) -> np.ndarray:
-    """A model's aux prior alone (what it says from the aux bands, no record) on a window, as
-    any-species probability."""
-    import torch
+    """A model's aux prior alone (:mod:`core.aux_prior`: what it says from the aux bands, no
+    record) on a window, as any-species probability."""
+    from .aux_prior import aux_prior_map
 
-    from .model_file import load_model
-
-    net, card = load_model(model, torch.device("cpu"))
     r0, c0, h, w = window
-    sub = card.fit_stack(stack.window(r0, c0, h, w))
-    s = len(sub.species)
-    x = torch.zeros(1, 2 * s + len(sub.aux_bands), h, w)
-    x[0, 2 * s:] = torch.from_numpy(np.ascontiguousarray(sub.aux))
-    with torch.inference_mode():
-        feats = net.aux_context(x)
-        logits = net.prior(torch.cat([net.aux_context.bands(x), feats], dim=1))
-    prob = torch.sigmoid(logits)[0].numpy()
-    return np.where(sub.valid, any_species(prob), np.nan)
+    mean, _, _ = aux_prior_map(stack.window(r0, c0, h, w), [model])
+    return any_species(mean)
+
+
+def combined(model: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """The infill map and the aux prior as one ranking: the sum of their log-odds (each map's
+    odds multiplied, as two independent pieces of evidence; no weight fitted)."""
+    def logit(p: np.ndarray) -> np.ndarray:
+        p = np.clip(np.nan_to_num(p, nan=1e-6), 1e-6, 1 - 1e-6)
+        return np.log(p / (1 - p))
+
+    return logit(model) + logit(prior)
 
 
 # --- the test ----------------------------------------------------------------------------------
@@ -383,7 +379,7 @@ def run_discovery(stack: Stack, records: Records, sources: Sequence[str],
     nd = neighbour_density_map(stack)
     add("neighbour density", [[score_map(nd[r0:r0 + h, c0:c0 + w], s, (r0, c0, h, w))]
                               for s, (r0, c0, h, w) in zip(srcs, windows)])
-    if stack.aux_bands:
+    if stack.aux_bands and rival_seeds > 0:
         per = [[] for _ in srcs]
         for seed in range(rival_seeds):
             log(f"aux-only gradient boosting, seed {seed} ...")
@@ -391,15 +387,21 @@ def run_discovery(stack: Stack, records: Records, sources: Sequence[str],
                 per[i].append(score_map(m, s, win))
         add("aux-only gradient boosting", per)
     for label, paths in models.items():
-        per = [[] for _ in srcs]
+        with_prior = all(has_aux_prior(read_card(p)) for p in paths)
+        per, alone, both = ([[] for _ in srcs] for _ in range(3))
         for k, path in enumerate(paths):
             log(f"{label}: {Path(path).name} ({draws} draws) ...")
             for i, (s, win) in enumerate(zip(srcs, windows)):
-                per[i].append(score_map(model_map(stack, path, win, draws, seed=k, device=device), s, win))
+                infilled = model_map(stack, path, win, draws, seed=k, device=device)
+                per[i].append(score_map(infilled, s, win))
+                if with_prior:
+                    prior = prior_map(stack, path, win)
+                    alone[i].append(score_map(prior, s, win))
+                    both[i].append(score_map(combined(infilled, prior), s, win))
         add(label, per)
-        if all(has_aux_prior(p) for p in paths):
-            add(f"{label}: its aux prior alone", [[score_map(prior_map(stack, p, win), s, win) for p in paths]
-                                                  for s, win in zip(srcs, windows)])
+        if with_prior:
+            add(f"{label}: its aux prior alone", alone)
+            add(f"{label}: infill × aux prior", both)
     return result
 
 

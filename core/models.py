@@ -14,6 +14,7 @@ RESNET_DEPTHS = (18, 34, 50, 101, 152)
 CONTEXT_OPTION = "context_sigmas"  # model options shared by every architecture
 AUX_CONTEXT_OPTION = "aux_sigmas"
 AUX_PRIOR_OPTION = "aux_prior"  # width of the aux-only prior branch (core.context.AuxPrior); 0: none
+AUX_PRIOR_ADDED_OPTION = "aux_prior_added"  # add its logits to the model's (default: a separate output)
 
 
 @dataclass
@@ -71,6 +72,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     sigmas = options.pop(CONTEXT_OPTION, None)
     aux_sigmas = options.pop(AUX_CONTEXT_OPTION, None) or ()
     aux_prior = int(options.pop(AUX_PRIOR_OPTION, 0) or 0)
+    aux_prior_added = bool(options.pop(AUX_PRIOR_ADDED_OPTION, False))
     if cfg.arch == "none" and not sigmas:
         raise ValueError(f"architecture 'none' needs the {CONTEXT_OPTION} model option (it is the context head alone)")
     if (aux_sigmas or aux_prior) and not sigmas:
@@ -78,7 +80,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     if not sigmas:
         return builder(replace(cfg, options=options))
     return ContextModel(lambda channels: builder(replace(cfg, in_channels=channels, options=options)),
-                        cfg.in_channels, cfg.classes, sigmas, aux_sigmas, aux_prior)
+                        cfg.in_channels, cfg.classes, sigmas, aux_sigmas, aux_prior, aux_prior_added)
 
 
 def pick_device(prefer: str = "auto") -> tuple[torch.device, str]:

@@ -173,9 +173,34 @@ def test_prior_map_is_the_models_own_aux_prior(tmp_path):
     path = tmp_path / "p.safetensors"
     save_model(path, model, card)
     got = prior_map(stack, path, (0, 0, 64, 64))
+    from core.aux_prior import aux_prior_map
+
+    mean, std, _ = aux_prior_map(stack, [path, path])
+    assert np.allclose(any_species(mean), got, atol=1e-6) and np.nanmax(std) == 0
+    written, _, _ = aux_prior_map(stack, [path], out=tmp_path / 'prior.tif')
+    from core.prediction_io import read_band
+
+    assert written is None and np.allclose(read_band(tmp_path / 'prior.tif', 'mean_' + stack.species[0]), mean[0], atol=1e-6)
     x = torch.cat([torch.from_numpy(stack.presence.astype(np.float32)), torch.ones(2, 64, 64),
                    torch.from_numpy(stack.aux)])[None]
     with torch.no_grad():
         model(x)
     want = any_species(torch.sigmoid(model.last_prior)[0].numpy())
     assert np.allclose(got, want, atol=1e-5)
+
+
+def test_aux_prior_map_in_strips_equals_one_pass(tmp_path, monkeypatch):
+    import core.aux_prior as aux_prior
+    from core.model_file import ModelCard, save_model
+
+    stack = synthetic_stack(96, 64, n_species=2, n_aux=2, seed=5)
+    cfg = ModelConfig("unet", 6, 2, 18, {"decoder_channels": [16, 16, 8, 8, 8], "context_sigmas": [2],
+                                         "aux_sigmas": [2, 4], "aux_prior": 8})
+    torch.manual_seed(2)
+    card = ModelCard(species=list(stack.species), aux_bands=[vars(b) for b in stack.aux_bands],
+                     grid={"resolution": stack.grid.resolution}, tile_size=32, model=cfg.to_dict(), threshold=0.5)
+    path = save_model(tmp_path / "p.safetensors", build_model(cfg), card)
+    whole, _, _ = aux_prior.aux_prior_map(stack, [path])
+    monkeypatch.setattr(aux_prior, "STRIP", 16)
+    strips, _, _ = aux_prior.aux_prior_map(stack, [path])
+    assert np.allclose(whole, strips, atol=1e-6, equal_nan=True)

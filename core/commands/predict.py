@@ -44,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output GeoTIFF (mean_* and std_* bands)")
     p.add_argument("--quicklook", type=Path, help="PNG quick-look (default: the output with .png)")
     p.add_argument("--no-quicklook", action="store_true", help="write no PNG")
+    p.add_argument("--aux-prior", action="store_true",
+                   help="write the models' aux prior instead (what their aux-only branch says from the aux "
+                        "bands alone, no record; models trained with --preset quick_prior): on the discovery "
+                        "test it ranks some held-out surveys better than the infill map (README)")
     p.set_defaults(func=run)
 
 
@@ -71,6 +75,20 @@ def run(args: argparse.Namespace) -> int:
     # GDAL's block cache would otherwise grow to 5% of the machine's memory while strips are read
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), GeoTiffStackSource(stack_path) as source:
         hide = hide_spec(args, source.grid.crs)
+        if args.aux_prior:
+            if not hide.is_empty or args.draws != 1:
+                raise InputError("--aux-prior maps what the aux layers say with no record: it takes no "
+                                 "--hide-* option and no --draws.")
+            from ..aux_prior import aux_prior_map
+
+            _, _, seconds = aux_prior_map(source, models, out=args.out, progress=TqdmProgress())
+            print(f"wrote {args.out}: the aux prior of {len(models)} model(s) (mean_*/std_* over them), "
+                  f"{source.grid.width} x {source.grid.height} cells, CPU, {seconds:.1f} s")
+            if not args.no_quicklook:
+                png = args.quicklook or args.out.with_suffix(".png")
+                write_quicklook(args.out, png, source)
+                print(f"quick-look: {png}")
+            return 0
         result = infill(source, models, hide, draws=args.draws, batch_size=args.batch_size, device=args.device,
                         progress=TqdmProgress(), out=args.out, window=args.window, overlap=args.overlap,
                         seed=args.seed)
