@@ -42,9 +42,7 @@ def prior_probabilities(net: torch.nn.Module, window: Stack) -> np.ndarray:
     x = torch.zeros(1, 2 * s + len(window.aux_bands), h, w)
     x[0, 2 * s:] = torch.from_numpy(np.ascontiguousarray(window.aux, dtype=np.float32))
     with torch.inference_mode():
-        feats = net.aux_context(x)
-        logits = net.prior(torch.cat([net.aux_context.bands(x), feats], dim=1))
-    return torch.sigmoid(logits)[0].numpy()
+        return torch.sigmoid(net.prior_logits(x))[0].numpy()
 
 
 def halo_rows(card: ModelCard) -> int:

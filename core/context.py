@@ -168,6 +168,12 @@ class ContextModel(nn.Module):
         """The head takes the aux bands only with aux features (older model files have neither)."""
         return bool(self.aux_context.sigmas)
 
+    def prior_logits(self, x: torch.Tensor, aux_feats: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The aux prior's logits from the model inputs (only their aux bands are read)."""
+        if aux_feats is None:
+            aux_feats = self.aux_context(x)
+        return self.prior(torch.cat([self.aux_context.bands(x), aux_feats], dim=1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         aux_feats = self.aux_context(x)
         feats = torch.cat([self.context(x), aux_feats], dim=1)
@@ -177,7 +183,7 @@ class ContextModel(nn.Module):
             head_in.append(self.aux_context.bands(x))
         logits = logits + HEAD_GAIN * self.head(torch.cat(head_in, dim=1))
         if self.prior is not None:
-            self.last_prior = self.prior(torch.cat([self.aux_context.bands(x), aux_feats], dim=1))
+            self.last_prior = self.prior_logits(x, aux_feats)
             if self.prior_added:
                 logits = logits + self.last_prior
         return logits

@@ -154,23 +154,24 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def success_curve(scores: np.ndarray, labels: np.ndarray, points: int = 101) -> tuple[np.ndarray, np.ndarray]:
-    """(share of area, share of positives captured) with the cells ranked by score, highest
-    first; ties broken against the positives (no credit for a flat map)."""
+def _captured(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Share of positives among the first k cells ranked by score (highest first), k = 0 … N;
+    ties broken against the positives (no credit for a flat map)."""
     labels = labels.astype(bool)
     order = np.lexsort((labels, -scores))  # among equal scores, negatives first
-    captured = np.concatenate([[0], np.cumsum(labels[order])]) / max(1, int(labels.sum()))
+    return np.concatenate([[0], np.cumsum(labels[order])]) / max(1, int(labels.sum()))
+
+
+def success_curve(scores: np.ndarray, labels: np.ndarray, points: int = 101) -> tuple[np.ndarray, np.ndarray]:
+    """(share of area, share of positives captured): the success-rate curve."""
     share = np.linspace(0.0, 1.0, points)
-    return share, captured[np.round(share * len(scores)).astype(int)]
+    return share, _captured(scores, labels)[np.round(share * len(scores)).astype(int)]
 
 
 def capture(scores: np.ndarray, labels: np.ndarray, shares: Sequence[float] = TOP_SHARES) -> dict[str, float]:
     """Share of positives among the top ``q`` of the cells, for each q."""
-    labels = labels.astype(bool)
-    order = np.lexsort((labels, -scores))
-    cum = np.concatenate([[0], np.cumsum(labels[order])])
-    n = max(1, int(labels.sum()))
-    return {f"top{round(q * 100)}": float(cum[int(round(q * len(scores)))] / n) for q in shares}
+    captured = _captured(scores, labels)
+    return {f"top{round(q * 100)}": float(captured[int(round(q * len(scores)))]) for q in shares}
 
 
 def block_max(score: np.ndarray, area: np.ndarray, positives: np.ndarray,
@@ -215,11 +216,11 @@ def any_species(prob: np.ndarray) -> np.ndarray:
 
 def blurred_records(stack: Stack, sigma: float) -> np.ndarray:
     """Gaussian-weighted share of valid cells holding a visible record of any species."""
-    present = (stack.presence.any(axis=0) & stack.valid).astype(np.float64)
-    valid = stack.valid.astype(np.float64)
-    num = ndimage.gaussian_filter(present, sigma, mode="constant")
-    den = ndimage.gaussian_filter(valid, sigma, mode="constant")
-    return np.where(den > 1e-6, num / np.maximum(den, 1e-6), 0.0)
+    from .baselines import gaussian_smoother, visible_share
+
+    present = stack.presence.any(axis=0).astype(np.float64)
+    share, _ = visible_share(present, stack.valid, gaussian_smoother(sigma))
+    return share
 
 
 def neighbour_density_map(stack: Stack) -> np.ndarray:

@@ -75,10 +75,7 @@ class EnsembleMember:
     @property
     def with_aux(self) -> bool:
         """False for a model trained without the aux bands (2 × species input channels)."""
-        from .predictors import uses_aux
-
-        cfg = self.card.model_config
-        return uses_aux(cfg.in_channels, cfg.classes)
+        return self.card.takes_aux
 
 
 @dataclass
