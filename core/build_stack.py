@@ -14,7 +14,7 @@ from .errors import InputError
 from .grid import Grid
 from .progress import Progress, SilentProgress, check_cancelled
 from .rasterize import geometry_mask, presence_bands, record_cells
-from .records import read_records
+from .records import RecordColumns, read_records
 from .species import SpeciesCatalog
 from .stack import AuxBand, Stack
 from .vector_aux import CategoricalPolygonsSpec, LineAttributeSpec, PointSamplesSpec
@@ -51,7 +51,8 @@ def build_stack(out: str | Path,
                 progress: Optional[Progress] = None,
                 point_samples: Sequence[PointSamplesSpec] = defaults.POINT_SAMPLES,
                 categorical_polygons: Sequence[CategoricalPolygonsSpec] = defaults.CATEGORICAL_POLYGONS,
-                line_attributes: Sequence[LineAttributeSpec] = defaults.LINE_ATTRIBUTES) -> Stack:
+                line_attributes: Sequence[LineAttributeSpec] = defaults.LINE_ATTRIBUTES,
+                record_columns: Optional[RecordColumns] = None) -> Stack:
     """Build the stack and write it to ``out`` (atomically). Returns it.
 
     Aux bands, in order: the rasters, the fault distance, then the bands of each point-samples,
@@ -72,7 +73,7 @@ def build_stack(out: str | Path,
         progress.advance(1)
         check_cancelled(progress)
 
-        recs = read_records(records, catalog, include_processing_sites)
+        recs = read_records(records, catalog, include_processing_sites, record_columns)
         presence = presence_bands(recs, grid, valid)
         rows, cols, inside = record_cells(recs, grid)
         inside[inside] = valid[rows[inside], cols[inside]]
@@ -115,6 +116,9 @@ def build_stack(out: str | Path,
                 "records_outside_region": int((~inside).sum()),
                 "records_skipped_out_of_range": recs.skipped_out_of_range,
                 "records_skipped_processing_plants": recs.skipped_processing,
+                "records_skipped_no_species": recs.skipped_no_species,
+                "records_no_species_spellings": dict(sorted(recs.unmatched_spellings.items(),
+                                                            key=lambda kv: (-kv[1], kv[0]))[:20]),
                 "outline": Path(outline).name, "presence_counts": {}}
         aux_arr = np.empty((len(aux),) + grid.shape, np.float32)
         for i in range(len(aux)):  # band by band, freeing each: the peak holds the bands once, not twice

@@ -33,7 +33,11 @@ DEFAULT_SPECIES: tuple[Species, ...] = (
     Species("Mn", "Manganese", ("manganese ore",)),
 )
 
-_SPLIT = re.compile(r"[;,]")
+# Between commodity names: ; , / | & + parentheses, brackets and the word "and" ("Gold-Silver",
+# "Au/Ag", "Gold (placer)", "iron and manganese"); inside one name, words split on spaces and hyphens.
+_SPLIT = re.compile(r"[;,/|&+()\[\]]|\band\b", re.IGNORECASE)
+_WORDS = re.compile(r"[\s\-]+")
+SYMBOL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 @dataclass
@@ -43,9 +47,19 @@ class SpeciesCatalog:
     species: list[Species] = field(default_factory=lambda: list(DEFAULT_SPECIES))
 
     def __post_init__(self) -> None:
+        """Each symbol a band-name-safe word; each spelling (any case) names one species only."""
         self._lookup: dict[str, str] = {}
         for sp in self.species:
+            if not SYMBOL_RE.match(sp.symbol or ""):
+                raise InputError(f"Bad species symbol {sp.symbol!r} (for {sp.name or 'a species'}): a symbol is a "
+                                 "letter followed by letters, digits or '_' (it names the stack's band), "
+                                 "e.g. Mo=Molybdenum or Ce=Cerium.")
             for s in sp.spellings():
+                other = self._lookup.get(s)
+                if other is not None and other != sp.symbol:
+                    raise InputError(f"The spelling {s!r} would name both {other} and {sp.symbol}. A spelling "
+                                     f"names one species: to add spellings to {other} write {other}=Spelling|..., "
+                                     "and give a new species its own symbol (e.g. Ce=Cerium).")
                 self._lookup[s] = sp.symbol
 
     @property
@@ -59,22 +73,29 @@ class SpeciesCatalog:
             raise InputError(f"Unknown species '{symbol}'. Known: {', '.join(self.symbols)}.") from None
 
     def match(self, commodities: str | Iterable[str]) -> set[str]:
-        """Symbols named in a commodity field: separators ``;`` and ``,``; any case; a token of
-        several space-separated symbols (``Au Ag``) names each."""
+        """Symbols named in a commodity field, any case. Names are separated by ``; , / | & +``,
+        parentheses or the word "and" (``Gold-Silver``, ``Au/Ag``, ``Gold (placer)``); a name that
+        is no spelling as a whole is read word by word (words split on spaces and hyphens:
+        ``Copper Oxide`` → Cu, ``Uranium-Vanadium`` → U, ``U V CU`` → U, Cu). Words that are a
+        species' symbol count there only as written (``Au``) or in capitals (``AU``), or when every
+        word of the name is a spelling (``au ag``): an English ``in`` or ``as`` names no In or As."""
         fields = [commodities] if isinstance(commodities, str) else list(commodities)
         found: set[str] = set()
         for f in fields:
             for token in _SPLIT.split(f or ""):
-                token = token.strip().lower()
-                if not token:
-                    continue
-                sym = self._lookup.get(token)
+                token = token.strip()
+                sym = self._lookup.get(token.lower())
                 if sym is not None:
                     found.add(sym)
                     continue
-                words = token.split()
-                if len(words) > 1 and all(w in self._lookup for w in words):
-                    found.update(self._lookup[w] for w in words)
+                words = [w for w in _WORDS.split(token) if w]
+                if len(words) > 1 and all(w.lower() in self._lookup for w in words):
+                    found.update(self._lookup[w.lower()] for w in words)
+                    continue
+                for w in words:
+                    sym = self._lookup.get(w.lower())
+                    if sym is not None and (w.lower() != sym.lower() or w in (sym, sym.upper())):
+                        found.add(sym)
         return found
 
     def subset(self, symbols: Sequence[str]) -> "SpeciesCatalog":
@@ -103,5 +124,12 @@ class SpeciesCatalog:
             if "=" not in part:
                 raise InputError(f"Bad species spec '{part}': write SYMBOL=Name|alias|..., e.g. Mo=Molybdenum|moly")
             sym, names = part.split("=", 1)
-            out[sym.strip()] = names.split("|")
+            sym = sym.strip()
+            if not SYMBOL_RE.match(sym):
+                raise InputError(f"Bad species spec '{part}': the symbol before '=' must be a letter followed by "
+                                 "letters or digits (it names the stack's band), e.g. Ce=Cerium.")
+            if sym in out:
+                raise InputError(f"Species {sym} is given twice in '{text}'; give its spellings once: "
+                                 f"{sym}=Name|alias|...")
+            out[sym] = names.split("|")
         return out

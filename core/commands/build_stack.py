@@ -10,6 +10,7 @@ from ..build_stack import build_stack
 from ..progress import TqdmProgress
 from ..species import SpeciesCatalog
 from ..vector_aux import SPEC_SYNTAX, parse_specs
+from .records_args import add_column_arguments, record_columns
 
 VECTOR_HELP = f"""vector layers as aux bands (after the rasters and the fault distance; each band z-scored
 over the valid cells like the rasters):
@@ -66,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="add species or spellings: 'Mo=Molybdenum|moly,Co=Cobalt'")
     p.add_argument("--include-processing-sites", action="store_true",
                    help="keep MRDS rows with dev_stat 'Plant' (processing sites, left out by default)")
+    add_column_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -82,14 +84,16 @@ def run(args: argparse.Namespace) -> int:
     stack = build_stack(args.out, records=args.records, aux_rasters=args.aux, faults=faults,
                         outline=args.outline, crs=args.crs, resolution=args.resolution, catalog=catalog,
                         include_processing_sites=args.include_processing_sites, progress=TqdmProgress(),
-                        point_samples=points, categorical_polygons=categories, line_attributes=lines)
+                        point_samples=points, categorical_polygons=categories, line_attributes=lines,
+                        record_columns=record_columns(args))
     g = stack.grid
     print(f"wrote {args.out}: {g.width} x {g.height} cells of {g.resolution:g} m in {g.crs.to_string()}, "
           f"{int(stack.valid.sum())} valid cells")
     print(f"records of these species inside the outline: {stack.info['records_in_region']} "
           f"(outside: {stack.info['records_outside_region']}), skipped (bad coordinates): "
           f"{stack.info['records_skipped_out_of_range']}, skipped (processing plants): "
-          f"{stack.info['records_skipped_processing_plants']}")
+          f"{stack.info['records_skipped_processing_plants']}, skipped (naming none of the species): "
+          f"{stack.info['records_skipped_no_species']}")
     print("presence cells per species: " + ", ".join(f"{k} {v}" for k, v in stack.presence_counts().items()))
     print("aux bands: " + ", ".join(stack.aux_names))
     return 0
