@@ -32,6 +32,9 @@ Maps (every predictor sees the same visible records: all records but the held-ou
   on valid cells sampled over the whole grid;
 - for a model with an aux prior (:mod:`core.aux_prior`): the prior alone, and the infill map
   and the prior combined (:func:`combined`: log-odds added).
+- any prediction GeoTIFF (``discover --maps``), e.g. a model run on a coarser discovery stack,
+  taken onto the stack's grid by nearest cell (:func:`map_on_grid`); several joined by ``+``
+  are combined the same way.
 
 The co-presence baseline is left out by construction: on area cells no species is visible,
 so its score is the same for every cell (AUC 0.5).
@@ -311,14 +314,40 @@ def prior_map(stack: Stack, model: str | Path, window: tuple[int, int, int, int]
     return any_species(mean)
 
 
-def combined(model: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """The infill map and the aux prior as one ranking: the sum of their log-odds (each map's
-    odds multiplied, as two independent pieces of evidence; no weight fitted)."""
+def map_on_grid(path: str | Path, stack: Stack) -> np.ndarray:
+    """A prediction GeoTIFF's any-species map (its ``mean_<species>`` bands; any grid, any CRS,
+    e.g. a model run on a coarser stack) on the stack's grid: each cell takes the value of the
+    map's cell holding its centre (nearest), NaN where the map has none."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    from .prediction_io import read_prediction_info
+
+    grid, species, _ = read_prediction_info(path)
+    if not species:
+        raise InputError(f"{path} has no mean_<species> bands: give a map written by `train_cli.py predict`.")
+    with rasterio.open(path) as src:
+        names = list(src.descriptions)
+        prob = np.stack([src.read(names.index(f"mean_{s}") + 1, out_dtype=np.float32) for s in species])
+    seen = np.isfinite(prob).any(axis=0)
+    source = np.where(seen, any_species(prob), np.nan).astype(np.float32)
+    out = np.full(stack.grid.shape, np.nan, np.float32)
+    reproject(source, out, src_transform=grid.transform, src_crs=grid.crs, src_nodata=np.nan,
+              dst_transform=stack.grid.transform, dst_crs=stack.grid.crs, dst_nodata=np.nan,
+              resampling=Resampling.nearest)
+    if not np.isfinite(out[stack.valid]).any():
+        raise InputError(f"{path} does not cover the stack's valid cells: make it on the same region.")
+    return out.astype(np.float64)
+
+
+def combined(model: np.ndarray, *others: np.ndarray) -> np.ndarray:
+    """Maps as one ranking (e.g. the infill map and the aux prior): the sum of their log-odds
+    (each map's odds multiplied, as independent pieces of evidence; no weight fitted)."""
     def logit(p: np.ndarray) -> np.ndarray:
         p = np.clip(np.nan_to_num(p, nan=1e-6), 1e-6, 1 - 1e-6)
         return np.log(p / (1 - p))
 
-    return logit(model) + logit(prior)
+    return logit(model) + sum(logit(o) for o in others)
 
 
 # --- the test ----------------------------------------------------------------------------------
@@ -350,9 +379,13 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_discovery(stack: Stack, records: Records, sources: Sequence[str],
                   models: dict[str, Sequence[str | Path]], draws: int = 10, rival_seeds: int = 3,
-                  device: Optional[str] = None, log: Callable[[str], None] = print) -> DiscoveryResult:
-    """Score every model group (label → model files, one per seed) and the rivals on every
-    held-out source of a discovery stack."""
+                  device: Optional[str] = None, log: Callable[[str], None] = print,
+                  maps: Optional[dict[str, Sequence[Sequence[str | Path]]]] = None) -> DiscoveryResult:
+    """Score every model group (label → model files, one per seed), every map group (label →
+    per seed, prediction GeoTIFFs whose log-odds are summed: :func:`map_on_grid`, :func:`combined`)
+    and the rivals on every held-out source of a discovery stack. Maps must come from models
+    that neither trained on nor saw the held-out sources (e.g. trained on a coarser
+    ``discovery-stack``): the files cannot prove it."""
     held = stack.info.get(INFO_KEY)
     if held is None or not set(sources) <= set(held):
         raise InputError(f"This stack does not hold out {', '.join(sources)} (it holds out {held or 'nothing'}): "
@@ -403,6 +436,15 @@ def run_discovery(stack: Stack, records: Records, sources: Sequence[str],
         if with_prior:
             add(f"{label}: its aux prior alone", alone)
             add(f"{label}: infill × aux prior", both)
+    for label, seeds in (maps or {}).items():
+        per = [[] for _ in srcs]
+        for parts in seeds:
+            log(f"{label}: {' + '.join(Path(p).name for p in parts)} ...")
+            score = combined(*[map_on_grid(p, stack) for p in parts]) if len(parts) > 1 \
+                else map_on_grid(parts[0], stack)
+            for i, (s, (r0, c0, h, w)) in enumerate(zip(srcs, windows)):
+                per[i].append(score_map(score[r0:r0 + h, c0:c0 + w], s, (r0, c0, h, w)))
+        add(label, per)
     return result
 
 

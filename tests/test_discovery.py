@@ -204,3 +204,31 @@ def test_aux_prior_map_in_strips_equals_one_pass(tmp_path, monkeypatch):
     monkeypatch.setattr(aux_prior, "STRIP", 16)
     strips, _, _ = aux_prior.aux_prior_map(stack, [path])
     assert np.allclose(whole, strips, atol=1e-6, equal_nan=True)
+
+
+def test_a_map_on_a_coarser_grid_is_scored_on_the_stack_cells_it_covers(tmp_path):
+    from core.discovery import map_on_grid
+    from core.prediction_io import prediction_file
+
+    stack = synthetic_stack(64, 64, n_species=2, n_aux=2, seed=1)
+    stack.valid[:] = True
+    cells = [(20, 20), (25, 22), (30, 40), (10, 10)]
+    recs = _records(stack.grid, cells, [0, 0, 1, 1], ["h", "h", "h", "v"], stack.species)
+    disc = discovery_stack(stack, recs, ["h"])
+    # A map on cells twice as wide: 0.9 for Au on the coarse cells holding a held-out record.
+    g, t = stack.grid, stack.grid.transform
+    coarse = Grid(g.crs, t * t.scale(2, 2), 32, 32)
+    mean = np.full((2, 32, 32), 0.01, np.float32)
+    for r, c in cells[:3]:
+        mean[0, r // 2, c // 2] = 0.9
+    path = tmp_path / "coarse.tif"
+    with prediction_file(path, coarse, stack.species, {"species": stack.species}) as w:
+        w.write_rows(0, mean, np.zeros_like(mean))
+    fine = map_on_grid(path, disc)
+    assert fine.shape == (64, 64)
+    assert fine[20, 20] == pytest.approx(1 - 0.1 * 0.99, abs=1e-6) and fine[21, 21] == fine[20, 20]
+    assert fine[0, 0] == pytest.approx(1 - 0.99 * 0.99, abs=1e-6)
+    res = run_discovery(disc, recs, ["h"], {}, rival_seeds=0, log=lambda s: None,
+                        maps={"coarse": [[path], [path, path]]})
+    row = res.rows["coarse"]["h"]
+    assert row["auc_cell"]["mean"] > 0.95 and row["auc_cell"]["n"] == 2 and row["auc_cell"]["std"] < 1e-9

@@ -51,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sources to score (default: all the stack holds out)")
     q.add_argument("--models", nargs="*", default=[], metavar="LABEL=PATH[,PATH...]",
                    help="model groups: a label and its model files, one per seed (mean ± std over them)")
+    q.add_argument("--maps", nargs="*", default=[], metavar="LABEL=MAP[+MAP][,MAP...]",
+                   help="map groups: a label and prediction GeoTIFFs (predict --out, predict --aux-prior), "
+                        "one per seed; A+B scores the sum of their log-odds. Any grid: taken onto the "
+                        "stack's by nearest cell. Make them with models trained on a discovery-stack.")
     q.add_argument("--draws", type=int, default=10, help="mask draws per model map (nothing hidden by the user)")
     q.add_argument("--rival-seeds", type=int, default=3, help="seeds of the aux-only gradient boosting")
     q.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
@@ -87,17 +91,33 @@ def parse_models(items: list[str]) -> dict[str, list[Path]]:
     return groups
 
 
+def parse_maps(items: list[str]) -> dict[str, list[list[Path]]]:
+    groups: dict[str, list[list[Path]]] = {}
+    for item in items:
+        label, sep, seeds = item.partition("=")
+        if not sep or not label.strip() or not seeds.strip():
+            raise InputError(f"--maps takes LABEL=MAP[+MAP][,MAP...]; got {item!r}.")
+        group = [[Path(p) for p in seed.split("+") if p] for seed in seeds.split(",") if seed]
+        for f in (f for parts in group for f in parts):
+            if not f.exists():
+                raise InputError(f"Map {f} (group {label!r}) does not exist.")
+        groups[label.strip()] = group
+    return groups
+
+
 def run_discover(args: argparse.Namespace) -> int:
     if args.draws < 1:
         raise InputError("--draws must be at least 1.")
     models = parse_models(args.models)
+    maps = parse_maps(args.maps)
     args.out.mkdir(parents=True, exist_ok=True)
     stack = Stack.read(args.stack)
     sources = args.holdout_datasets or stack.info.get(INFO_KEY) or []
     result = run_discovery(stack, _records(args.records, stack), sources, models, draws=args.draws,
-                           rival_seeds=args.rival_seeds, device=args.device)
+                           rival_seeds=args.rival_seeds, device=args.device, maps=maps)
     table = format_table(result)
-    payload = {"command": "discover", "stack": str(args.stack), "draws": args.draws, **result.to_dict()}
+    payload = {"command": "discover", "stack": str(args.stack), "draws": args.draws,
+               "maps": {k: [[str(p) for p in s] for s in v] for k, v in maps.items()}, **result.to_dict()}
     with atomic_path(args.out / "discovery.json") as tmp:
         tmp.write_text(json.dumps(payload, indent=1))
     with atomic_path(args.out / "discovery.md") as tmp:
