@@ -47,15 +47,45 @@ def resample_to_grid(path: str | Path, grid: Grid, valid: np.ndarray,
                   dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=np.nan,
                   resampling=resampling)
         units = (src.units[0] if src.units and src.units[0] else "") or ""
-    covered = np.isfinite(out) & valid
-    frac = covered.sum() / max(1, valid.sum())
-    if frac == 0:
-        raise InputError(f"Auxiliary raster {path} does not overlap the grid (its extent lies outside "
-                         "the region). Use a raster that covers the region or change --outline/--bounds.")
+        covered = np.isfinite(out) & valid
+        frac = covered.sum() / max(1, valid.sum())
+        band = f"band 1 of {src.count} (M3 reads band 1 only; `gdal_translate -b N` extracts another)" \
+            if src.count > 1 else "its only band"
+        if frac == 0:
+            raise InputError(_no_data_message(path, src, grid, band))
+    lo, hi = float(out[covered].min()), float(out[covered].max())
+    if hi - lo <= 1e-6 * max(abs(lo), abs(hi)):  # bilinear resampling may leave float rounding
+        raise InputError(f"Auxiliary raster {path} is constant over the region ({band} holds "
+                         f"{hi:g} in every cell with data): a constant band carries no information. "
+                         "Leave it out of --aux, or give the raster whose values vary.")
     if frac < MIN_COVERAGE_WARN:
         warnings.warn(f"{path.name} covers only {frac:.0%} of the valid cells; the rest is filled "
                       "from the nearest covered cell.", stacklevel=2)
     return out, units
+
+
+def _no_data_message(path: Path, src, grid: Grid, band: str) -> str:
+    """Why no valid cell got a value: the raster lies outside the grid, or it holds only nodata/NaN
+    (anywhere, or where it overlaps the grid)."""
+    from rasterio.warp import transform_bounds
+
+    try:
+        l, b, r, t = transform_bounds(src.crs, grid.crs, *src.bounds)
+        gl, gb, gr, gt = grid.bounds
+        overlaps = l < gr and r > gl and b < gt and t > gb
+    except Exception:  # noqa: BLE001 — bounds that cannot be transformed: say what is known
+        overlaps = True
+    if not overlaps:
+        return (f"Auxiliary raster {path} does not overlap the grid (its extent lies outside the region). "
+                "Use a raster that covers the region or change --outline/--bounds.")
+    shape = (min(src.height, 1024), min(src.width, 1024))
+    sample = src.read(1, out_shape=shape, masked=True)
+    empty = np.ma.getmaskarray(sample) | ~np.isfinite(sample.filled(0))
+    where = "in every cell" if empty.all() else "wherever it overlaps the region"
+    return (f"Auxiliary raster {path} holds no data {where}: {band} is nodata"
+            f"{f' ({src.nodata:g})' if src.nodata is not None else ''} or NaN there. Check its nodata value "
+            "(gdalinfo; `gdal_edit.py -unsetnodata` if real values were marked nodata) or use a raster with data "
+            "over the region.")
 
 
 def fill_nearest(arr: np.ndarray) -> np.ndarray:
