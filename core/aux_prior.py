@@ -57,6 +57,11 @@ def aux_prior_map(stack: Stack | str | Path, model_paths: Sequence[str | Path], 
     given, else returned. Returns (mean, std, seconds)."""
     t0 = time.perf_counter()
     progress = progress or SilentProgress()
+    if out is not None:
+        from .output_paths import check_outputs
+
+        check_outputs({"the output": out}, inputs={"stack": stack if isinstance(stack, (str, Path)) else None,
+                                                   "model": list(model_paths)})
     loaded = [load_model(p, torch.device("cpu")) for p in model_paths]
     if not loaded:
         raise InputError("Give at least one model file.")

@@ -2,16 +2,18 @@
 polygons, line attributes: core.vector_aux) → normalised bands, outline → valid mask."""
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
 from . import defaults
-from .atomic import check_writable
 from .aux_layers import distance_to_lines_km, layer_name, normalised_band, resample_to_grid
 from .errors import InputError
-from .grid import Grid
+from .grid import Grid, parse_crs
+from .output_paths import check_outputs
 from .progress import Progress, SilentProgress, check_cancelled
 from .rasterize import geometry_mask, presence_bands, record_cells
 from .records import RecordColumns, read_records
@@ -23,20 +25,58 @@ from .vectors import read_geometries, reproject_geometries
 FAULT_BAND = "fault_distance_km"
 
 
-def outline_grid(outline: str | Path, crs: str, resolution: float) -> tuple[Grid, np.ndarray]:
-    """The grid covering an outline's extent in ``crs`` and its valid-cell mask."""
+GRID_CRS_OPTION = "The grid CRS (--crs)"
+
+
+def memory_limit_bytes() -> int:
+    """The most memory a stack may take while it is built: half of the machine's (8 GiB when
+    that cannot be read)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
+    except (AttributeError, ValueError, OSError):
+        return 8 * 2 ** 30
+
+
+def check_grid_size(grid: Grid, n_species: int, n_aux: int) -> None:
+    """Refuse, before anything is allocated, a grid whose stack would not fit in memory: per
+    cell a byte per presence band and the valid mask, 4 per aux band, and about 24 for the
+    float64 working copies of the band being resampled."""
+    per_cell = n_species + 1 + 4 * n_aux + 24
+    need = grid.width * grid.height * per_cell
+    limit = memory_limit_bytes()
+    if need > limit:
+        fit = grid.resolution * math.sqrt(need / limit)
+        fit = math.ceil(fit / 10 ** math.floor(math.log10(fit)) * 10) * 10 ** math.floor(math.log10(fit)) / 10
+        raise InputError(
+            f"A grid of {grid.width} x {grid.height} cells of {grid.resolution:g} m with {n_species} presence and "
+            f"about {n_aux} aux bands needs about {need / 2 ** 30:.1f} GiB of memory to build; the limit here is "
+            f"{limit / 2 ** 30:.1f} GiB (half of this machine's memory). Choose --resolution {fit:g} or coarser, "
+            "or a smaller outline (--outline).")
+
+
+def _outline_extent(outline: str | Path, crs, resolution: float) -> tuple[Grid, list]:
     geoms, gcrs = read_geometries(outline)
-    from rasterio.crs import CRS
     from rasterio.features import bounds as geom_bounds
 
-    dst = CRS.from_user_input(crs)
+    dst = parse_crs(crs, GRID_CRS_OPTION)
     if not dst.is_projected:
         raise InputError(f"The grid CRS {crs} is geographic; choose a projected CRS in metres "
                          "(e.g. EPSG:5070 for the conterminous US) so that cells have equal area.")
     proj = reproject_geometries(geoms, gcrs, dst)
     b = np.array([geom_bounds(g) for g in proj])
-    grid = Grid.from_bounds(dst, (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()), resolution)
-    return grid, geometry_mask(proj, dst, grid)
+    return Grid.from_bounds(dst, (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()), resolution), proj
+
+
+def outline_grid(outline: str | Path, crs: str, resolution: float) -> tuple[Grid, np.ndarray]:
+    """The grid covering an outline's extent in ``crs`` and its valid-cell mask."""
+    grid, proj = _outline_extent(outline, crs, resolution)
+    return grid, geometry_mask(proj, grid.crs, grid)
+
+
+def _aux_band_count(aux_rasters, faults, point_samples, categorical_polygons, line_attributes) -> int:
+    """Aux bands the stack will have, at least (a categories layer counts one)."""
+    return (len(aux_rasters) + (1 if faults else 0) + sum(len(s.fields) + 1 for s in point_samples)
+            + len(categorical_polygons) + len(line_attributes))
 
 
 def build_stack(out: str | Path,
@@ -60,14 +100,20 @@ def build_stack(out: str | Path,
     valid cells (:func:`normalised_band`)."""
     progress = progress or SilentProgress()
     catalog = catalog or SpeciesCatalog()
-    check_writable(out)
+    vector_specs = [*point_samples, *categorical_polygons, *line_attributes]
+    check_outputs({"the output": out}, inputs={
+        "records": records, "aux raster": list(aux_rasters), "faults": faults, "outline": outline,
+        "vector layer": [spec.path for spec in vector_specs]})
     if resolution <= 0:
         raise InputError(f"Resolution must be positive (metres); got {resolution}.")
-    vector_specs = [*point_samples, *categorical_polygons, *line_attributes]
+    parse_crs(crs, GRID_CRS_OPTION)
     steps = 3 + len(aux_rasters) + (1 if faults else 0) + len(vector_specs)
     progress.start(steps, "build stack")
     try:
-        grid, valid = outline_grid(outline, crs, resolution)
+        grid, proj = _outline_extent(outline, crs, resolution)
+        check_grid_size(grid, len(catalog.symbols),
+                        _aux_band_count(aux_rasters, faults, point_samples, categorical_polygons, line_attributes))
+        valid = geometry_mask(proj, grid.crs, grid)
         if not valid.any():
             raise InputError(f"The outline {outline} covers no cell of the grid.")
         progress.advance(1)

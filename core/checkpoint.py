@@ -44,9 +44,7 @@ def save_checkpoint(directory: str | Path, model: nn.Module, optimizer: torch.op
     path = checkpoint_path(directory)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(full)})
-    for stale in directory.glob(f".{CHECKPOINT_NAME}.*"):  # temp files of runs killed mid-write
-        stale.unlink(missing_ok=True)
-    return path
+    return path  # partial files of runs killed mid-write: atomic_path cleans them (core.atomic)
 
 
 def read_checkpoint_meta(directory: str | Path) -> Optional[dict[str, Any]]:

@@ -13,6 +13,22 @@ MILE_M = 1609.344
 DEFAULT_CRS = "EPSG:5070"  # NAD83 / Conus Albers, metres
 
 
+def parse_crs(value: str | CRS, what: str = "CRS") -> CRS:
+    """A CRS from user input (EPSG:5070, a PROJ string, WKT), or :class:`InputError` naming
+    ``what`` (e.g. the option it came from) when it is not one."""
+    if isinstance(value, CRS):
+        return value
+    from rasterio.errors import CRSError
+
+    from .errors import InputError
+
+    try:
+        return CRS.from_user_input(value)
+    except (CRSError, ValueError, TypeError) as e:
+        raise InputError(f"{what}: '{value}' is not a coordinate reference system ({e}). Give an EPSG code "
+                         "(e.g. EPSG:5070), a PROJ string or WKT.") from None
+
+
 @dataclass(frozen=True)
 class Grid:
     """A north-up raster grid: ``transform`` maps (col, row) to the CRS's coordinates."""

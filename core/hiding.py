@@ -19,7 +19,7 @@ import numpy as np
 from rasterio.crs import CRS
 
 from .errors import InputError
-from .grid import Grid
+from .grid import Grid, parse_crs
 
 WGS84 = "EPSG:4326"
 
@@ -123,7 +123,7 @@ def region_from_bounds(bounds: Sequence[float], crs: str | CRS = WGS84) -> Geome
     minx, miny, maxx, maxy = (float(v) for v in bounds)
     if not (minx < maxx and miny < maxy):
         raise InputError(f"Bounds {list(bounds)} are empty: write them as minx miny maxx maxy.")
-    crs = CRS.from_user_input(crs)
+    crs = parse_crs(crs, "The CRS of the bounds (--bounds-crs)")
     if crs.is_geographic and not (-180 <= minx and maxx <= 180 and -90 <= miny and maxy <= 90):
         raise InputError(f"Bounds {list(bounds)} are not longitude/latitude degrees; give the CRS they are in "
                          "(e.g. --bounds-crs EPSG:5070).")

@@ -400,6 +400,12 @@ def infill(stack: Stack | StackSource | str | Path,
     if batch_size < 1:
         raise InputError(f"The batch size must be at least 1; got {batch_size}.")
     dev, dev_note = _resolve_device(device)
+    if out is not None:
+        from .output_paths import check_outputs
+
+        check_outputs({"the output": out}, inputs={
+            "stack": stack if isinstance(stack, (str, Path)) else getattr(stack, "path", None),
+            "model": [m for m in model_paths if isinstance(m, (str, Path))]})
     source = open_stack_source(stack)
     try:
         members = (list(model_paths) if model_paths and isinstance(model_paths[0], EnsembleMember)

@@ -140,8 +140,8 @@ def read_card(path: str | Path) -> ModelCard:
     if not cp.exists():
         raise InputError(f"The model {path} has no card {cp} beside it; copy the .json card with the weights.")
     try:
-        return ModelCard(**json.loads(cp.read_text()))
-    except (json.JSONDecodeError, TypeError) as e:
+        card = ModelCard(**json.loads(cp.read_text()))
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
         raise InputError(f"The model card {cp} is not a valid M3 card ({e}).") from None
 
 
@@ -150,13 +150,81 @@ def load_model(path: str | Path, device: Optional[torch.device] = None) -> tuple
     from safetensors.torch import load_file
 
     card = read_card(path)
-    model = build_model(card.model_config)
+    problems = card_problems(card)
+    if problems:
+        raise InputError(f"The model card {cp} is not a valid M3 card: {'; '.join(problems)}. Use the card "
+                         "written with the weights by train.")
+    return card
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def card_problems(card: ModelCard) -> list[str]:
+    """What is wrong with a card's fields (types, ranges, architecture and its options); empty
+    when nothing is."""
+    from .models import MODEL_BUILDERS, unknown_model_options
+
+    bad = []
+    if not isinstance(card.species, list) or not card.species or not all(isinstance(s, str) and s
+                                                                        for s in card.species):
+        bad.append(f"species must be a list of symbols, not {card.species!r}")
+    if not isinstance(card.aux_bands, list) or not all(isinstance(b, dict) and isinstance(b.get("name"), str)
+                                                       for b in card.aux_bands):
+        bad.append("aux_bands must be a list of bands with a name")
+    if not _is_int(card.tile_size) or card.tile_size <= 0:
+        bad.append(f"tile_size must be a positive whole number of cells, not {card.tile_size!r}")
+    if not _is_number(card.threshold) or not 0.0 <= float(card.threshold) <= 1.0:
+        bad.append(f"threshold must be a probability between 0 and 1, not {card.threshold!r}")
+    for name in ("grid", "masking", "training", "metrics", "data"):
+        if not isinstance(getattr(card, name), dict):
+            bad.append(f"{name} must be a JSON object")
+    model = card.model
+    if not isinstance(model, dict):
+        return bad + ["model must be a JSON object"]
+    unknown_keys = set(model) - {"arch", "in_channels", "classes", "encoder_depth", "options"}
+    if unknown_keys:
+        bad.append(f"model has unknown fields {sorted(unknown_keys)}")
+    arch = model.get("arch", "unet")
+    if arch not in MODEL_BUILDERS:
+        bad.append(f"model.arch '{arch}' is not an architecture of this version (known: {', '.join(MODEL_BUILDERS)})")
+    for name in ("in_channels", "classes"):
+        if not _is_int(model.get(name)) or model[name] <= 0:
+            bad.append(f"model.{name} must be a positive whole number, not {model.get(name)!r}")
+    if "encoder_depth" in model and not _is_int(model["encoder_depth"]):
+        bad.append(f"model.encoder_depth must be a whole number, not {model['encoder_depth']!r}")
+    options = model.get("options", {})
+    if not isinstance(options, dict):
+        bad.append("model.options must be a JSON object")
+    elif arch in MODEL_BUILDERS:
+        unknown = unknown_model_options(arch, options)
+        if unknown:
+            bad.append(f"model.options {unknown} are not options of the '{arch}' architecture")
+    if _is_int(model.get("classes")) and isinstance(card.species, list) and model["classes"] != len(card.species):
+        bad.append(f"model.classes ({model['classes']}) is not the number of species ({len(card.species)})")
+    return bad
+    try:
+        model = build_model(card.model_config)
+    except (ValueError, TypeError, KeyError, RuntimeError) as e:
+        raise InputError(f"The model card {card_path(path)} describes a model this version cannot build ({e}).") from None
     try:
         state = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types
         raise InputError(f"{path} is not a readable safetensors file ({e}).") from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # tensors of other sizes than the card's layers
+        sizes = [line.strip() for line in str(e).splitlines() if "size mismatch" in line]
+        raise ModelMismatchError(
+            f"The weights in {path} do not fit the layer sizes in its card {card_path(path).name} "
+            f"({len(sizes)} tensors of other sizes, e.g. {sizes[0] if sizes else e}). Use the card written with "
+            "these weights.") from None
     if missing or unexpected:
         raise ModelMismatchError(f"The weights in {path} do not fit the architecture in its card "
                                  f"(missing {len(missing)}, unexpected {len(unexpected)} tensors).")

@@ -83,6 +83,35 @@ def build_model(cfg: ModelConfig) -> nn.Module:
                         cfg.in_channels, cfg.classes, sigmas, aux_sigmas, aux_prior, aux_prior_added)
 
 
+SHARED_OPTIONS = (CONTEXT_OPTION, AUX_CONTEXT_OPTION, AUX_PRIOR_OPTION, AUX_PRIOR_ADDED_OPTION)
+FIXED_UNET_ARGUMENTS = ("encoder_name", "encoder_weights", "in_channels", "classes")
+
+
+def model_option_names(arch: str) -> set[str]:
+    """The model options an architecture takes (its own and :data:`SHARED_OPTIONS`)."""
+    if arch == "unet":
+        import inspect
+
+        import segmentation_models_pytorch as smp
+
+        # its **kwargs go to timm encoders only (ResNet encoders ignore them): not options here
+        params = inspect.signature(smp.Unet.__init__).parameters.values()
+        own = ({p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
+               - set(FIXED_UNET_ARGUMENTS)) | {"decoder_use_batchnorm"}  # the older spelling smp still reads
+    elif arch == "vit":
+        from .vit import DEFAULTS
+
+        own = set(DEFAULTS) | {"dropout"}
+    else:
+        own = set()
+    return set(SHARED_OPTIONS) | own
+
+
+def unknown_model_options(arch: str, options: dict[str, Any]) -> list[str]:
+    """The options an architecture does not take, sorted."""
+    return sorted(set(options) - model_option_names(arch))
+
+
 def pick_device(prefer: str = "auto") -> tuple[torch.device, str]:
     """The device to run on and a sentence for the user saying which and why."""
     if prefer == "cpu":

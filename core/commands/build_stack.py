@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import defaults
 from ..build_stack import build_stack
+from ..output_paths import check_outputs
 from ..progress import TqdmProgress
 from ..species import SpeciesCatalog
 from ..vector_aux import SPEC_SYNTAX, parse_specs
@@ -81,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     points = parse_specs(args.points, "points", defaults.POINT_SAMPLES)
     categories = parse_specs(args.categories, "categories", defaults.CATEGORICAL_POLYGONS)
     lines = parse_specs(args.line_attribute, "line-attribute", defaults.LINE_ATTRIBUTES)
+    check_outputs({"--out": args.out}, inputs={
+        "--records": args.records, "--aux": args.aux, "--faults": faults, "--outline": args.outline,
+        "--points": [s.path for s in points], "--categories": [s.path for s in categories],
+        "--line-attribute": [s.path for s in lines]})
     stack = build_stack(args.out, records=args.records, aux_rasters=args.aux, faults=faults,
                         outline=args.outline, crs=args.crs, resolution=args.resolution, catalog=catalog,
                         include_processing_sites=args.include_processing_sites, progress=TqdmProgress(),

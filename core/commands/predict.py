@@ -67,10 +67,16 @@ def run(args: argparse.Namespace) -> int:
     import rasterio
 
     from ..defaults import BUNDLED_MODEL, default_stack_path
+    from ..model_file import card_path
+    from ..output_paths import check_outputs
     from ..prediction_io import write_quicklook
     from ..stack_windows import GeoTiffStackSource
 
     models = args.models or [BUNDLED_MODEL]
+    png = None if args.no_quicklook else (args.quicklook or args.out.with_suffix(".png"))
+    check_outputs({"--out": args.out, "--quicklook" if args.quicklook else "--quicklook (default: --out with .png)": png},
+                  inputs={"--stack": args.stack, "--models": models, "the model card": [card_path(m) for m in models],
+                          "--hide-vector": args.hide_vector})
     stack_path = args.stack or default_stack_path()
     # GDAL's block cache would otherwise grow to 5% of the machine's memory while strips are read
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), GeoTiffStackSource(stack_path) as source:
@@ -84,8 +90,7 @@ def run(args: argparse.Namespace) -> int:
             _, _, seconds = aux_prior_map(source, models, out=args.out, progress=TqdmProgress())
             print(f"wrote {args.out}: the aux prior of {len(models)} model(s) (mean_*/std_* over them), "
                   f"{source.grid.width} x {source.grid.height} cells, CPU, {seconds:.1f} s")
-            if not args.no_quicklook:
-                png = args.quicklook or args.out.with_suffix(".png")
+            if png is not None:
                 write_quicklook(args.out, png, source)
                 print(f"quick-look: {png}")
             return 0
@@ -101,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}: {g.width} x {g.height} cells, {g.crs.to_string()}, bands "
               + ", ".join(f"mean_{s}/std_{s}" for s in result.species))
         print("predicted cells: " + ", ".join(f"{s} {n}" for s, n in result.predicted_cells.items()))
-        if not args.no_quicklook:
-            png = args.quicklook or args.out.with_suffix(".png")
+        if png is not None:
             write_quicklook(args.out, png, source)
             print(f"quick-look: {png}")
     return 0

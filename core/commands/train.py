@@ -8,7 +8,9 @@ from typing import Any
 
 from ..errors import InputError
 from ..masking import REGION_SHAPES
-from ..models import RESNET_DEPTHS
+from ..model_file import card_path
+from ..models import RESNET_DEPTHS, model_option_names, unknown_model_options
+from ..output_paths import check_outputs
 from ..presets import PRESETS, preset
 from ..progress import TqdmProgress
 from ..stack import Stack
@@ -143,6 +145,15 @@ def run(args: argparse.Namespace) -> int:
     if args.out.suffix != ".safetensors":
         raise InputError(f"--out must end in .safetensors (got {args.out}).")
     config = config_from_args(args)
+    unknown = unknown_model_options(config.arch, config.model_options)
+    if unknown:
+        raise InputError(f"The '{config.arch}' architecture takes no model option {', '.join(unknown)} "
+                         f"(it takes {', '.join(sorted(model_option_names(config.arch))) or 'none'}).")
+    ckpt = args.checkpoint_dir or args.out.with_name(args.out.stem + ".ckpt")
+    check_outputs({"--out": args.out, "the model card (--out with .json)": card_path(args.out)},
+                  inputs={"--stack": args.stack},
+                  folders={"--checkpoint-dir" if args.checkpoint_dir else "the checkpoint folder (--out with .ckpt)":
+                           ckpt})
     stack = load_stack(args.stack)
     train(stack, config, args.out, checkpoint_dir=args.checkpoint_dir, resume=args.resume, device=args.device,
           progress=TqdmProgress())
