@@ -24,7 +24,7 @@ from .errors import InputError
 from .model_file import ModelCard, load_model
 from .prediction_io import prediction_file
 from .progress import Progress, SilentProgress, check_cancelled
-from .stack import Stack
+from .stack import Stack, stack_fingerprint
 from .stack_windows import open_stack_source
 
 STRIP = 256
@@ -79,7 +79,8 @@ def aux_prior_map(stack: Stack | str | Path, model_paths: Sequence[str | Path], 
         strips = list(range(0, g.height, STRIP))
         progress.start(len(strips) * len(loaded), "aux prior map")
         tags = {"species": species, "models": [Path(p).name for p in model_paths], "draws": 1,
-                "hide": "nothing: the aux prior alone (no record)", "evaluations": len(loaded)}
+                "hide": "nothing: the aux prior alone (no record)", "evaluations": len(loaded),
+                "stack": stack_fingerprint(source)}
         mean_all = std_all = None
         if out is None:
             mean_all = np.full((len(species),) + g.shape, np.nan, np.float32)

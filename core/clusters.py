@@ -11,6 +11,7 @@ and commodities. Clusters are found one species band at a time (one band in memo
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -95,6 +96,35 @@ class KnownSites:
         if len(idx) == 0:
             return None, idx
         return cKDTree(np.column_stack([self.x[idx], self.y[idx]])), idx
+
+
+def check_prediction_stack(prediction: str | Path, source, stack_name: str = "") -> None:
+    """Refuse (:class:`InputError`) a stack that is not the one a prediction was made from: another
+    grid, species the prediction has and the stack lacks, or (predictions record it, tag ``stack``)
+    another stack fingerprint (other records, outline or aux bands; :func:`core.stack.stack_fingerprint`).
+    A prediction too old to carry the fingerprint gets a warning."""
+    from .stack import stack_fingerprint
+
+    grid, species, meta = read_prediction_info(prediction)
+    name, stack_name = Path(prediction).name, stack_name or "the stack"
+    how = ("Pass the stack the prediction was made from (predict --stack), or predict again on this stack.")
+    if grid.to_dict() != source.grid.to_dict():
+        raise InputError(f"{name} and {stack_name} are on different grids (prediction: {grid.width} x {grid.height} "
+                         f"cells of {grid.resolution:g} m in {grid.crs.to_string()}; stack: {source.grid.width} x "
+                         f"{source.grid.height} cells of {source.grid.resolution:g} m in "
+                         f"{source.grid.crs.to_string()}). {how}")
+    missing = [s for s in species if s not in source.species]
+    if missing:
+        raise InputError(f"{name} has species {', '.join(missing)} that {stack_name} lacks (its species: "
+                         f"{', '.join(source.species)}): its known records cannot be those of the prediction. {how}")
+    made_from = meta.get("stack")
+    if made_from is None:
+        warnings.warn(f"{name} does not record which stack it was made from (written by an older version); "
+                      f"its known records are taken from {stack_name}: make sure it is that stack.", stacklevel=2)
+    elif made_from != stack_fingerprint(source):
+        raise InputError(f"{name} was made from another stack than {stack_name} (same grid, but other records, "
+                         "outline, held-out sources or aux bands): clusters 'with no record nearby' would be "
+                         f"judged against the wrong records. {how}")
 
 
 def metres_per_unit(grid: Grid) -> float:

@@ -56,7 +56,7 @@ from .model_file import ModelCard, load_model
 from .models import pick_device
 from .progress import Progress, SilentProgress, check_cancelled
 from .sliding_windows import WindowLayout, round_up
-from .stack import Stack
+from .stack import Stack, stack_fingerprint
 from .stack_windows import StackSource, open_stack_source
 
 MIN_WINDOW = 512      # default largest window side: at least this (cells)
@@ -426,7 +426,8 @@ def infill(stack: Stack | StackSource | str | Path,
             if out is not None:
                 from .prediction_io import prediction_file
 
-                with prediction_file(out, g, engine.out_species, result.tags()) as writer:
+                tags = {**result.tags(), "stack": stack_fingerprint(source)}  # clusters checks its stack
+                with prediction_file(out, g, engine.out_species, tags) as writer:
                     engine.run(writer)
             else:
                 sink = _ArraySink(g, len(engine.out_species))

@@ -13,7 +13,7 @@ from torch import nn
 from .atomic import atomic_path
 from .errors import InputError, ModelMismatchError
 from .models import ModelConfig, build_model
-from .stack import AuxBand, Stack
+from .stack import AuxBand, Stack, normalisation_differences
 
 CARD_VERSION = 1
 
@@ -99,6 +99,13 @@ class ModelCard:
             raise ModelMismatchError(
                 f"The model was trained at {res} m cells but the stack has {stack.grid.resolution} m. "
                 "Build the stack at the model's resolution (build-stack --resolution).")
+        differ = normalisation_differences(self.aux_band_objects(), stack.aux_bands) if self.takes_aux else []
+        if differ:
+            raise ModelMismatchError(
+                f"The stack's aux bands were z-scored with other statistics than the model's: {'; '.join(differ[:5])}"
+                f"{f' and {len(differ) - 5} more' if len(differ) > 5 else ''}. A stack built over another outline "
+                "(or from other rasters) normalises its bands over its own region, so the model would read shifted "
+                "values. Build the stack with the model's outline and aux layers, or train a model on this stack.")
 
 
 def git_commit() -> str:

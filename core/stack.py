@@ -2,6 +2,7 @@
 on one grid, stored as one multi-band GeoTIFF that QGIS opens as it is."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +36,31 @@ class AuxBand:
 
     def denormalise(self, z: np.ndarray) -> np.ndarray:
         return z * self.std + self.mean
+
+
+def stack_fingerprint(source: Any) -> str:
+    """A short hash of what a stack is (species, aux bands and their normalisation, grid, and its
+    info: records file, outline, presence counts, held-out sources), from its metadata alone; a
+    prediction carries it (tag ``stack``) so that its stack can be told from another."""
+    meta = {"species": list(source.species), "aux_bands": [vars(b) for b in source.aux_bands],
+            "grid": source.grid.to_dict(), "info": source.info}
+    return hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def normalisation_differences(expected: list[AuxBand], actual: list[AuxBand], tol: float = 0.01) -> list[str]:
+    """Aux bands (by name, in both lists) whose z-scores were made with other statistics: means
+    apart by more than ``tol`` of the expected spread, or spreads differing by more than ``tol``
+    (relative). A stack built over another outline has other statistics."""
+    have = {b.name: b for b in actual}
+    out = []
+    for e in expected:
+        a = have.get(e.name)
+        if a is None or not (e.std and a.std):
+            continue
+        if abs(a.mean - e.mean) > tol * abs(e.std) or abs(a.std / e.std - 1) > tol:
+            out.append(f"{e.name} (mean {e.mean:.4g}, std {e.std:.4g} expected; the stack's {a.mean:.4g}, "
+                       f"{a.std:.4g})")
+    return out
 
 
 @dataclass

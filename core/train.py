@@ -17,6 +17,7 @@ import contextlib
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -426,6 +427,10 @@ def train(stack: Stack, config: TrainConfig, out: str | Path, checkpoint_dir: Op
     if dist.main:
         say("validating on the validation blocks to choose the threshold ...")
         validation = trainer.validate(len(stack.species))
+        problem = validation_problem(validation)
+        if problem:
+            validation["warning"] = problem  # the card says it too
+            warnings.warn(problem, stacklevel=2)
         steps_run = trainer.step - step0
         run = {"device": why, "world_size": dist.world, "wall_s": round(wall, 1),
                "tiles_per_s": round(steps_run * c.batch_size / wall, 2) if steps_run else None}
@@ -439,6 +444,23 @@ def train(stack: Stack, config: TrainConfig, out: str | Path, checkpoint_dir: Op
         result = {"validation": validation, "run": run, "out": str(out)}
     dist.barrier()
     return result
+
+
+def validation_problem(validation: dict[str, Any]) -> str:
+    """Why a model's validation scores and threshold mean nothing ('' when they do): no
+    validation tile, or no hidden record in them (recall and AUPRC undefined, threshold 0.5)."""
+    why = ""
+    if not validation.get("tiles"):
+        why = "the stack has no validation tile (it is too small for its held-out validation blocks)"
+    elif not sum(r["overall"].get("positives", 0) for r in validation.get("scenarios", {}).values()):
+        why = f"its {validation['tiles']} validation tile(s) hold no hidden record"
+    if not why:
+        return ""
+    return (f"The model's threshold ({float(validation['threshold']):g}) and validation scores are not measured: "
+            f"{why}, so recall and AUPRC are undefined (NaN) and the threshold is the default, not one chosen on "
+            "records. Train on a larger stack (more records and area: several validation blocks of the holdout "
+            "layout), or a smaller --block-size/--tile-size or larger --val-fraction so that validation tiles "
+            "hold records.")
 
 
 def _pooled_dice(v: dict[str, Any]) -> float:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..clusters import KnownSites, find_clusters, summary, write_clusters
+from ..clusters import KnownSites, check_prediction_stack, find_clusters, summary, write_clusters
 from ..prediction_io import read_prediction_info
+from .records_args import add_column_arguments, record_columns
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="no record of the species closer than this to the cluster (default 10 km)")
     p.add_argument("--species", nargs="+", help="species bands to search (default: all in the prediction)")
     p.add_argument("--out", type=Path, required=True, help="output GeoPackage (.gpkg)")
+    add_column_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -40,6 +42,8 @@ def known_sites(args: argparse.Namespace, grid) -> tuple[KnownSites, str]:
     if stack_path is not None or records is None:
         source = GeoTiffStackSource(stack_path or defaults.default_stack_path())
     try:
+        if stack_path is not None:  # the user says it is the prediction's stack: it must be
+            check_prediction_stack(args.prediction, source, Path(stack_path).name)
         if records is None and source is not None and source.info.get("records") == defaults.RECORDS.name:
             records = defaults.RECORDS
         if records is not None:
@@ -47,7 +51,8 @@ def known_sites(args: argparse.Namespace, grid) -> tuple[KnownSites, str]:
             catalog = SpeciesCatalog()
             if symbols and all(s in catalog.symbols for s in symbols):
                 catalog = catalog.subset(symbols)
-            return KnownSites.from_records(read_records(records, catalog), grid), f"records in {Path(records).name}"
+            recs = read_records(records, catalog, columns=record_columns(args))
+            return KnownSites.from_records(recs, grid), f"records in {Path(records).name}"
         return KnownSites.from_stack(source), "presence cells of the stack"
     finally:
         if source is not None:
