@@ -294,6 +294,8 @@ class InfillAlgorithm(M3Algorithm):
         region = as_region(_feature_shapes(source, "region")) if source is not None else None
         hide = HideSpec(tuple(_symbols(self.parameterAsString(parameters, self.SPECIES, context))), region)
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        from .core.output_paths import check_outputs
+        check_outputs({"The output": out}, inputs={"the stack": stack_layer.source(), "the model": models})
         stack = GeoTiffStackSource(stack_layer.source())
         try:
             if region is not None:  # the region and its context only
@@ -399,6 +401,8 @@ class ClustersAlgorithm(M3Algorithm):
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if not out.lower().endswith(".gpkg"):
             raise QgsProcessingException(f"Write the clusters to a GeoPackage (.gpkg), not {out}.")
+        from .core.output_paths import check_outputs
+        check_outputs({"The output": out}, inputs={"the infill result": layer.source()})
         sites = self._known_sites(parameters, context, grid, species)
         feedback.setProgress(20)
         chosen = _symbols(self.parameterAsString(parameters, self.SPECIES, context)) or None

@@ -372,3 +372,73 @@ def test_conus_at_30_m_is_refused_without_allocating(tmp_path, capsys):
     assert rc == 2
     assert "--resolution" in capsys.readouterr().err
     assert time.perf_counter() - t0 < 60
+
+
+# -- the other commands and the Processing algorithms use the same check ----------------------------
+def test_clusters_out_equal_to_the_prediction_is_refused(stack_file, model_file, tmp_path, capsys):
+    pred = tmp_path / "pred.gpkg"  # a prediction GeoTIFF given a .gpkg name
+    assert predict(stack_file, model_file, "--out", pred, "--no-quicklook") == 0
+    before = fingerprint(pred)
+    capsys.readouterr()
+    assert cli_main(["clusters", "--prediction", str(pred), "--stack", str(stack_file), "--out", str(pred)]) == 2
+    assert "--prediction" in capsys.readouterr().err
+    assert fingerprint(pred) == before
+
+
+def test_evaluate_out_equal_to_a_model_card_is_refused(stack_file, model_file, tmp_path, capsys):
+    weights = tmp_path / "m.safetensors"
+    weights.write_bytes(model_file.read_bytes())
+    card = card_path(weights)
+    card.write_bytes(card_path(model_file).read_bytes())
+    before = fingerprint(card)
+    rc = cli_main(["evaluate", "--stack", str(stack_file), "--models", str(weights), "--out", str(card),
+                   "--device", "cpu"])
+    assert rc == 2 and fingerprint(card) == before
+
+
+def test_train_unknown_model_option_is_a_message(stack_file, tmp_path, capsys):
+    rc = cli_main(["train", "--stack", str(stack_file), "--out", str(tmp_path / "m.safetensors"),
+                   "--model-option", "no_such_option=3", "--steps", "1", "--device", "cpu"])
+    assert rc == 2
+    assert "no_such_option" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def processing(qgis_app):
+    from qgis.core import QgsApplication
+    from processing.core.Processing import Processing
+
+    from m3_plugin.processing_provider import M3ProcessingProvider
+
+    Processing.initialize()
+    registry = QgsApplication.processingRegistry()
+    added = registry.providerById("m3") is None
+    if added:
+        assert registry.addProvider(M3ProcessingProvider())
+    import processing as proc
+
+    yield proc
+    if added:
+        registry.removeProvider(registry.providerById("m3"))
+
+
+def test_processing_infill_refuses_to_write_over_its_stack(processing, stack_file, model_file):
+    from qgis.core import QgsProcessingException
+
+    before = fingerprint(stack_file)
+    with pytest.raises(QgsProcessingException, match="stack"):
+        processing.run("m3:infill", {"STACK": str(stack_file), "MODEL": str(model_file), "DEVICE": 0,
+                                     "OUTPUT": str(stack_file)})
+    assert fingerprint(stack_file) == before
+
+
+def test_processing_build_stack_refuses_to_write_over_its_records(processing, small_inputs):
+    from qgis.core import QgsProcessingException
+
+    target = small_inputs["records"]
+    before = fingerprint(target)
+    with pytest.raises(QgsProcessingException, match="records"):
+        processing.run("m3:buildstack", {"RECORDS": str(target), "AUX": [str(small_inputs["aux"])],
+                                         "OUTLINE": str(small_inputs["outline"]), "CRS": "EPSG:5070",
+                                         "RESOLUTION": 2000, "SPECIES": "Au", "OUTPUT": str(target)})
+    assert fingerprint(target) == before

@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..output_paths import check_outputs
+
+    check_outputs({"--json": args.json}, inputs={"--stack": args.stack})
     if args.stack is not None:
         stack = Stack.read(args.stack)
     else:

@@ -60,6 +60,10 @@ def known_sites(args: argparse.Namespace, grid) -> tuple[KnownSites, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..output_paths import check_outputs
+
+    check_outputs({"--out": args.out}, inputs={"--prediction": args.prediction, "--stack": args.stack,
+                                               "--records": args.records})
     grid, species, meta = read_prediction_info(args.prediction)
     threshold = args.threshold if args.threshold is not None else float(meta.get("threshold", 0.5))
     sites, what = known_sites(args, grid)

@@ -80,6 +80,9 @@ def _grouped(pairs: list[tuple[str, Path]]) -> dict[str, list[Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..output_paths import check_outputs
+
+    check_outputs({}, inputs={"--stack": args.stack}, folders={"--out": args.out, "--models-dir": args.models_dir})
     stack = load_stack(args.stack)
     compare(stack, config_from(args), args.seeds, args.out, models_dir=args.models_dir, variants=args.variants,
             baselines=args.baselines, draws=args.draws, mask_seed=args.mask_seed, device=args.device,

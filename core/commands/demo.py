@@ -29,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.model.exists():
         raise InputError(f"No model at {args.model}. Train one with: python train_cli.py train "
                          f"--preset bundled --out {args.model}")
+    from ..output_paths import check_outputs
+
+    check_outputs({}, inputs={"--model": args.model}, folders={"--out": args.out})
     args.out.mkdir(parents=True, exist_ok=True)
     stack_path = args.out / "conus_stack.tif"
     stack = build_stack(stack_path, progress=TqdmProgress())

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from .. import defaults
-from ..atomic import atomic_path, check_writable
+from ..atomic import atomic_path
 from ..discovery import (DEFAULT_SOURCES, INFO_KEY, discovery_stack, format_table, run_discovery,
                          success_figure)
 from ..errors import InputError
@@ -63,10 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_stack(args: argparse.Namespace) -> int:
-    check_writable(args.out)
+    from ..output_paths import check_outputs
+
+    check_outputs({"--out": args.out}, inputs={"--stack": args.stack, "--records": args.records})
     src = args.stack or defaults.default_stack_path()
-    if args.stack is not None and args.out.resolve() == Path(args.stack).resolve():
-        raise InputError("--out is the input stack; choose another file name.")
     stack = Stack.read(src)
     out = discovery_stack(stack, _records(args.records, stack), args.holdout_datasets)
     out.write(args.out)
@@ -110,6 +110,9 @@ def run_discover(args: argparse.Namespace) -> int:
         raise InputError("--draws must be at least 1.")
     models = parse_models(args.models)
     maps = parse_maps(args.maps)
+    from ..output_paths import check_outputs
+
+    check_outputs({}, inputs={"--stack": args.stack, "--records": args.records}, folders={"--out": args.out})
     args.out.mkdir(parents=True, exist_ok=True)
     stack = Stack.read(args.stack)
     sources = args.holdout_datasets or stack.info.get(INFO_KEY) or []

@@ -36,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..model_file import card_path
+    from ..output_paths import check_outputs
+
+    check_outputs({"--out": args.out}, inputs={"--stack": args.stack, "--models": args.models,
+                                               "the model card": [card_path(m) for m in args.models]})
     stack = load_stack(args.stack)
     if args.blank_aux:
         stack = stack.with_blank_aux(args.blank_aux)

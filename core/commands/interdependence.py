@@ -31,7 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..compare_figures import interdependence_figure
+    from ..output_paths import check_outputs
 
+    check_outputs({"interdependence.json": args.out / "interdependence.json",
+                   "interdependence.png": args.out / "interdependence.png"},
+                  inputs={"--stack": args.stack, "--model": args.model}, folders={"--out": args.out})
     stack = load_stack(args.stack)
     card = read_card(args.model)
     card.check_stack(stack)

@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     values = parse_lever_values(args.lever, args.values)
+    from ..output_paths import check_outputs
+
+    check_outputs({}, inputs={"--stack": args.stack}, folders={"--out": args.out, "--models-dir": args.models_dir})
     stack = load_stack(args.stack)
     sweep(stack, config_from(args), args.lever, values, args.seeds, args.out, models_dir=args.models_dir,
           draws=args.draws, mask_seed=args.mask_seed, device=args.device, progress=TqdmProgress())
