@@ -24,7 +24,7 @@ from core.errors import InputError, ModelMismatchError
 from core.grid import Grid
 from core.model_file import ModelCard, save_model
 from core.models import ModelConfig, build_model
-from core.records import RecordColumns, read_records
+from core.records import read_records
 from core.species import SpeciesCatalog
 from core.stack import AuxBand
 from core.synthetic import synthetic_stack
@@ -194,6 +194,8 @@ def test_third_party_column_spellings_are_recognised(tmp_path):
 
 
 def test_records_columns_named_by_the_user(tmp_path, capsys):
+    from core.records import RecordColumns
+
     pts = inside_points(2)
     csv = tmp_path / "odd.csv"
     csv.write_text("E,N,Metals,From\n" + "".join(f"{x},{y},Au;Cu,survey{i}\n" for i, (x, y) in enumerate(pts)))
