@@ -20,12 +20,13 @@ from ..errors import InputError
 from ..records import read_records
 from ..species import SpeciesCatalog
 from ..stack import Stack
+from .records_args import add_column_arguments, record_columns
 
 
-def _records(path: Path, stack: Stack):
+def _records(path: Path, stack: Stack, args: argparse.Namespace):
     from ..layer_inputs import catalog_for
 
-    return read_records(path, catalog_for(stack.species))
+    return read_records(path, catalog_for(stack.species), columns=record_columns(args))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--holdout-datasets", nargs="+", default=list(DEFAULT_SOURCES),
                    help=f"source data sets to hold out (default: {' '.join(DEFAULT_SOURCES)})")
     p.add_argument("--out", required=True, type=Path, help="output stack GeoTIFF")
+    add_column_arguments(p)
     p.set_defaults(func=run_stack)
 
     q = sub.add_parser("discover", help="score maps on records of held-out source data sets",
@@ -59,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--rival-seeds", type=int, default=3, help="seeds of the aux-only gradient boosting")
     q.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     q.add_argument("--out", type=Path, required=True, help="folder for discovery.json, .md and .png")
+    add_column_arguments(q)
     q.set_defaults(func=run_discover)
 
 
@@ -68,7 +71,7 @@ def run_stack(args: argparse.Namespace) -> int:
     check_outputs({"--out": args.out}, inputs={"--stack": args.stack, "--records": args.records})
     src = args.stack or defaults.default_stack_path()
     stack = Stack.read(src)
-    out = discovery_stack(stack, _records(args.records, stack), args.holdout_datasets)
+    out = discovery_stack(stack, _records(args.records, stack, args), args.holdout_datasets)
     out.write(args.out)
     before, after = stack.presence_counts(), out.presence_counts()
     print(f"wrote {args.out}: held out {', '.join(args.holdout_datasets)}")
@@ -116,7 +119,7 @@ def run_discover(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stack = Stack.read(args.stack)
     sources = args.holdout_datasets or stack.info.get(INFO_KEY) or []
-    result = run_discovery(stack, _records(args.records, stack), sources, models, draws=args.draws,
+    result = run_discovery(stack, _records(args.records, stack, args), sources, models, draws=args.draws,
                            rival_seeds=args.rival_seeds, device=args.device, maps=maps)
     table = format_table(result)
     payload = {"command": "discover", "stack": str(args.stack), "draws": args.draws,
