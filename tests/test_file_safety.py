@@ -302,15 +302,30 @@ def test_card_with_unknown_architecture_names_the_file(model_file, tmp_path):
         load_model(weights)
 
 
-def test_card_whose_layer_sizes_do_not_fit_the_weights_names_the_file(model_file, tmp_path):
-    weights = _tampered(model_file, tmp_path, lambda c: c["model"].update(options={"decoder_channels": [64, 32, 16, 8, 4]}))
-    with pytest.raises(M3Error, match=r"t\.safetensors"):
+@pytest.fixture(scope="module")
+def context_model_file(stack, tmp_path_factory) -> Path:
+    """A U-Net with context features (as the presets train): its head's size follows the card."""
+    torch.manual_seed(0)
+    card = card_for(stack)
+    card.model["options"] = {"context_sigmas": [2, 6]}
+    return save_model(tmp_path_factory.mktemp("models") / "ctx.safetensors", build_model(card.model_config), card)
+
+
+def _more_context(card: dict) -> None:
+    card["model"]["options"]["context_sigmas"] = [2, 6, 12]
+
+
+def test_card_whose_layer_sizes_do_not_fit_the_weights_names_the_file(context_model_file, tmp_path):
+    weights = _tampered(context_model_file, tmp_path, _more_context)
+    with pytest.raises(M3Error, match=r"t\.safetensors.*size") as e:
         load_model(weights)
+    assert "t.json" in str(e.value)
 
 
-def test_predict_with_a_mismatched_card_is_a_message(stack_file, model_file, tmp_path):
-    weights = _tampered(model_file, tmp_path, lambda c: c["model"].update(encoder_depth=34))
+def test_predict_with_a_mismatched_card_is_a_message(stack_file, context_model_file, tmp_path, capsys):
+    weights = _tampered(context_model_file, tmp_path, _more_context)
     assert predict(stack_file, weights, "--out", tmp_path / "p.tif", "--no-quicklook") == 2
+    assert "t.safetensors" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("edit, words", [
