@@ -195,19 +195,28 @@ def is_normalised_stack_band(src: RasterBand) -> bool:
 
 
 def records_from_points(points: PointRecords, catalog: SpeciesCatalog) -> Records:
-    """Records of the catalog's species among the points (commodities matched as in CSV files)."""
+    """Records of the catalog's species among the points (commodities matched as in CSV files;
+    points naming no species counted with their spelling: ``Records.unmatched_note()``)."""
+    from collections import Counter
+
+    from .records import NO_COMMODITY
+
     lon = np.asarray(points.lon, float)
     lat = np.asarray(points.lat, float)
     names = points.names or [""] * len(lon)
     keep, rows = [], []
+    unmatched: Counter = Counter()
     for i, text in enumerate(points.commodities):
         found = catalog.match(text or "")
-        if found and np.isfinite(lon[i]) and np.isfinite(lat[i]):
+        if not found:
+            unmatched[(text or "").strip() or NO_COMMODITY] += 1
+        elif np.isfinite(lon[i]) and np.isfinite(lat[i]):
             keep.append(i)
             rows.append([s in found for s in catalog.symbols])
     species = np.array(rows, bool).reshape(len(rows), len(catalog.symbols))
     return Records(lon[keep], lat[keep], species, catalog.symbols, [names[i] for i in keep],
-                   [points.commodities[i] for i in keep], source=points.name)
+                   [points.commodities[i] for i in keep], source=points.name,
+                   skipped_no_species=sum(unmatched.values()), unmatched_spellings=dict(unmatched))
 
 
 def presence_on_grid(symbol: str, src: MineralSource, grid: Grid, valid: np.ndarray,

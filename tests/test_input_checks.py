@@ -319,3 +319,13 @@ def test_validation_problem_names_a_stack_without_validation_tiles():
     assert "no validation tile" in validation_problem({"threshold": 0.5, "thresholds": {}, "scenarios": {}, "tiles": 0})
     ok = {"threshold": 0.3, "tiles": 2, "scenarios": {"region": {"overall": {"positives": 5}}}}
     assert validation_problem(ok) == ""
+
+
+def test_map_layer_points_naming_no_species_are_counted_too():
+    from core.layer_inputs import PointRecords, catalog_for, records_from_points
+
+    pts = PointRecords(np.array([-120.0, -119.0, -118.0]), np.array([38.0, 38.5, 39.0]),
+                       ["Gold-Silver", "Clay", "Clay"], ["a", "b", "c"])
+    recs = records_from_points(pts, catalog_for(["Au", "Ag"]))
+    assert len(recs) == 1 and recs.skipped_no_species == 2 and recs.unmatched_spellings == {"Clay": 2}
+    assert "'Clay' (2)" in recs.unmatched_note()
