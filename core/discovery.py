@@ -50,6 +50,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.stats import rankdata
 
+from .aux_boosting import AuxBoosting, window_features
 from .aux_prior import has_aux_prior
 from .errors import InputError
 from .model_file import read_card
@@ -63,7 +64,6 @@ TOP_SHARES = (0.01, 0.05, 0.10)
 BLOCK = 10                      # cells per side of the aggregated AUC's blocks
 BLUR_SIGMAS = (1.0, 2.0, 4.0, 8.0, 16.0)
 MARGIN = 64                     # cells of context around an area for the maps
-AUX_SIGMAS = (5.0, 10.0)        # the aux-only rival's local statistics (cells)
 INFO_KEY = "discovery_holdout"
 
 
@@ -241,56 +241,16 @@ def neighbour_density_map(stack: Stack) -> np.ndarray:
     return any_species(prob)
 
 
-def aux_feature_rows(stack: Stack, rows: np.ndarray, cols: np.ndarray,
-                     sigmas: Sequence[float] = AUX_SIGMAS) -> np.ndarray:
-    """(N, A × (1 + 2·len(sigmas))) features at cells: each aux band, its Gaussian local mean
-    and standard deviation at each scale (over valid cells)."""
-    valid = stack.valid.astype(np.float64)
-    cols_out = []
-    dens = [ndimage.gaussian_filter(valid, s, mode="constant") for s in sigmas]
-    for band in stack.aux:
-        a = band.astype(np.float64) * valid
-        cols_out.append(a[rows, cols])
-        for s, den in zip(sigmas, dens):
-            d = np.maximum(den, 1e-6)
-            m = ndimage.gaussian_filter(a, s, mode="constant") / d
-            m2 = ndimage.gaussian_filter(a * a, s, mode="constant") / d
-            cols_out += [m[rows, cols], np.sqrt(np.clip(m2 - m * m, 0, None))[rows, cols]]
-    return np.stack(cols_out, axis=1).astype(np.float32) if cols_out else np.zeros((len(rows), 0), np.float32)
-
-
-def aux_only_maps(stack: Stack, windows: Sequence[tuple[int, int, int, int]], seed: int,
-                  negatives: int = 300_000) -> list[np.ndarray]:
-    """The aux-only rival: gradient boosting (scikit-learn's HistGradientBoostingClassifier) on
-    :func:`aux_feature_rows`, fitted to any-species presence of the visible records at every
-    presence cell and ``negatives`` random empty valid cells of the whole grid; its probability
-    on each window (NaN outside valid cells)."""
-    if not stack.aux_bands:
-        raise InputError("The stack has no aux band; the aux-only rival needs some.")
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    rng = np.random.default_rng(seed)
-    present = stack.presence.any(axis=0) & stack.valid
-    pr, pc = np.nonzero(present)
-    er, ec = np.nonzero(stack.valid & ~present)
-    pick = rng.choice(len(er), min(negatives, len(er)), replace=False)
-    rows = np.concatenate([pr, er[pick]])
-    cols = np.concatenate([pc, ec[pick]])
-    y = np.concatenate([np.ones(len(pr)), np.zeros(len(pick))])
-    # Prior correction: negatives are subsampled; their weight restores the true share.
-    w = np.concatenate([np.ones(len(pr)), np.full(len(pick), len(er) / max(1, len(pick)))])
-    win_idx = [np.nonzero(np.ones((h, wd), bool)) for (_, _, h, wd) in windows]
-    all_rows = np.concatenate([rows] + [r + w0[0] for r, w0 in zip([i[0] for i in win_idx], windows)])
-    all_cols = np.concatenate([cols] + [c + w0[1] for c, w0 in zip([i[1] for i in win_idx], windows)])
-    x = aux_feature_rows(stack, all_rows, all_cols)
-    clf = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1, max_leaf_nodes=31,
-                                         l2_regularization=1.0, random_state=seed)
-    clf.fit(x[:len(rows)], y, sample_weight=w)
-    out, at = [], len(rows)
-    for (r0, c0, h, wd) in windows:
-        p = clf.predict_proba(x[at:at + h * wd])[:, 1].reshape(h, wd)
-        at += h * wd
-        out.append(np.where(stack.valid[r0:r0 + h, c0:c0 + wd], p, np.nan))
+def aux_only_maps(stack: Stack, windows: Sequence[tuple[int, int, int, int]], seed: int) -> list[np.ndarray]:
+    """The aux-only rival (:mod:`core.aux_boosting`), fitted to any-species presence of the
+    visible records over the whole grid: its probability on each window (NaN outside valid cells)."""
+    model = AuxBoosting.fit(stack, stack.presence.any(axis=0), seed)
+    out = []
+    for (r0, c0, h, w) in windows:
+        vr, vc, x = window_features(stack, (r0, c0, h, w))
+        p = np.full((h, w), np.nan)
+        p[vr, vc] = model.predict(x)
+        out.append(p)
     return out
 
 

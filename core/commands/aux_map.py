@@ -1,0 +1,70 @@
+"""``aux-map``: the aux-only map (:mod:`core.aux_boosting`) per species, as a prediction GeoTIFF.
+
+No model file and no record as input: gradient boosting on the stack's aux bands, fitted to
+where each species' records are. On the discovery test it ranks some held-out surveys better
+than M3's maps (README); ``predict`` points here, and every reader of prediction GeoTIFFs
+(the dock, ``clusters``, the quick-look, ``discover --maps``) takes its output.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..progress import TqdmProgress
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("aux-map", help="the aux-only map: gradient boosting on the aux bands, per species (GeoTIFF)",
+                       description="Fits, per species, a gradient-boosting classifier (scikit-learn) on the stack's "
+                                   "aux bands and their local mean and spread to where that species' records are, "
+                                   "and writes its probability on every valid cell (mean_*/std_* over --seeds, the "
+                                   "same GeoTIFF layout as predict). It takes no record as input: a map of what the "
+                                   "aux layers say, beside M3's map of what the records and the aux layers say.")
+    p.add_argument("--stack", type=Path, help="stack GeoTIFF (default: the embedded CONUS stack)")
+    p.add_argument("--species", nargs="+", metavar="SYMBOL", help="species to map (default: all the stack's)")
+    p.add_argument("--seeds", type=int, default=1, help="fits per species (mean and spread over them; default 1)")
+    p.add_argument("--out", type=Path, required=True, help="output GeoTIFF (mean_* and std_* bands)")
+    p.add_argument("--quicklook", type=Path, help="PNG quick-look (default: the output with .png)")
+    p.add_argument("--no-quicklook", action="store_true", help="write no PNG")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..atomic import check_writable
+    from ..aux_boosting import aux_boosting_maps
+    from ..defaults import default_stack_path
+    from ..prediction_io import prediction_file, write_quicklook
+    from ..stack import Stack
+
+    if args.seeds < 1:
+        raise InputError("--seeds must be at least 1.")
+    stack_path = Path(args.stack or default_stack_path())
+    png = None if args.no_quicklook else (args.quicklook or args.out.with_suffix(".png"))
+    for path in [args.out] + ([png] if png else []):
+        if path.resolve() == stack_path.resolve():
+            raise InputError(f"{path} is the input stack; choose another output name.")
+        check_writable(path)
+    t0 = time.perf_counter()
+    stack = Stack.read(stack_path)
+    species = list(args.species or stack.species)
+    unknown = [s for s in species if s not in stack.species]
+    if unknown:
+        raise InputError(f"The stack has no species {unknown}; it has {stack.species}.")
+    targets = np.stack([stack.presence[stack.species.index(s)].astype(bool) for s in species])
+    mean, std = aux_boosting_maps(stack, targets, list(range(args.seeds)), progress=TqdmProgress())
+    tags = {"species": species, "models": [], "draws": 0, "evaluations": args.seeds,
+            "hide": "nothing: aux-only gradient boosting (no model, no record as input)",
+            "method": "aux-only gradient boosting", "aux_bands": stack.aux_names, "seeds": args.seeds}
+    with prediction_file(args.out, stack.grid, species, tags) as writer:
+        writer.write_rows(0, mean, std)
+    print(f"wrote {args.out}: aux-only map of {', '.join(species)} ({args.seeds} seed(s), "
+          f"{len(stack.aux_bands)} aux bands), {stack.grid.width} x {stack.grid.height} cells, CPU, "
+          f"{time.perf_counter() - t0:.0f} s")
+    if png:
+        write_quicklook(args.out, png, stack)
+        print(f"quick-look: {png}")
+    return 0

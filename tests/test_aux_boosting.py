@@ -1,0 +1,68 @@
+"""The aux-only map: features by strips equal whole-grid filtering; it learns what an aux band says."""
+import numpy as np
+import pytest
+from scipy import ndimage
+
+import core.aux_boosting as ab
+from core.cli import main
+from core.prediction_io import read_band, read_prediction_info
+from core.synthetic import synthetic_stack
+
+
+@pytest.fixture(autouse=True)
+def one_openmp_thread():
+    """scikit-learn's OpenMP threads spin-wait badly on a busy 2-core machine; tiny fits need one."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+def _whole_grid_features(stack, rows, cols, sigmas):
+    valid = stack.valid.astype(np.float64)
+    out = []
+    for band in stack.aux:
+        a = band.astype(np.float64) * valid
+        out.append(a[rows, cols])
+        for s in sigmas:
+            d = np.maximum(ndimage.gaussian_filter(valid, s, mode="constant"), 1e-6)
+            m = ndimage.gaussian_filter(a, s, mode="constant") / d
+            m2 = ndimage.gaussian_filter(a * a, s, mode="constant") / d
+            out += [m[rows, cols], np.sqrt(np.clip(m2 - m * m, 0, None))[rows, cols]]
+    return np.stack(out, axis=1).astype(np.float32)
+
+
+def test_features_by_strips_equal_filtering_the_whole_grid(monkeypatch):
+    stack = synthetic_stack(90, 70, n_species=2, n_aux=2, seed=3)
+    monkeypatch.setattr(ab, "STRIP_ROWS", 16)          # many strips, halo (20 rows) wider than a strip
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, 90, 500), rng.integers(0, 70, 500)
+    got = ab.aux_features(stack, rows, cols, (2.0, 5.0))
+    assert got.shape == (500, 2 * 5) and len(ab.feature_names(stack.aux_names, (2.0, 5.0))) == 10
+    np.testing.assert_allclose(got, _whole_grid_features(stack, rows, cols, (2.0, 5.0)), rtol=1e-5, atol=1e-6)
+
+
+def test_the_aux_only_map_ranks_where_the_aux_band_says_records_are():
+    stack = synthetic_stack(128, 128, n_species=1, n_aux=2, seed=4)
+    stack.aux[0] = np.where(stack.valid, np.linspace(-1, 1, 128)[None, :], 0).astype(np.float32)
+    stack.presence[0] = ((np.random.default_rng(1).random((128, 128)) < 0.08)
+                         & (stack.aux[0] > 0.3) & stack.valid).astype(np.uint8)
+    mean, std = ab.aux_boosting_maps(stack, stack.presence.astype(bool), [0, 1])
+    east, west = mean[0][:, 100:][stack.valid[:, 100:]], mean[0][:, :40][stack.valid[:, :40]]
+    assert np.nanmean(east) > 5 * np.nanmean(west)
+    assert np.isnan(mean[0][~stack.valid]).all() and np.isfinite(std[0][stack.valid]).all()
+
+
+def test_aux_map_command_writes_a_prediction_the_readers_take(tmp_path, capsys):
+    stack = synthetic_stack(64, 64, n_species=2, n_aux=2, seed=5)
+    stack_path = tmp_path / "stack.tif"
+    stack.write(stack_path)
+    out = tmp_path / "aux_map.tif"
+    assert main(["aux-map", "--stack", str(stack_path), "--species", "Ag", "--out", str(out)]) == 0
+    grid, species, meta = read_prediction_info(out)
+    assert species == ["Ag"] and meta["method"] == "aux-only gradient boosting"
+    p = read_band(out, "mean_Ag")
+    assert np.isfinite(p[stack.valid]).all() and np.isnan(p[~stack.valid]).all()
+    assert (tmp_path / "aux_map.png").exists()
+    assert main(["aux-map", "--stack", str(stack_path), "--out", str(stack_path)]) != 0
+    assert "input stack" in capsys.readouterr().err
