@@ -194,3 +194,38 @@ def write_report_html(path: str | Path, title: str, settings: dict[str, Any], ro
     path = Path(path)
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def write_sites(records: Records, species: Sequence[str], path: str | Path, layer: str = "known_sites") -> int:
+    """The records that name any of ``species`` as a GeoPackage point layer in WGS84 (fields: name,
+    commodities, species = the given species each names), atomically; returns how many."""
+    from .atomic import atomic_path
+    from .vectors import ogr_modules
+
+    _, ogr, osr = ogr_modules()
+    cols = [records.symbols.index(s) for s in species if s in records.symbols]
+    keep = records.species[:, cols].any(axis=1) if cols else np.zeros(len(records), bool)
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(4326)
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.unlink()
+        ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
+        lyr = ds.CreateLayer(layer, srs, ogr.wkbPoint)
+        for name in ("name", "commodities", "species"):
+            lyr.CreateField(ogr.FieldDefn(name, ogr.OFTString))
+        defn = lyr.GetLayerDefn()
+        ds.StartTransaction()
+        for i in np.flatnonzero(keep):
+            feat = ogr.Feature(defn)
+            feat.SetField("name", records.names[i] if i < len(records.names) else "")
+            feat.SetField("commodities", records.commodities[i] if i < len(records.commodities) else "")
+            feat.SetField("species", ", ".join(records.symbols[c] for c in cols if records.species[i, c]))
+            pt = ogr.Geometry(ogr.wkbPoint)
+            pt.AddPoint_2D(float(records.lon[i]), float(records.lat[i]))
+            feat.SetGeometry(pt)
+            lyr.CreateFeature(feat)
+        ds.CommitTransaction()
+        ds = None
+    return int(keep.sum())

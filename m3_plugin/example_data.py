@@ -25,6 +25,7 @@ GROUP = "M3 example data"
 STACK_LAYER = "M3 stack (CONUS, 1 mile)"
 RECORDS_LAYER = "mineral sites (MinMod)"
 RECORDS_TABLE = "mineral_sites"
+CONUS_EXTENT_WGS84 = (-125.0, 24.0, -66.5, 49.5)  # the conterminous US (xmin, ymin, xmax, ymax)
 
 
 def records_geopackage() -> Path:
@@ -109,6 +110,7 @@ class ExampleData:
         self.group: Optional[QgsLayerTreeGroup] = None
         self.task: Optional[StackBuildTask] = None
         self.stack_layer_id: Optional[str] = None
+        self.on_stack: Optional[Callable[[Optional[str]], None]] = None  # called once the stack is in (or failed)
 
     def load(self) -> QgsLayerTreeGroup:
         """Add the layers that need no build; start (or finish at once) adding the stack."""
@@ -144,19 +146,23 @@ class ExampleData:
     def _add_stack(self, path: Optional[Path], error: Optional[str]) -> None:
         if self.group is None or sip.isdeleted(self.group):  # the project was closed meanwhile
             return
-        if path is None:
-            self.report(f"The example stack was not built: {error}", True)
-            return
-        layer = _raster(path, STACK_LAYER)
-        styles.style_presence(layer, 1)
         try:
-            _add(self.group, [layer], at_top=True)
-        except M3Error as e:
-            self.report(str(e), True)
-            return
-        self.stack_layer_id = layer.id()
-        self.report("Example data loaded: the stack's presence bands, aux rasters, mineral sites, faults "
-                    "and the outline.", False)
+            if path is None:
+                self.report(f"The example stack was not built: {error}", True)
+                return
+            layer = _raster(path, STACK_LAYER)
+            styles.style_presence(layer, 1)
+            try:
+                _add(self.group, [layer], at_top=True)
+            except M3Error as e:
+                self.report(str(e), True)
+                return
+            self.stack_layer_id = layer.id()
+            self.report("Example data loaded: the stack's presence bands, aux rasters, mineral sites, faults "
+                        "and the outline.", False)
+        finally:
+            if self.on_stack is not None and self.task is not None:  # added later, in the background
+                self.on_stack(self.stack_layer_id)
 
     @staticmethod
     def _remove(group: QgsLayerTreeGroup) -> None:

@@ -23,6 +23,7 @@ LOG_TAG = "M3"
 PREDICTION_FILE = "prediction.tif"
 REGION_FILE = "region.gpkg"
 CLUSTERS_FILE = "clusters.gpkg"
+SITES_FILE = "known_sites.gpkg"
 STEPS_PERCENT = {"inputs": 5.0, "infill": 90.0}  # share of the progress bar; the rest is clusters
 
 
@@ -46,6 +47,8 @@ class InfillJob:
     find_clusters: bool = True
     cluster_min_area_km2: float = 25.0
     cluster_min_distance_km: float = 10.0
+    label_field: str = "nearest_site"   # the clusters' label (a field of the clusters layer)
+    settings: Optional[dict] = None     # what the user asked, for the report
 
 
 class InfillTask(QgsTask):
@@ -80,7 +83,8 @@ class InfillTask(QgsTask):
         if self.isCanceled():
             self.was_cancelled = True
         self._discard()
-        return False
+        # a cancel is no failure: QGIS would show its red "Task failed" for False
+        return self.was_cancelled and self.error is None
 
     def _infill(self) -> RunOutputs:
         from .core.comparison import compare_with_sites
@@ -88,6 +92,8 @@ class InfillTask(QgsTask):
         from .core.infer import infill
         from .core.layer_inputs import as_region, assemble_stack, catalog_for, records_from_points, write_shapes
         from .core.progress import check_cancelled
+        from .core.rasterize import record_cells
+        from .core.run_summary import write_sites
 
         job = self.job
         progress = self._scaled(0, STEPS_PERCENT["inputs"])
@@ -116,6 +122,13 @@ class InfillTask(QgsTask):
         sites = records_from_points(job.sites, catalog_for(stack.species)) if job.sites is not None else None
         if sites is not None:
             outputs.comparison = compare_with_sites(means, grid, region_cells, stack.valid, job.threshold, sites)
+            outputs.scores = self._scores(stack, hide, region_cells, means, sites)
+            inside = record_cells(sites, grid)[2]  # the run's cells: the region and the context around it
+            outputs.known_sites_count = write_sites(sites.subset(inside), list(result.species),
+                                                    job.folder / SITES_FILE)
+            outputs.known_sites = job.folder / SITES_FILE
+        outputs.settings = dict(job.settings or {})
+        outputs.label_field = job.label_field
         if job.find_clusters:
             check_cancelled(progress)
             outputs.clusters, outputs.cluster_count = self._clusters(stack, sites, job)
@@ -123,6 +136,18 @@ class InfillTask(QgsTask):
                            f"draws) on {result.device}, {result.seconds:.1f} s; {result.hide}.")
         self.setProgress(100.0)
         return outputs
+
+    @staticmethod
+    def _scores(stack, hide, region_cells, means, sites):
+        """The hidden species over the region's cells: the model's scores, the known sites and the
+        blurred-record baseline on what the model saw (the hidden species' records in the region off)."""
+        from .core.run_summary import blurred_baseline, species_scores
+
+        visible = stack.presence > 0.5
+        for i in np.flatnonzero(hide.species_flags(stack.species)):
+            visible[i] &= ~region_cells
+        baseline = blurred_baseline(visible, stack.valid)
+        return species_scores(means, stack.grid, region_cells, sites, baseline)
 
     @staticmethod
     def _clusters(stack, sites, job: InfillJob) -> tuple[Path, int]:

@@ -85,8 +85,10 @@ def _request(layer: QgsVectorLayer, extent: Optional[tuple[QgsRectangle, QgsCoor
 
 
 def point_records(layer: QgsVectorLayer, field: str,
-                  extent: Optional[tuple[QgsRectangle, QgsCoordinateReferenceSystem]] = None) -> "PointRecords":
-    """The layer's points (those within ``extent`` when given) as lon/lat with the ``field`` text."""
+                  extent: Optional[tuple[QgsRectangle, QgsCoordinateReferenceSystem]] = None,
+                  name_field: Optional[str] = None) -> "PointRecords":
+    """The layer's points (those within ``extent`` when given) as lon/lat with the ``field`` text and
+    the ``name_field`` text (None: a field called like a name; '': no names)."""
     import numpy as np
 
     from .core.layer_inputs import PointRecords
@@ -98,7 +100,8 @@ def point_records(layer: QgsVectorLayer, field: str,
     if layer.fields().indexOf(field) < 0:
         raise InputError(f"The layer '{layer.name()}' has no field '{field}'. Choose its commodity field.")
     crs_text(layer.crs(), f"The layer '{layer.name()}'")
-    name_field = next((n for n in NAME_FIELD_NAMES if layer.fields().indexOf(n) >= 0), "")
+    if name_field is None or (name_field and layer.fields().indexOf(name_field) < 0):
+        name_field = next((n for n in NAME_FIELD_NAMES if layer.fields().indexOf(n) >= 0), "")
     tr = QgsCoordinateTransform(layer.crs(), WGS84, QgsProject.instance())
     lon, lat, comms, names = [], [], [], []
     for feat in layer.getFeatures(_request(layer, extent, (field, name_field))):

@@ -1,11 +1,14 @@
-"""A finished run as project layers (one group per run) and the comparison table's rows."""
+"""A finished run as project layers (one group per run, read at a glance) and the comparison
+table's rows. Top to bottom: the known sites of the hidden species (small outlined dots), the hidden
+region (an outline), the discovered clusters (by species, labelled), the mean probability per hidden
+species (the first one shown) and its uncertainty (hidden)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
-from qgis.core import QgsLayerTreeGroup, QgsMapLayer, QgsProject, QgsVectorLayer
+from qgis.core import QgsLayerTreeGroup, QgsMapLayer, QgsProject, QgsRasterLayer, QgsVectorLayer
 from qgis.PyQt.QtGui import QColor
 
 from . import styles
@@ -14,8 +17,10 @@ from .layer_sources import raster_layer
 
 if TYPE_CHECKING:
     from .core.comparison import SpeciesComparison
+    from .core.run_summary import SpeciesScores
 
 REGION_COLOUR = QColor(30, 30, 220)
+KNOWN_SITES_TABLE = "known_sites"
 
 
 @dataclass
@@ -34,6 +39,11 @@ class RunOutputs:
     comparison: list["SpeciesComparison"] = field(default_factory=list)
     sites_layer_id: str = ""
     summary: str = ""
+    known_sites: Optional[Path] = None    # GeoPackage: the known sites naming a hidden species
+    known_sites_count: int = 0
+    scores: list["SpeciesScores"] = field(default_factory=list)  # for the table, the curve, the slider
+    settings: dict[str, Any] = field(default_factory=dict)        # what the run was asked (the report)
+    label_field: str = "nearest_site"     # the clusters' label
 
 
 def _band(path: Path, name: str) -> int:
@@ -43,25 +53,36 @@ def _band(path: Path, name: str) -> int:
         return list(src.descriptions).index(name) + 1
 
 
+def probability_name(sym: str) -> str:
+    return f"{sym} mean probability"
+
+
 def run_layers(out: RunOutputs) -> list[tuple[QgsMapLayer, bool]]:
     """(layer, visible) for the run, top to bottom; raises :class:`M3Error` when one does not load."""
     layers: list[tuple[QgsMapLayer, bool]] = []
+    if out.known_sites is not None:
+        what = ", ".join(out.species)
+        sites = QgsVectorLayer(f"{out.known_sites}|layername={KNOWN_SITES_TABLE}",
+                               f"known {what} sites ({out.known_sites_count})", "ogr")
+        styles.style_sites(sites, 1.6, QColor(0, 230, 255))
+        layers.append((sites, True))
     region = QgsVectorLayer(f"{out.region}|layername=region", "hidden region", "ogr")
     styles.style_outline(region, REGION_COLOUR, 0.8, dashed=True)
     layers.append((region, True))
     if out.clusters is not None:
         clusters = QgsVectorLayer(str(out.clusters), f"discovered clusters ({out.cluster_count})", "ogr")
-        styles.style_clusters(clusters)
+        if clusters.isValid():
+            styles.style_clusters(clusters, out.species, out.label_field)
         layers.append((clusters, True))
     for i, sym in enumerate(out.species):
-        mean = raster_layer(str(out.prediction), f"{sym} mean probability")
+        mean = raster_layer(str(out.prediction), probability_name(sym))
         if mean.isValid():
-            styles.style_probability(mean, out.threshold, _band(out.prediction, f"mean_{sym}"))
+            styles.style_probability(mean, out.threshold, _band(out.prediction, f"mean_{sym}"), sym)
         layers.append((mean, i == 0))
     for sym in out.species:
         std = raster_layer(str(out.prediction), f"{sym} uncertainty (std)")
         if std.isValid():
-            styles.style_uncertainty(std, out.std_max.get(sym, 0.25), _band(out.prediction, f"std_{sym}"))
+            styles.style_uncertainty(std, out.std_max.get(sym, 0.25), _band(out.prediction, f"std_{sym}"), sym)
         layers.append((std, False))
     bad = [layer.name() for layer, _ in layers if not layer.isValid()]
     if bad:
@@ -70,33 +91,38 @@ def run_layers(out: RunOutputs) -> list[tuple[QgsMapLayer, bool]]:
     return layers
 
 
-def add_run_group(out: RunOutputs) -> QgsLayerTreeGroup:
-    """Add the run's layers in a new group at the top of the layer tree, just under the known-sites
-    layer when that is a top-level layer (so the sites are drawn over the results). All or nothing."""
+def add_run_group(out: RunOutputs, hide_layer_ids: Iterable[str] = ()) -> QgsLayerTreeGroup:
+    """Add the run's layers in a new group at the top of the layer tree and hide the layers whose
+    ids are given (e.g. the stack whose presence bands show the hidden truth). All or nothing."""
     project = QgsProject.instance()
     root = project.layerTreeRoot()
     layers = run_layers(out)
-    index = 0
-    if out.sites_layer_id:
-        node = root.findLayer(out.sites_layer_id)
-        if node is not None and node.parent() is root:
-            index = root.children().index(node) + 1
-    group = root.insertGroup(index, out.name)
+    group = root.insertGroup(0, out.name)
     try:
         for layer, visible in layers:
             project.addMapLayer(layer, False)
             node = group.addLayer(layer)
             node.setItemVisibilityChecked(visible)
-            node.setExpanded(False)
+            node.setExpanded(visible)
         group.setCustomProperty("m3/run_folder", str(out.folder))
     except Exception:
         remove_group(group)
         raise
-    if out.sites_layer_id and index == 0:
-        node = root.findLayer(out.sites_layer_id)
-        if node is not None:  # inside another group: show it again at the top of the run's group
-            group.insertLayer(0, node.layer())
+    for layer_id in hide_layer_ids:
+        node = root.findLayer(layer_id)
+        if node is not None:
+            node.setItemVisibilityChecked(False)
     return group
+
+
+def probability_layers(group: QgsLayerTreeGroup) -> dict[str, QgsRasterLayer]:
+    """The run group's mean-probability layers by species."""
+    out = {}
+    for node in group.findLayers():
+        name = node.name()
+        if name.endswith(" mean probability") and isinstance(node.layer(), QgsRasterLayer):
+            out[name[:-len(" mean probability")]] = node.layer()
+    return out
 
 
 def remove_group(group: QgsLayerTreeGroup) -> None:
@@ -112,13 +138,17 @@ def remove_group(group: QgsLayerTreeGroup) -> None:
 
 
 def comparison_rows(rows: list["SpeciesComparison"]) -> list[list[str]]:
-    """Table cells: species, sites in region, sites flagged, recall, flagged area (km²), share flagged."""
+    """Table cells (no baseline: a run without scores), as :data:`COMPARISON_HEADERS`."""
+    from .core.run_summary import percent
+
     out = []
     for r in rows:
-        recall = "—" if r.recall is None else f"{r.recall:.0%}"
-        out.append([r.species, str(r.sites_in_region), str(r.sites_flagged), recall,
-                    f"{r.flagged_area_km2:,.0f}", f"{r.flagged_share:.0%}"])
+        lift = (r.recall / r.flagged_share) if r.recall is not None and r.flagged_share > 0 else None
+        out.append([r.species, str(r.sites_in_region), str(r.sites_flagged), percent(r.recall),
+                    f"{r.flagged_area_km2:,.0f}", percent(r.flagged_share), "—",
+                    "—" if lift is None else f"× {lift:.1f}"])
     return out
 
 
-COMPARISON_HEADERS = ["Species", "Sites in region", "In flagged cells", "Recall", "Flagged km²", "Flagged share"]
+COMPARISON_HEADERS = ["Species", "Known sites in region", "Sites in flagged cells", "Share of sites",
+                      "Flagged area km²", "Share of region", "Baseline share of sites", "Lift over random"]

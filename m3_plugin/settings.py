@@ -24,6 +24,7 @@ class DockSettings:
     hidden_species: list[str] = field(default_factory=list)
     region_mode: str = "drawn"
     sites_field: str = ""
+    name_field: str = ""
     find_clusters: bool = True
     cluster_min_area_km2: float = 25.0
     cluster_min_distance_km: float = 10.0

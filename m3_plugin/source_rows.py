@@ -6,7 +6,7 @@ from typing import Optional
 
 from qgis.core import QgsMapLayer, QgsMapLayerProxyModel, QgsRasterLayer, QgsVectorLayer
 from qgis.gui import QgsMapLayerComboBox
-from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QLabel, QWidget
+from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QLabel, QSizePolicy, QWidget
 
 from . import layer_sources as ls
 
@@ -15,7 +15,14 @@ def _compact_combo(parent: QWidget) -> QComboBox:
     """A combo box that does not widen the dock to its longest item (band descriptions are long)."""
     combo = QComboBox(parent)
     combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-    combo.setMinimumContentsLength(12)
+    combo.setMinimumContentsLength(4)
+    return combo
+
+
+def _compact(combo: QComboBox, chars: int = 10) -> QComboBox:
+    """Keep a (layer) combo box from widening the dock to its longest item."""
+    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(chars)
     return combo
 
 
@@ -26,11 +33,17 @@ class MineralRow:
         self.symbol = symbol
         self.hide = QCheckBox(symbol, parent)
         self.hide.setObjectName(f"m3Hide_{symbol}")
+        self.hide.setToolTip(f"Hide {symbol} in the region: the model predicts it from everything else.")
         self.layer = QgsMapLayerComboBox(parent)
         self.layer.setFilters(QgsMapLayerProxyModel.RasterLayer | QgsMapLayerProxyModel.PointLayer)
         self.layer.setAllowEmptyLayer(True)
         self.layer.setLayer(None)
+        _compact(self.layer, 4)
+        self.layer.setToolTip(f"Where {symbol}'s known occurrences come from: a presence raster, or a point "
+                              "layer of records.")
         self.choice = _compact_combo(parent)
+        self.choice.setToolTip(f"The raster band holding {symbol}'s presence, or the point layer's commodity "
+                               "field.")
         self.auto = True
         self.layer.layerChanged.connect(self._layer_changed)
 
@@ -64,11 +77,16 @@ class AuxRow:
     def __init__(self, name: str, parent: QWidget) -> None:
         self.name = name
         self.label = QLabel(name, parent)
+        self.label.setWordWrap(True)
+        self.label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.layer = QgsMapLayerComboBox(parent)
         self.layer.setFilters(QgsMapLayerProxyModel.RasterLayer | QgsMapLayerProxyModel.LineLayer)
         self.layer.setAllowEmptyLayer(True)
         self.layer.setLayer(None)
+        _compact(self.layer, 4)
+        self.layer.setToolTip(f"The raster (or line layer, for a distance band) the model reads as '{name}'.")
         self.band = _compact_combo(parent)
+        self.band.setToolTip(f"The band of the raster that holds '{name}'.")
         self.auto = True
         self.layer.layerChanged.connect(self._layer_changed)
 

@@ -1,28 +1,45 @@
-"""How M3's layers look: presence cells, probability (transparent at low values), uncertainty,
-outlines and clusters."""
+"""How M3's layers look, in one place for the dock and the Processing outputs: presence cells,
+probability (legend naming the species and marking the threshold, transparent well below it),
+uncertainty, known sites, outlines and clusters (by species, labelled)."""
 from __future__ import annotations
 
-from qgis.core import (QgsColorRampShader, QgsFillSymbol, QgsMarkerSymbol, QgsRasterLayer, QgsRasterShader,
-                       QgsSingleBandPseudoColorRenderer, QgsSingleSymbolRenderer, QgsVectorLayer)
+from typing import Optional, Sequence
+
+from qgis.core import (QgsBilinearRasterResampler, QgsCategorizedSymbolRenderer, QgsColorRampShader,
+                       QgsFillSymbol, QgsMarkerSymbol, QgsPalLayerSettings, QgsRasterLayer, QgsRasterShader,
+                       QgsRendererCategory, QgsSingleBandPseudoColorRenderer, QgsSingleSymbolRenderer,
+                       QgsTextBufferSettings, QgsTextFormat, QgsVectorLayer, QgsVectorLayerSimpleLabeling)
 from qgis.PyQt.QtGui import QColor
 
 # yellow → orange → dark red (ColorBrewer YlOrRd), reached at probability 1
 PROBABILITY_COLOURS = ((255, 255, 178), (254, 204, 92), (253, 141, 60), (240, 59, 32), (189, 0, 38))
 UNCERTAINTY_COLOURS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))  # viridis
+# one colour per species for clusters (ColorBrewer Set1 + Dark2), cycled
+SPECIES_COLOURS = ((228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0),
+                   (166, 86, 40), (247, 129, 191), (27, 158, 119), (117, 112, 179), (102, 166, 30))
+SITE_COLOUR = QColor(20, 20, 20)
 
 
 def _pseudocolor(layer: QgsRasterLayer, band: int, items: list[QgsColorRampShader.ColorRampItem],
-                 minimum: float, maximum: float, discrete: bool = False) -> None:
+                 minimum: float, maximum: float, discrete: bool = False, smooth: bool = False) -> None:
     fn = QgsColorRampShader(minimum, maximum)
     fn.setColorRampType(QgsColorRampShader.Discrete if discrete else QgsColorRampShader.Interpolated)
     fn.setClip(False)
     fn.setColorRampItemList(items)
+    try:  # QGIS >= 3.18: list the labelled items, not a gradient bar with bare numbers
+        legend = fn.legendSettings()
+        legend.setUseContinuousLegend(False)
+        fn.setLegendSettings(legend)
+    except AttributeError:
+        pass
     shader = QgsRasterShader(minimum, maximum)
     shader.setRasterShaderFunction(fn)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader)
     renderer.setClassificationMin(minimum)
     renderer.setClassificationMax(maximum)
     layer.setRenderer(renderer)
+    if smooth and layer.resampleFilter() is not None:  # no blocky cells when zoomed in
+        layer.resampleFilter().setZoomedInResampler(QgsBilinearRasterResampler())
     layer.triggerRepaint()
 
 
@@ -33,27 +50,82 @@ def style_presence(layer: QgsRasterLayer, band: int = 1) -> None:
                  0.0, 1.0, discrete=True)
 
 
-def style_probability(layer: QgsRasterLayer, threshold: float, band: int = 1) -> None:
-    """Transparent below half the threshold, fading in up to the threshold, then YlOrRd to 1."""
+def probability_items(species: str, threshold: float) -> list[QgsColorRampShader.ColorRampItem]:
+    """Transparent below half the threshold, fading in up to the threshold, then YlOrRd to 1; the
+    labels name the species and mark the threshold."""
     low = max(0.0, threshold / 2)
-    items = [QgsColorRampShader.ColorRampItem(0.0, QColor(255, 255, 178, 0), "0"),
-             QgsColorRampShader.ColorRampItem(low, QColor(255, 255, 178, 0), f"{low:.2f}")]
+    items = [QgsColorRampShader.ColorRampItem(0.0, QColor(255, 255, 178, 0), "0: not drawn"),
+             QgsColorRampShader.ColorRampItem(low, QColor(255, 255, 178, 0), f"{low:.2f}: faint below the threshold")]
     steps = len(PROBABILITY_COLOURS)
     for i, rgb in enumerate(PROBABILITY_COLOURS):
         value = threshold + (1.0 - threshold) * i / (steps - 1)
-        items.append(QgsColorRampShader.ColorRampItem(value, QColor(*rgb, 220), f"{value:.2f}"))
-    _pseudocolor(layer, band, items, 0.0, 1.0)
+        if i == 0:
+            label = f"{value:.2f}: threshold, {species} flagged at or above"
+        elif i == steps - 1:
+            label = f"{value:.2f}: {species} certain"
+        else:
+            label = f"{value:.2f}"
+        items.append(QgsColorRampShader.ColorRampItem(value, QColor(*rgb, 220), label))
+    return items
 
 
-def style_uncertainty(layer: QgsRasterLayer, maximum: float, band: int = 1) -> None:
-    """Viridis from 0 (transparent) to ``maximum``."""
+def style_probability(layer: QgsRasterLayer, threshold: float, band: int = 1, species: str = "") -> None:
+    """The mean probability of ``species`` (see :func:`probability_items`)."""
+    species = species or _band_species(layer, band, "mean_") or "mineral"
+    _pseudocolor(layer, band, probability_items(species, threshold), 0.0, 1.0, smooth=True)
+
+
+def style_uncertainty(layer: QgsRasterLayer, maximum: float, band: int = 1, species: str = "") -> None:
+    """Viridis from 0 (transparent) to ``maximum``, labelled with two significant digits."""
     maximum = max(maximum, 1e-6)
+    species = species or _band_species(layer, band, "std_") or ""
     steps = len(UNCERTAINTY_COLOURS)
-    items = [QgsColorRampShader.ColorRampItem(0.0, QColor(*UNCERTAINTY_COLOURS[0], 0), "0")]
+    items = [QgsColorRampShader.ColorRampItem(0.0, QColor(*UNCERTAINTY_COLOURS[0], 0), "0: draws agree")]
     for i, rgb in enumerate(UNCERTAINTY_COLOURS[1:], start=1):
         value = maximum * i / (steps - 1)
-        items.append(QgsColorRampShader.ColorRampItem(value, QColor(*rgb, 200), f"{value:.3f}"))
-    _pseudocolor(layer, band, items, 0.0, maximum)
+        label = f"± {value:.2g}"
+        if i == steps - 1:
+            label += f": largest spread{' of ' + species if species else ''} between draws"
+        items.append(QgsColorRampShader.ColorRampItem(value, QColor(*rgb, 200), label))
+    _pseudocolor(layer, band, items, 0.0, maximum, smooth=True)
+
+
+def _band_names(layer: QgsRasterLayer) -> list[str]:
+    from .layer_sources import band_description
+
+    return [band_description(layer, b) for b in range(1, layer.bandCount() + 1)]
+
+
+def _band_species(layer: QgsRasterLayer, band: int, prefix: str) -> str:
+    names = _band_names(layer)
+    name = names[band - 1] if 0 < band <= len(names) else ""
+    return name[len(prefix):] if name.startswith(prefix) else ""
+
+
+def style_prediction_layer(layer: QgsRasterLayer, species: Optional[str] = None,
+                           threshold: Optional[float] = None) -> bool:
+    """Style an M3 prediction GeoTIFF (bands mean_<sp>, std_<sp>) as the probability of ``species``
+    (default: its first) at ``threshold`` (default: the one in the file's tags, else 0.5). The dock and
+    the Processing outputs both call this. False when the layer is not an M3 prediction."""
+    names = _band_names(layer)
+    means = [n[len("mean_"):] for n in names if n.startswith("mean_")]
+    if not means:
+        return False
+    species = species if species in means else means[0]
+    if threshold is None:
+        threshold = prediction_threshold(layer.source())
+    style_probability(layer, threshold, names.index(f"mean_{species}") + 1, species)
+    return True
+
+
+def prediction_threshold(path: str, default: float = 0.5) -> float:
+    """The threshold an infill wrote into its prediction GeoTIFF."""
+    try:
+        from .core.prediction_io import read_prediction_info
+
+        return float(read_prediction_info(path)[2].get("threshold", default))
+    except Exception:  # noqa: BLE001 (not an M3 file, or unreadable tags: the default)
+        return default
 
 
 def style_outline(layer: QgsVectorLayer, colour: QColor, width_mm: float = 0.8, dashed: bool = False) -> None:
@@ -65,17 +137,55 @@ def style_outline(layer: QgsVectorLayer, colour: QColor, width_mm: float = 0.8, 
     layer.triggerRepaint()
 
 
-def style_clusters(layer: QgsVectorLayer) -> None:
-    """Discovered clusters: cyan outline over a light cyan fill."""
-    symbol = QgsFillSymbol.createSimple({"color": "0,200,230,60", "outline_color": "0,120,160",
-                                         "outline_width": "0.6"})
-    layer.setRenderer(QgsSingleSymbolRenderer(symbol))
+def species_colour(species: str, species_list: Sequence[str]) -> QColor:
+    i = list(species_list).index(species) if species in species_list else abs(hash(species))
+    return QColor(*SPECIES_COLOURS[i % len(SPECIES_COLOURS)])
+
+
+def style_clusters(layer: QgsVectorLayer, species_list: Sequence[str] = (), label_field: str = "") -> None:
+    """Discovered clusters: one outline colour per species (field ``species``), light fill, labelled
+    with ``label_field`` (e.g. the nearest known site's name) when the layer has it."""
+    idx = layer.fields().indexOf("species")
+    values = sorted({str(v) for v in layer.uniqueValues(idx)}) if idx >= 0 else []
+    order = list(species_list) or values
+    categories = []
+    for sp in values or order:
+        c = species_colour(sp, order)
+        symbol = QgsFillSymbol.createSimple({"color": f"{c.red()},{c.green()},{c.blue()},50",
+                                             "outline_color": c.name(), "outline_width": "0.6"})
+        categories.append(QgsRendererCategory(sp, symbol, f"{sp} cluster"))
+    if idx >= 0 and categories:
+        layer.setRenderer(QgsCategorizedSymbolRenderer("species", categories))
+    else:
+        layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
+            {"color": "0,200,230,60", "outline_color": "0,120,160", "outline_width": "0.6"})))
+    if label_field and layer.fields().indexOf(label_field) >= 0:
+        label_layer(layer, label_field)
     layer.triggerRepaint()
 
 
-def style_sites(layer: QgsVectorLayer) -> None:
-    """Known sites: small black-rimmed white dots, visible over the probability map."""
-    symbol = QgsMarkerSymbol.createSimple({"name": "circle", "color": "255,255,255", "outline_color": "0,0,0",
-                                           "outline_width": "0.1", "size": "0.9"})
+def label_layer(layer: QgsVectorLayer, field: str, size: float = 8.0) -> None:
+    """Label the features with ``field`` (dark text in a white halo)."""
+    settings = QgsPalLayerSettings()
+    settings.fieldName = field
+    settings.enabled = True
+    fmt = QgsTextFormat()
+    fmt.setSize(size)
+    fmt.setColor(QColor(30, 30, 30))
+    buffer = QgsTextBufferSettings()
+    buffer.setEnabled(True)
+    buffer.setSize(0.8)
+    buffer.setColor(QColor(255, 255, 255))
+    fmt.setBuffer(buffer)
+    settings.setFormat(fmt)
+    layer.setLabeling(QgsVectorLayerSimpleLabeling(settings))
+    layer.setLabelsEnabled(True)
+
+
+def style_sites(layer: QgsVectorLayer, size_mm: float = 0.9, colour: QColor = QColor(255, 255, 255)) -> None:
+    """Known sites: small dark-rimmed dots, visible over the probability map."""
+    symbol = QgsMarkerSymbol.createSimple({"name": "circle", "color": f"{colour.red()},{colour.green()},"
+                                           f"{colour.blue()}", "outline_color": SITE_COLOUR.name(),
+                                           "outline_width": "0.25", "size": str(size_mm)})
     layer.setRenderer(QgsSingleSymbolRenderer(symbol))
     layer.triggerRepaint()

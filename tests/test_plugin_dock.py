@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from plugin_support import example_session, stack_metadata, tiny_model, wait_until
 from qgis.core import (Qgis, QgsCoordinateReferenceSystem, QgsFeature, QgsGeometry, QgsProject,
-                       QgsRasterLayer, QgsRectangle, QgsSettings, QgsVectorLayer)
+                       QgsRasterLayer, QgsRectangle, QgsSettings, QgsTask, QgsVectorLayer)
 from qgis.gui import QgsMapMouseEvent
 from qgis.PyQt.QtCore import QEvent, QPoint, Qt
 
@@ -22,6 +22,7 @@ from core.hiding import GeometryRegion
 from core.layer_inputs import RasterBand, band_on_grid, m3_stack_band
 from core.rasterize import record_cells
 from core.records import read_records
+from core.run_summary import percent
 from m3_plugin.dock import M3Dock
 from m3_plugin.example_data import GROUP, RECORDS_LAYER, STACK_LAYER
 from m3_plugin.settings import DockSettings
@@ -111,7 +112,7 @@ def test_dock_matches_example_layers_by_name(dock, tiny):
     assert dock.ensemble_label.text() == "× 1 model = 2 evaluations"
 
 
-def test_infill_run_adds_a_group_and_fills_the_comparison_table(dock, qgis_iface):
+def test_infill_run_adds_a_group_and_fills_the_comparison_table(dock, qgis_iface, tmp_path):
     dock.mineral_rows["Au"].hide.setChecked(True)
     dock.mineral_rows["Cu"].hide.setChecked(True)
     dock.set_region(QgsGeometry.fromRect(MOTHER_LODE), WGS84)
@@ -123,14 +124,24 @@ def test_infill_run_adds_a_group_and_fills_the_comparison_table(dock, qgis_iface
     group = dock.last_group
     assert group.name().startswith("M3 infill Au, Cu")
     names = [n.name() for n in group.findLayers()]
-    assert names[0] == RECORDS_LAYER  # the known mines, drawn over the results
-    assert {"hidden region", "Au mean probability", "Cu mean probability", "Au uncertainty (std)",
-            "Cu uncertainty (std)"} <= set(names)
-    assert any(n.startswith("discovered clusters") for n in names)
+    # read at once: the known sites of the hidden species on top, the region's outline, the clusters,
+    # the probabilities, the uncertainties; the whole records layer is not put in the group
+    assert names[0].startswith("known Au, Cu sites (") and RECORDS_LAYER not in names
+    assert names[1] == "hidden region" and names[2].startswith("discovered clusters")
+    assert names[3:] == ["Au mean probability", "Cu mean probability", "Au uncertainty (std)",
+                         "Cu uncertainty (std)"]
     visible = {n.name(): n.isVisible() for n in group.findLayers()}
     assert visible["Au mean probability"] and not visible["Au uncertainty (std)"]
+    assert QgsProject.instance().layerTreeRoot().children()[0] is group
     added = set(QgsProject.instance().mapLayers()) - before
-    assert len(added) == len(names) - 1  # the known-mines layer was already there
+    assert len(added) == len(names)
+    # the example stack (its presence bands show the hidden truth) is hidden
+    stack_node = QgsProject.instance().layerTreeRoot().findLayer(dock.mineral_rows["Au"].layer.currentLayer().id())
+    assert not stack_node.isVisible()
+    sites_layer = group.findLayers()[0].layer()
+    species = {f["species"] for f in sites_layer.getFeatures()}
+    assert species and all(set(s.split(", ")) <= {"Au", "Cu"} for s in species)
+    del sites_layer, stack_node
 
     mean_layer = next(n.layer() for n in group.findLayers() if n.name() == "Au mean probability")
     assert isinstance(mean_layer, QgsRasterLayer) and mean_layer.crs().authid() == "EPSG:5070"
@@ -167,10 +178,41 @@ def test_infill_run_adds_a_group_and_fills_the_comparison_table(dock, qgis_iface
         hits = int((mean[sym][rows[sel], cols[sel]] >= threshold).sum())
         assert int(table[sym][1]) == int(sel.sum()) > 0, sym
         assert int(table[sym][2]) == hits, sym
-        assert table[sym][3] == f"{hits / sel.sum():.0%}"
+        assert table[sym][3] == percent(hits / sel.sum())
         flagged = int(((mean[sym] >= threshold) & cells).sum())
         assert table[sym][4] == f"{flagged * (grid.resolution / 1000) ** 2:,.0f}"
     assert any("M3 infill Au, Cu" in m for m in messages(qgis_iface, Qgis.Success))
+
+    # the legend names the species and marks the threshold; the uncertainty's labels are short
+    layers = {n.name(): n.layer() for n in group.findLayers()}
+    labels = [label for label, _ in layers["Au mean probability"].legendSymbologyItems()]
+    assert f"{threshold:.2f}: threshold, Au flagged at or above" in labels, labels
+    std_labels = [label for label, _ in layers["Au uncertainty (std)"].legendSymbologyItems()]
+    assert all(len(label.split(":")[0]) <= 8 for label in std_labels), std_labels
+
+    # the slider re-colours the layers and updates the table without a new run
+    runs = len(list((tmp_path / "runs").iterdir()))
+    dock.results.threshold_slider.setValue(int(round(threshold * 100)) + 10)
+    moved = dock.results.threshold
+    items = layers["Cu mean probability"].renderer().shader().rasterShaderFunction().colorRampItemList()
+    assert any(abs(i.value - moved) < 1e-9 and "threshold" in i.label for i in items)
+    table = {row[0]: row for row in dock.comparison_cells()}
+    for sym in ("Au", "Cu"):
+        sel = in_region & recs.species[:, recs.symbols.index(sym)]
+        assert int(table[sym][2]) == int((mean[sym][rows[sel], cols[sel]] >= moved).sum()), sym
+        assert table[sym][6].endswith("%") and table[sym][7].startswith(("×", "—"))
+    assert len(list((tmp_path / "runs").iterdir())) == runs
+    assert dock.results.curve.curves and dock.results.curve.marks
+
+    # the export: GeoTIFF, curve PNG + CSV, table CSV, HTML report, in a folder the user chose
+    folder = dock.results.export(tmp_path / "exports")
+    names = {p.name for p in folder.iterdir()}
+    assert {"prediction.tif", "capture_curve.png", "capture_curve.csv", "table.csv", "report.html",
+            "region.gpkg", "known_sites.gpkg"} <= names
+    assert "Au_model" in (folder / "capture_curve.csv").read_text().splitlines()[0]
+    assert f"{moved:.2f}" in (folder / "report.html").read_text()
+    assert (folder / "capture_curve.png").stat().st_size > 1000
+    del layers, items
 
 
 def test_cancel_adds_nothing_and_deletes_the_run_folder(dock, qgis_iface):
@@ -189,7 +231,10 @@ def test_cancel_adds_nothing_and_deletes_the_run_folder(dock, qgis_iface):
     assert set(QgsProject.instance().mapLayers()) == layers
     assert [n.name() for n in QgsProject.instance().layerTreeRoot().children()] == tree
     assert not task.job.folder.exists()
-    assert any("cancelled" in m for m in messages(qgis_iface, Qgis.Info))
+    # a clean "Cancelled", not QGIS's red "Task failed"
+    assert any(m.startswith("M3:Cancelled") for m in messages(qgis_iface, Qgis.Info)), (
+        messages(qgis_iface, Qgis.Info), messages(qgis_iface, Qgis.Critical), dock.status_label.text())
+    assert dock.status_label.text().startswith("Cancelled") and task.status() == QgsTask.Complete
     assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
 
 
@@ -217,7 +262,7 @@ def test_errors_reach_the_message_bar_and_leave_nothing(dock, qgis_iface, tmp_pa
     # torch missing in QGIS's Python
     monkeypatch.setattr("m3_plugin.dock.missing_packages", lambda: ["torch"])
     assert dock.run() is None
-    assert "pip install" in messages(qgis_iface, Qgis.Critical)[-1]
+    assert "Click Install" in messages(qgis_iface, Qgis.Critical)[-1]
     assert _no_new_layers(before)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
@@ -245,13 +290,13 @@ def test_a_model_trained_with_aux_dropout_may_leave_an_aux_band_blank(dock, qgis
     card["training"] = {"aux_dropout": 0.25}
     tolerant.with_suffix(".json").write_text(json.dumps(card))
     dock.set_model_paths([str(tolerant)])
-    assert "left empty" in dock.aux_box.title()
+    assert "left empty" in dock.aux_note.text()
     dock.set_region(QgsGeometry.fromRect(MOTHER_LODE), WGS84)
     dock.aux_rows["elevation_5arcmin"].set_source(None)
     job = dock.build_job()
     assert job.inputs.blank_aux == ["elevation_5arcmin"] and job.inputs.blank_aux_allowed
     dock.set_model_paths([str(tiny)])                                 # trained with every band: refused
-    assert "left empty" not in dock.aux_box.title()
+    assert "left empty" not in dock.aux_note.text()
     dock.aux_rows["elevation_5arcmin"].set_source(None)
     assert dock.run() is None and "elevation_5arcmin" in messages(qgis_iface, Qgis.Critical)[-1]
 

@@ -55,9 +55,11 @@ def test_dock_says_how_to_install_missing_torch(qgis_app, monkeypatch):
     monkeypatch.setattr(dependencies, "missing_packages", lambda: ["torch", "safetensors"])
     monkeypatch.setattr("m3_plugin.dock.missing_packages", dependencies.missing_packages)
     dock = M3Dock()
-    text = dock.device_label.text()
-    assert text.startswith("torch, safetensors not installed in QGIS's Python")
-    assert "pip install" in text and "torch safetensors" in text
+    panel = dock.install_panel
+    assert not panel.isHidden() and not panel.button.isHidden()
+    assert panel.label.text().startswith("M3 needs torch, safetensors")
+    assert "Install" in dock.device_label.text() and "pip" not in dock.device_label.text()
+    assert not dock.run_button.isEnabled() and "Install the missing packages" in dock.reason_label.text()
     dock.deleteLater()
 
 

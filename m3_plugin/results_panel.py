@@ -1,0 +1,245 @@
+"""The dock's results: a threshold slider that re-colours the run's probability layers and updates
+the table without a new run, the table (known sites of the hidden species in the region, area
+flagged, the blurred-record baseline, lift), the capture curve, and an export of the run."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Optional
+
+from qgis.core import QgsProject
+from qgis.gui import QgsFileWidget
+from qgis.PyQt.QtCore import QPointF, QRectF, Qt, pyqtSignal
+from qgis.PyQt.QtGui import QColor, QImage, QPainter, QPen
+from qgis.PyQt.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSlider,
+                                 QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from . import styles
+from .results import COMPARISON_HEADERS, RunOutputs, comparison_rows, probability_layers
+
+EXPORT_FOLDER = "M3 exports"
+
+
+def default_export_base() -> Path:
+    """Beside the project file when it is saved, else in the home folder: never a cache."""
+    home = QgsProject.instance().homePath()
+    return (Path(home) if home else Path.home()) / EXPORT_FOLDER
+
+
+class CaptureCurve(QWidget):
+    """Share of the known sites captured in the top X % of the region's area: the model (solid, one
+    colour per species), the blurred-record baseline (dashed), random (the diagonal), and where the
+    threshold cuts each model curve (a dot)."""
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setMinimumHeight(170)
+        self.setToolTip("Capture curve: the share of known sites of each hidden species that lie in the "
+                        "top X % of the region's area, ranked by the model (solid) and by blurred visible "
+                        "records (dashed). Above the diagonal: better than random. Dots: the threshold.")
+        self.curves: list[tuple[str, list[float], list[float], list[float]]] = []
+        self.marks: dict[str, tuple[float, float]] = {}
+        self.species: list[str] = []
+
+    def set_curves(self, scores, rows) -> None:
+        self.curves = [(s.species, *[list(map(float, a)) for a in s.curve()]) for s in scores]
+        self.species = [s.species for s in scores]
+        self.marks = {r.species: (r.flagged_share, r.captured) for r in rows if r.captured is not None}
+        self.update()
+
+    def paintEvent(self, _event) -> None:  # noqa: N802 (Qt API)
+        painter = QPainter(self)
+        self.paint(painter, self.width(), self.height())
+        painter.end()
+
+    def paint(self, p: QPainter, width: int, height: int) -> None:
+        p.setRenderHint(QPainter.Antialiasing)
+        p.fillRect(QRectF(0, 0, width, height), QColor(255, 255, 255))
+        left, right, top, bottom = 38.0, 10.0, 10.0, 30.0
+        w, h = max(1.0, width - left - right), max(1.0, height - top - bottom)
+
+        def pt(x: float, y: float) -> QPointF:
+            return QPointF(left + x * w, top + (1 - y) * h)
+
+        p.setPen(QPen(QColor(120, 120, 120), 1))
+        p.drawRect(QRectF(left, top, w, h))
+        font = p.font()
+        font.setPointSizeF(7.5)
+        p.setFont(font)
+        for v in (0.0, 0.5, 1.0):
+            p.drawText(QRectF(0, top + (1 - v) * h - 7, left - 4, 14), int(Qt.AlignRight | Qt.AlignVCenter),
+                       f"{v:.0%}")
+            p.drawText(QRectF(left + v * w - 20, top + h + 2, 40, 12), int(Qt.AlignHCenter), f"{v:.0%}")
+        p.drawText(QRectF(left, top + h + 14, w, 14), int(Qt.AlignHCenter),
+                   "top share of the region's area → share of known sites captured")
+        p.setPen(QPen(QColor(170, 170, 170), 1, Qt.DotLine))
+        p.drawLine(pt(0, 0), pt(1, 1))
+        if not self.curves:
+            p.setPen(QColor(110, 110, 110))
+            p.drawText(QRectF(left, top, w, h), int(Qt.AlignCenter), "No known sites of the hidden species\n"
+                       "in the region: no curve.")
+            return
+        for i, (sym, share, model, base) in enumerate(self.curves):
+            colour = styles.species_colour(sym, self.species)
+            p.setPen(QPen(colour.darker(110), 1.3, Qt.DashLine))
+            for a in range(1, len(share)):
+                p.drawLine(pt(share[a - 1], base[a - 1]), pt(share[a], base[a]))
+            p.setPen(QPen(colour, 2.0))
+            for a in range(1, len(share)):
+                p.drawLine(pt(share[a - 1], model[a - 1]), pt(share[a], model[a]))
+            if sym in self.marks:
+                x, y = self.marks[sym]
+                p.setBrush(colour)
+                p.drawEllipse(pt(x, y), 3.5, 3.5)
+            p.drawText(QRectF(left + 6, top + 4 + 12 * i, w - 12, 12), int(Qt.AlignLeft),
+                       f"{sym}: model ——, baseline – –")
+
+    def save_png(self, path: Path, width: int = 640, height: int = 420) -> Path:
+        image = QImage(width, height, QImage.Format_ARGB32)
+        image.fill(QColor(255, 255, 255))
+        painter = QPainter(image)
+        self.paint(painter, width, height)
+        painter.end()
+        if not image.save(str(path), "PNG"):
+            raise OSError(f"Could not write {path}")
+        return path
+
+
+class ResultsPanel(QWidget):
+    """Threshold slider, table, capture curve and export of the dock's last run."""
+
+    exported = pyqtSignal(str)
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.outputs: Optional[RunOutputs] = None
+        self.group = None
+        self.rows = []
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        slider_row = QHBoxLayout()
+        self.threshold_slider = QSlider(Qt.Horizontal, self)
+        self.threshold_slider.setObjectName("m3ThresholdSlider")
+        self.threshold_slider.setRange(1, 99)
+        self.threshold_slider.setEnabled(False)
+        self.threshold_slider.setToolTip("Move to re-colour the probability layers and update the table at "
+                                         "another threshold (no new run).")
+        self.threshold_slider.valueChanged.connect(self._slider_moved)
+        self.threshold_label = QLabel("Threshold —", self)
+        slider_row.addWidget(self.threshold_label)
+        slider_row.addWidget(self.threshold_slider, 1)
+        layout.addLayout(slider_row)
+        self.table = QTableWidget(0, len(COMPARISON_HEADERS), self)
+        self.table.setObjectName("m3Comparison")
+        self.table.setHorizontalHeaderLabels(COMPARISON_HEADERS)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.setToolTip("Known sites of each hidden species inside the region: how many lie in cells at "
+                              "or above the threshold, the area flagged, what the blurred-record baseline "
+                              "captures on the same area, and the lift over flagging cells at random.")
+        layout.addWidget(self.table)
+        self.curve = CaptureCurve(self)
+        layout.addWidget(self.curve)
+        self.export_widget = QgsFileWidget(self)
+        self.export_widget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.export_widget.setToolTip("Where Export writes the run's folder; empty: 'M3 exports' beside the "
+                                      "project (or in your home folder).")
+        export_row = QHBoxLayout()
+        export_row.addWidget(self.export_widget, 1)
+        self.export_button = QPushButton("Export", self)
+        self.export_button.setObjectName("m3Export")
+        self.export_button.setEnabled(False)
+        self.export_button.setToolTip("Write the prediction GeoTIFF, the capture curve (PNG, CSV), the table "
+                                      "(CSV) and a short HTML report with the settings.")
+        self.export_button.clicked.connect(lambda: self.export())
+        export_row.addWidget(self.export_button)
+        layout.addLayout(export_row)
+
+    # -- a run --------------------------------------------------------------------------------
+    def set_run(self, outputs: RunOutputs, group=None) -> None:
+        self.outputs, self.group = outputs, group
+        self.threshold_slider.blockSignals(True)
+        self.threshold_slider.setValue(int(round(outputs.threshold * 100)))
+        self.threshold_slider.blockSignals(False)
+        self.threshold_slider.setEnabled(bool(outputs.species))
+        self.export_button.setEnabled(True)
+        self.set_threshold(outputs.threshold, restyle=False)
+
+    def _slider_moved(self, value: int) -> None:
+        self.set_threshold(value / 100.0)
+
+    def set_threshold(self, threshold: float, restyle: bool = True) -> None:
+        """Re-colour the run's probability layers and recompute the table and the curve's marks."""
+        out = self.outputs
+        if out is None:
+            return
+        self.threshold_label.setText(f"Threshold {threshold:.2f}")
+        if restyle and self.group is not None:
+            from .results import _band
+
+            for sym, layer in probability_layers(self.group).items():
+                styles.style_probability(layer, threshold, _band(out.prediction, f"mean_{sym}"), sym)
+        if out.scores:
+            self.rows = [s.at_threshold(threshold) for s in out.scores]
+            cells = [r.cells() for r in self.rows]
+        else:
+            self.rows = []
+            cells = comparison_rows(out.comparison) if abs(threshold - out.threshold) < 1e-9 else []
+        self._fill(cells)
+        self.curve.set_curves([s for s in out.scores if s.sites.sum() > 0], self.rows)
+
+    def _fill(self, cells: list[list[str]]) -> None:
+        self.table.setRowCount(len(cells))
+        for r, row in enumerate(cells):
+            for c, text in enumerate(row):
+                item = QTableWidgetItem(text)
+                if c:
+                    item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+                self.table.setItem(r, c, item)
+
+    def cells(self) -> list[list[str]]:
+        t = self.table
+        return [[t.item(r, c).text() for c in range(t.columnCount())] for r in range(t.rowCount())]
+
+    @property
+    def threshold(self) -> float:
+        return self.threshold_slider.value() / 100.0
+
+    # -- export -------------------------------------------------------------------------------
+    def export(self, base: Optional[Path] = None) -> Optional[Path]:
+        """Write the run into a new folder under ``base`` (the chosen folder, else beside the project);
+        returns the folder."""
+        from .core.run_summary import write_curve_csv, write_report_html, write_table_csv
+
+        out = self.outputs
+        if out is None:
+            return None
+        base = Path(base or self.export_widget.filePath() or default_export_base())
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", out.name).strip("_")
+        folder, n = base / slug, 1
+        while folder.exists():
+            n += 1
+            folder = base / f"{slug}_{n}"
+        folder.mkdir(parents=True)
+        files = []
+        for src in (out.prediction, out.region, out.clusters, out.known_sites):
+            if src is not None and Path(src).exists():
+                shutil.copy2(src, folder / Path(src).name)
+                files.append(Path(src).name)
+        scores = [s for s in out.scores if s.sites.sum() > 0]
+        curve_png = None
+        if out.scores:
+            write_table_csv(folder / "table.csv", self.rows)
+            files.append("table.csv")
+        if scores:
+            write_curve_csv(folder / "capture_curve.csv", scores)
+            self.curve.save_png(folder / "capture_curve.png")
+            curve_png = "capture_curve.png"
+            files += ["capture_curve.csv", curve_png]
+        settings = {**out.settings, "threshold": f"{self.threshold:.2f}",
+                    "hidden species": ", ".join(out.species), "run folder": str(out.folder), "run": out.summary}
+        write_report_html(folder / "report.html", out.name, settings, self.rows, curve_png, files)
+        self.exported.emit(str(folder))
+        return folder
