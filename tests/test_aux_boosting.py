@@ -65,4 +65,4 @@ def test_aux_map_command_writes_a_prediction_the_readers_take(tmp_path, capsys):
     assert np.isfinite(p[stack.valid]).all() and np.isnan(p[~stack.valid]).all()
     assert (tmp_path / "aux_map.png").exists()
     assert main(["aux-map", "--stack", str(stack_path), "--out", str(stack_path)]) != 0
-    assert "input stack" in capsys.readouterr().err
+    assert "is the input --stack" in capsys.readouterr().err

@@ -34,9 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..atomic import check_writable
     from ..aux_boosting import aux_boosting_maps
     from ..defaults import default_stack_path
+    from ..output_paths import check_outputs
     from ..prediction_io import prediction_file, write_quicklook
     from ..stack import Stack
 
@@ -44,10 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--seeds must be at least 1.")
     stack_path = Path(args.stack or default_stack_path())
     png = None if args.no_quicklook else (args.quicklook or args.out.with_suffix(".png"))
-    for path in [args.out] + ([png] if png else []):
-        if path.resolve() == stack_path.resolve():
-            raise InputError(f"{path} is the input stack; choose another output name.")
-        check_writable(path)
+    check_outputs({"--out": args.out, "--quicklook": png}, inputs={"--stack": stack_path})
     t0 = time.perf_counter()
     stack = Stack.read(stack_path)
     species = list(args.species or stack.species)
