@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 from qgis.core import (QgsCoordinateTransform, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingContext,
-                       QgsProcessingException, QgsProcessingFeedback, QgsProcessingOutputNumber,
+                       QgsProcessingException, QgsProcessingFeedback, QgsProcessingLayerPostProcessorInterface,
+                       QgsProcessingOutputNumber,
                        QgsProcessingParameterBoolean, QgsProcessingParameterCrs, QgsProcessingParameterEnum,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterField, QgsProcessingParameterFile,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination,
-                       QgsProcessingParameterVectorLayer, QgsProcessingProvider, QgsProject, QgsVectorFileWriter,
-                       QgsVectorLayer)
+                       QgsProcessingParameterVectorLayer, QgsProcessingProvider, QgsProject, QgsRasterLayer,
+                       QgsVectorFileWriter, QgsVectorLayer)
 from qgis.PyQt.QtGui import QIcon
 
 from .core import defaults
@@ -23,6 +24,54 @@ from .core.progress import CallbackProgress
 
 ICON = Path(__file__).resolve().parent / "resources" / "icons" / "m3.png"
 DEVICES = ("auto", "cpu", "cuda")
+# core's messages name the CLI command that makes a file; in QGIS the M3 algorithm makes it
+CLI_TO_ALGORITHM = (
+    (r"(?:python )?train_cli\.py build-stack(?: --out \S+)?", "the M3 algorithm 'Build stack' (m3:buildstack)"),
+    (r"(?:python )?train_cli\.py predict(?: --out \S+)?", "the M3 algorithm 'Infill minerals' (m3:infill)"),
+    (r"(?:python )?train_cli\.py clusters(?: --out \S+)?", "the M3 algorithm 'Find clusters' (m3:clusters)"),
+    (r"(?:python )?train_cli\.py train(?: --out \S+)?",
+     "M3's training command (see the plugin's Help), or leave the model empty for the bundled model"),
+)
+
+
+def for_processing(message: str) -> str:
+    """An M3 error as a Processing user reads it: the M3 algorithm to run, not a CLI command."""
+    for pattern, algorithm in CLI_TO_ALGORITHM:
+        message = re.sub("`?" + pattern + "`?", algorithm, message)
+    return message
+
+
+class _StylePrediction(QgsProcessingLayerPostProcessorInterface):
+    """Styles an infill output as it is loaded (not as a black RGB composite of its bands)."""
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
+        from . import styles
+
+        if isinstance(layer, QgsRasterLayer):
+            styles.style_prediction_layer(layer)
+
+
+class _StyleClusters(QgsProcessingLayerPostProcessorInterface):
+    """Styles a clusters output by species, labelled with the nearest known site's name."""
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
+        from . import styles
+
+        if isinstance(layer, QgsVectorLayer):
+            styles.style_clusters(layer, label_field="nearest_site")
+
+
+_POST_PROCESSORS: list = []  # Processing holds them weakly: keep them alive here
+
+
+def _style_on_load(context: QgsProcessingContext, out: str, styler, name: str = "") -> None:
+    if context.willLoadLayerOnCompletion(out):
+        processor = styler()
+        _POST_PROCESSORS.append(processor)
+        details = context.layerToLoadOnCompletionDetails(out)
+        if name:
+            details.name = name
+        details.setPostProcessor(processor)
 
 
 def _progress(feedback: Optional[QgsProcessingFeedback]) -> CallbackProgress:
@@ -97,7 +146,7 @@ class M3Algorithm(QgsProcessingAlgorithm):
         try:
             return self.process(parameters, context, feedback)
         except M3Error as e:
-            raise QgsProcessingException(str(e)) from None
+            raise QgsProcessingException(for_processing(str(e))) from None
         except ImportError as e:  # e.g. torch missing in QGIS's Python
             from .dependencies import missing_message, missing_packages
 
@@ -259,8 +308,9 @@ class InfillAlgorithm(M3Algorithm):
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.STACK, "M3 stack (from Build stack)"))
         self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, "Model file", QgsProcessingParameterFile.File, fileFilter="M3 model (*.safetensors)",
-            defaultValue=str(defaults.BUNDLED_MODEL) if defaults.BUNDLED_MODEL.exists() else None))
+            self.MODEL, "Model file (empty: the bundled model)", QgsProcessingParameterFile.File,
+            fileFilter="M3 model (*.safetensors)",
+            defaultValue=str(defaults.BUNDLED_MODEL) if defaults.BUNDLED_MODEL.exists() else None, optional=True))
         self.addParameter(QgsProcessingParameterString(
             self.MORE_MODELS, "More model files for the ensemble (other seeds; ';'-separated)", "", optional=True))
         self.addParameter(QgsProcessingParameterString(
@@ -286,8 +336,11 @@ class InfillAlgorithm(M3Algorithm):
         if stack_layer is None:
             raise QgsProcessingException("Choose an M3 stack raster (made by Build stack).")
         model = self.parameterAsFile(parameters, self.MODEL, context)
+        if not model and defaults.BUNDLED_MODEL.exists():  # scripts (processing.run) may leave it out
+            model = str(defaults.BUNDLED_MODEL)
         if not model:
-            raise QgsProcessingException("Choose a model file (.safetensors with its .json card).")
+            raise QgsProcessingException("Choose a model file (.safetensors with its .json card): the bundled "
+                                         "model is not installed.")
         models = [model] + [p for p in (self.parameterAsString(parameters, self.MORE_MODELS, context) or "")
                             .split(";") if p.strip()]
         source = self.parameterAsSource(parameters, self.REGION, context)
@@ -312,12 +365,15 @@ class InfillAlgorithm(M3Algorithm):
             stack.close()
         feedback.pushInfo(f"{result.evaluations} evaluations on {result.device} in {result.seconds:.1f} s; "
                           f"{result.hide}; bands: " + ", ".join(f"mean_{s}, std_{s}" for s in result.species))
+        _style_on_load(context, out, _StylePrediction,
+                       f"M3 infill: {', '.join(result.species[:1])} mean probability" if result.species else "")
         return {self.OUTPUT: out}
 
 
 class ClustersAlgorithm(M3Algorithm):
     PREDICTION, SITES, FIELD, STACK, THRESHOLD, MIN_AREA, MIN_DISTANCE, SPECIES, OUTPUT = (
         "PREDICTION", "SITES", "FIELD", "STACK", "THRESHOLD", "MIN_AREA", "MIN_DISTANCE", "SPECIES", "OUTPUT")
+    NAME_FIELD = "NAME_FIELD"
 
     def name(self) -> str:
         return "clusters"
@@ -337,6 +393,9 @@ class ClustersAlgorithm(M3Algorithm):
             self.SITES, "Known sites (points)", [QgsProcessing.TypeVectorPoint], optional=True))
         self.addParameter(QgsProcessingParameterField(self.FIELD, "Commodity field of the known sites",
                                                       parentLayerParameterName=self.SITES, optional=True))
+        self.addParameter(QgsProcessingParameterField(
+            self.NAME_FIELD, "Name field of the known sites (labels the clusters; empty: a field called name)",
+            parentLayerParameterName=self.SITES, optional=True))
         self.addParameter(QgsProcessingParameterRasterLayer(
             self.STACK, "Or: the stack whose presence cells are the known sites", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
@@ -367,7 +426,9 @@ class ClustersAlgorithm(M3Algorithm):
                 field = next((n for n in names if n.lower() in COMMODITY_FIELD_NAMES), "")
             if field not in names:
                 raise QgsProcessingException("Choose the known sites' commodity field.")
-            name_field = next((n for n in names if n.lower() in NAME_FIELD_NAMES), None)
+            name_field = self.parameterAsString(parameters, self.NAME_FIELD, context) or None
+            if name_field not in names:
+                name_field = next((n for n in names if n.lower() in NAME_FIELD_NAMES), None)
             tr = QgsCoordinateTransform(sites.sourceCrs(), WGS84, QgsProject.instance())
             lon, lat, comm, label = [], [], [], []
             for f in sites.getFeatures():
@@ -412,6 +473,7 @@ class ClustersAlgorithm(M3Algorithm):
         write_clusters(clusters, out, grid.crs, {"prediction": layer.source(), "threshold": threshold,
                                                   "min_area_km2": min_area, "min_distance_km": min_dist})
         feedback.pushInfo(summary(clusters))
+        _style_on_load(context, out, _StyleClusters)
         return {self.OUTPUT: out, "COUNT": len(clusters)}
 
 
