@@ -182,6 +182,9 @@ def test_infill_run_adds_a_group_and_fills_the_comparison_table(dock, qgis_iface
         flagged = int(((mean[sym] >= threshold) & cells).sum())
         assert table[sym][4] == f"{flagged * (grid.resolution / 1000) ** 2:,.0f}"
     assert any("M3 infill Au, Cu" in m for m in messages(qgis_iface, Qgis.Success))
+    # the run's own layers (a point layer of sites among them) re-point no source row
+    assert all(row.layer.currentLayer().name() == STACK_LAYER for row in dock.mineral_rows.values())
+    assert dock.sites_layer.currentLayer().name() == RECORDS_LAYER
 
     # the legend names the species and marks the threshold; the uncertainty's labels are short
     layers = {n.name(): n.layer() for n in group.findLayers()}
@@ -455,3 +458,53 @@ def test_plugin_loads_and_says_what_to_install_without_torch_and_rasterio(tmp_pa
     messages_ = [l for l in lines if l.startswith("MESSAGE")]
     assert len(messages_) == 2 and all(l.endswith("True") for l in messages_)
     assert all("not installed in QGIS's Python" in l for l in messages_)
+
+
+def test_rows_only_fill_when_empty_and_the_dock_says_so(dock):
+    stack = dock.mineral_rows["Au"].layer.currentLayer()
+    records = dock.sites_layer.currentLayer()
+    dock.mineral_rows["Ag"].set_source(records, "commodities")   # the user's choice
+    dock.mineral_rows["Au"].set_source(None)                     # left empty by the user
+    copy = QgsRasterLayer(stack.source(), "another stack", "gdal")
+    QgsProject.instance().addMapLayer(copy)                      # a new layer with presence bands
+    filled = dock.mineral_rows["Au"].layer.currentLayer()
+    assert filled is not None and filled.name() in (STACK_LAYER, "another stack")  # the empty row is filled
+    assert dock.mineral_rows["Ag"].layer.currentLayer() is records  # a set row is not re-pointed
+    assert all(row.layer.currentLayer() is stack for sym, row in dock.mineral_rows.items() if sym not in ("Au", "Ag"))
+    assert f"Au ← '{filled.name()}'" in dock.fill_label.text()
+    del copy, stack, records, filled
+
+
+def test_dock_fits_its_default_width_explains_itself_and_says_why_run_waits(dock, qgis_iface, monkeypatch):
+    from qgis.PyQt.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QSlider
+
+    from m3_plugin import dock as dock_module
+    from m3_plugin.example_data import CONUS_EXTENT_WGS84
+
+    assert dock.widget().widget().minimumSizeHint().width() <= 290  # QGIS's default dock is ~298 px
+    assert dock.intro_label.text()
+    controls = [w for w in vars(dock).values() if isinstance(w, (QAbstractButton, QComboBox, QAbstractSpinBox,
+                                                                 QSlider))]
+    controls += [w for row in dock.mineral_rows.values() for w in (row.hide, row.layer, row.choice)]
+    controls += [w for row in dock.aux_rows.values() for w in (row.layer, row.band)]
+    controls += [dock.results.threshold_slider, dock.results.export_button, dock.results.export_widget,
+                 dock.model_widget, dock.output_widget]
+    assert len(controls) > 40
+    assert not [w.objectName() or type(w).__name__ for w in controls if not w.toolTip()]
+    opened = []
+    monkeypatch.setattr(dock_module.QDesktopServices, "openUrl", lambda url: opened.append(url.toString()) or True)
+    dock.help_button.click()
+    assert opened and opened[0].endswith("#qgis-plugin")
+    # Run waits for the region, and says so
+    assert not dock.run_button.isEnabled() and "Draw the region" in dock.reason_label.text()
+    dock.set_region(QgsGeometry.fromRect(MOTHER_LODE), WGS84)
+    assert dock.run_button.isEnabled() and not dock.reason_label.text()
+    dock.mineral_rows["Zn"].set_source(None)
+    assert not dock.run_button.isEnabled() and "Zn" in dock.reason_label.text()
+    # the example data opens on the conterminous US
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(WGS84)
+    canvas.setExtent(QgsRectangle(-180, -90, 180, 90))
+    dock.zoom_to_example()
+    extent = canvas.extent()
+    assert extent.contains(QgsRectangle(*CONUS_EXTENT_WGS84).buffered(-1)) and extent.width() < 100
