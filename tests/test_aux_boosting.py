@@ -64,5 +64,7 @@ def test_aux_map_command_writes_a_prediction_the_readers_take(tmp_path, capsys):
     p = read_band(out, "mean_Ag")
     assert np.isfinite(p[stack.valid]).all() and np.isnan(p[~stack.valid]).all()
     assert (tmp_path / "aux_map.png").exists()
+    assert main(["clusters", "--prediction", str(out), "--stack", str(stack_path),
+                 "--out", str(tmp_path / "clusters.gpkg")]) == 0
     assert main(["aux-map", "--stack", str(stack_path), "--out", str(stack_path)]) != 0
     assert "is the input --stack" in capsys.readouterr().err

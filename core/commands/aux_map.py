@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ..defaults import default_stack_path
     from ..output_paths import check_outputs
     from ..prediction_io import prediction_file, write_quicklook
-    from ..stack import Stack
+    from ..stack import Stack, stack_fingerprint
 
     if args.seeds < 1:
         raise InputError("--seeds must be at least 1.")
@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     mean, std = aux_boosting_maps(stack, targets, list(range(args.seeds)), progress=TqdmProgress())
     tags = {"species": species, "models": [], "draws": 0, "evaluations": args.seeds,
             "hide": "nothing: aux-only gradient boosting (no model, no record as input)",
-            "method": "aux-only gradient boosting", "aux_bands": stack.aux_names, "seeds": args.seeds}
+            "method": "aux-only gradient boosting", "aux_bands": stack.aux_names, "seeds": args.seeds,
+            "stack": stack_fingerprint(stack)}  # clusters checks its stack
     with prediction_file(args.out, stack.grid, species, tags) as writer:
         writer.write_rows(0, mean, std)
     print(f"wrote {args.out}: aux-only map of {', '.join(species)} ({args.seeds} seed(s), "
