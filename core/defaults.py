@@ -50,9 +50,10 @@ MODELS_DIR = resources_dir() / "models"
 BUNDLED_MODEL = MODELS_DIR / "m3_unet_conus.safetensors"
 
 
-# The cached default stack's file name; the version changes with its bands, so that a stack cached
-# by an older version (v1: six geophysics bands) is not taken for today's.
-DEFAULT_STACK_NAME = "conus_stack_1mile_v2.tif"
+# The cached default stack's file name; the version changes with its bands or records, so that a
+# stack cached by an older version is not taken for today's (v1: six geophysics bands; v2: 30 aux
+# bands; v3: commodity names read word by word, e.g. "U V" and "Gold-Silver" now match).
+DEFAULT_STACK_NAME = "conus_stack_1mile_v3.tif"
 
 
 def cache_dir() -> Path:
