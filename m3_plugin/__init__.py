@@ -8,6 +8,9 @@ top-level ``core``, so that the plugin cannot clash with another plugin's ``core
 
 def classFactory(iface):  # noqa: N802 (name fixed by QGIS)
     """Create the plugin for the QGIS interface ``iface``."""
+    from .dependencies import activate
+
+    activate()  # the packages the dock's Install put in the plugin's folder on the profile
     from .plugin import M3Plugin
 
     return M3Plugin(iface)

@@ -481,7 +481,8 @@ class M3Dock(QDockWidget):
                     filled.setdefault(points[0].name(), []).append("known sites")
         finally:
             self._guessing = False
-        self.filled = [f"{', '.join(what)} ← '{name}'" for name, what in filled.items()]
+        self.filled = [f"{', '.join(what) if len(what) <= 3 else f'{len(what)} rows ({what[0]} … {what[-1]})'} "
+                       f"← '{name}'" for name, what in filled.items()]
         if self.filled:
             self.fill_label.setText("Filled empty rows: " + "; ".join(self.filled) + ".")
         self.update_run_state()

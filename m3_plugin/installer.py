@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from qgis.core import QgsApplication, QgsTask
-from qgis.PyQt.QtCore import pyqtSignal
+from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (QApplication, QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar,
-                                 QPushButton, QVBoxLayout, QWidget)
+                                 QPushButton, QSizePolicy, QVBoxLayout, QWidget)
 
 from . import dependencies as deps
 
@@ -69,12 +69,17 @@ class InstallPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.label = QLabel(self)
+        self.label.setObjectName("m3InstallLabel")
         self.label.setWordWrap(True)
+        self.label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # wraps to the dock's width
+        self.label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         layout.addWidget(self.label)
         row = QHBoxLayout()
         self.variant = QComboBox(self)
-        self.variant.addItem("torch for CPU (about 200 MB)", "cpu")
-        self.variant.addItem("torch for NVIDIA CUDA GPUs (about 2.5 GB)", "cuda")
+        self.variant.addItem("torch for CPU (~200 MB)", "cpu")
+        self.variant.addItem("torch for CUDA GPUs (~2.5 GB)", "cuda")
+        self.variant.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.variant.setMinimumContentsLength(8)
         self.variant.setToolTip("Which torch build to download; the CUDA one is picked when an NVIDIA driver "
                                 "answers on this machine.")
         default = deps.torch_variant()
@@ -113,7 +118,8 @@ class InstallPanel(QWidget):
         text = ""
         if self.missing:
             text = (f"M3 needs {', '.join(deps.REQUIRED[m] for m in self.missing)}, not installed in QGIS's "
-                    f"Python. Install downloads them into the plugin's folder {deps.deps_dir()}.")
+                    "Python. Install downloads them into a folder of the plugin on your QGIS profile "
+                    f"({deps.DEPS_FOLDER}); QGIS's own Python is not changed.")
         if other:
             text += ("\n" if text else "") + deps.missing_message(other)
         self.label.setText(text)

@@ -64,7 +64,7 @@ def run_layers(out: RunOutputs) -> list[tuple[QgsMapLayer, bool]]:
         what = ", ".join(out.species)
         sites = QgsVectorLayer(f"{out.known_sites}|layername={KNOWN_SITES_TABLE}",
                                f"known {what} sites ({out.known_sites_count})", "ogr")
-        styles.style_sites(sites, 1.6, QColor(0, 230, 255))
+        styles.style_sites(sites, 2.0, QColor(0, 230, 255), hollow=True)
         layers.append((sites, True))
     region = QgsVectorLayer(f"{out.region}|layername=region", "hidden region", "ogr")
     styles.style_outline(region, REGION_COLOUR, 0.8, dashed=True)

@@ -19,6 +19,9 @@ from . import styles
 from .results import COMPARISON_HEADERS, RunOutputs, comparison_rows, probability_layers
 
 EXPORT_FOLDER = "M3 exports"
+# the dock's row labels (COMPARISON_HEADERS[1:], short enough for a narrow dock)
+ROW_LABELS = ["Known sites", "In flagged cells", "Share of sites", "Flagged km²", "Share of region",
+              "Baseline share", "Lift"]
 
 
 def default_export_base() -> Path:
@@ -41,11 +44,13 @@ class CaptureCurve(QWidget):
         self.curves: list[tuple[str, list[float], list[float], list[float]]] = []
         self.marks: dict[str, tuple[float, float]] = {}
         self.species: list[str] = []
+        self.empty_text = "The capture curve of a run shows here."
 
     def set_curves(self, scores, rows) -> None:
         self.curves = [(s.species, *[list(map(float, a)) for a in s.curve()]) for s in scores]
         self.species = [s.species for s in scores]
         self.marks = {r.species: (r.flagged_share, r.captured) for r in rows if r.captured is not None}
+        self.empty_text = "No known sites of the hidden species\nin the region: no curve."
         self.update()
 
     def paintEvent(self, _event) -> None:  # noqa: N802 (Qt API)
@@ -71,14 +76,13 @@ class CaptureCurve(QWidget):
             p.drawText(QRectF(0, top + (1 - v) * h - 7, left - 4, 14), int(Qt.AlignRight | Qt.AlignVCenter),
                        f"{v:.0%}")
             p.drawText(QRectF(left + v * w - 20, top + h + 2, 40, 12), int(Qt.AlignHCenter), f"{v:.0%}")
-        p.drawText(QRectF(left, top + h + 14, w, 14), int(Qt.AlignHCenter),
-                   "top share of the region's area → share of known sites captured")
+        p.drawText(QRectF(0, top + h + 14, width, 14), int(Qt.AlignHCenter),
+                   "top % of area (x) · % of sites (y)")
         p.setPen(QPen(QColor(170, 170, 170), 1, Qt.DotLine))
         p.drawLine(pt(0, 0), pt(1, 1))
         if not self.curves:
             p.setPen(QColor(110, 110, 110))
-            p.drawText(QRectF(left, top, w, h), int(Qt.AlignCenter), "No known sites of the hidden species\n"
-                       "in the region: no curve.")
+            p.drawText(QRectF(left, top, w, h), int(Qt.AlignCenter | Qt.TextWordWrap), self.empty_text)
             return
         for i, (sym, share, model, base) in enumerate(self.curves):
             colour = styles.species_colour(sym, self.species)
@@ -130,12 +134,17 @@ class ResultsPanel(QWidget):
         slider_row.addWidget(self.threshold_label)
         slider_row.addWidget(self.threshold_slider, 1)
         layout.addLayout(slider_row)
-        self.table = QTableWidget(0, len(COMPARISON_HEADERS), self)
+        # one column per hidden species, one row per measure: it reads in a narrow dock
+        self.table = QTableWidget(len(COMPARISON_HEADERS) - 1, 0, self)
         self.table.setObjectName("m3Comparison")
-        self.table.setHorizontalHeaderLabels(COMPARISON_HEADERS)
+        self.table.setVerticalHeaderLabels(ROW_LABELS)
+        for r, header in enumerate(COMPARISON_HEADERS[1:]):
+            self.table.verticalHeaderItem(r).setToolTip(header)
+        self.table.setWordWrap(False)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self._cells: list[list[str]] = []
         self.table.setToolTip("Known sites of each hidden species inside the region: how many lie in cells at "
                               "or above the threshold, the area flagged, what the blurred-record baseline "
                               "captures on the same area, and the lift over flagging cells at random.")
@@ -191,17 +200,21 @@ class ResultsPanel(QWidget):
         self.curve.set_curves([s for s in out.scores if s.sites.sum() > 0], self.rows)
 
     def _fill(self, cells: list[list[str]]) -> None:
-        self.table.setRowCount(len(cells))
-        for r, row in enumerate(cells):
-            for c, text in enumerate(row):
+        """``cells``: one row per species (as :data:`COMPARISON_HEADERS`), shown one column per species."""
+        self._cells = [list(row) for row in cells]
+        self.table.setColumnCount(len(cells))
+        self.table.setHorizontalHeaderLabels([row[0] for row in cells])
+        for c, row in enumerate(cells):
+            for r, text in enumerate(row[1:]):
                 item = QTableWidgetItem(text)
-                if c:
-                    item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+                item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
                 self.table.setItem(r, c, item)
 
     def cells(self) -> list[list[str]]:
+        """The table's text, one row per species (as :data:`COMPARISON_HEADERS`)."""
         t = self.table
-        return [[t.item(r, c).text() for c in range(t.columnCount())] for r in range(t.rowCount())]
+        return [[t.horizontalHeaderItem(c).text()] + [t.item(r, c).text() for r in range(t.rowCount())]
+                for c in range(t.columnCount())]
 
     @property
     def threshold(self) -> float:

@@ -182,10 +182,16 @@ def label_layer(layer: QgsVectorLayer, field: str, size: float = 8.0) -> None:
     layer.setLabelsEnabled(True)
 
 
-def style_sites(layer: QgsVectorLayer, size_mm: float = 0.9, colour: QColor = QColor(255, 255, 255)) -> None:
-    """Known sites: small dark-rimmed dots, visible over the probability map."""
-    symbol = QgsMarkerSymbol.createSimple({"name": "circle", "color": f"{colour.red()},{colour.green()},"
-                                           f"{colour.blue()}", "outline_color": SITE_COLOUR.name(),
+def style_sites(layer: QgsVectorLayer, size_mm: float = 0.9, colour: QColor = QColor(255, 255, 255),
+                hollow: bool = False) -> None:
+    """Known sites: small dark-rimmed dots; ``hollow``: rings of ``colour`` in a dark rim, through
+    which the probability underneath stays visible."""
+    fill = "0,0,0,0" if hollow else f"{colour.red()},{colour.green()},{colour.blue()}"
+    symbol = QgsMarkerSymbol.createSimple({"name": "circle", "color": fill, "outline_color": SITE_COLOUR.name(),
                                            "outline_width": "0.25", "size": str(size_mm)})
+    if hollow:  # a coloured ring inside the dark rim
+        ring = QgsMarkerSymbol.createSimple({"name": "circle", "color": "0,0,0,0", "outline_color": colour.name(),
+                                             "outline_width": "0.35", "size": str(max(0.4, size_mm - 0.5))})
+        symbol.appendSymbolLayer(ring.symbolLayer(0).clone())
     layer.setRenderer(QgsSingleSymbolRenderer(symbol))
     layer.triggerRepaint()

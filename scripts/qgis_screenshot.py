@@ -1,4 +1,7 @@
-"""Run inside the QGIS desktop (qgis --code): drive the M3 dock through an infill, then grab the window.
+"""Run inside the QGIS desktop (qgis --code): drive the M3 dock through an infill of Au and Cu hidden
+over south-eastern Arizona at a 1280 × 800 window with the dock at its default width, then grab the
+window (docs/qgis_screenshot.png), the dock's results with the capture curve (docs/qgis_capture_curve.png)
+and the dock's install panel as it shows with torch missing (docs/qgis_install.png).
 Started by scripts/qgis_screenshot.sh; exits QGIS when done (status 1 on failure)."""
 import os
 import time
@@ -10,8 +13,9 @@ from qgis.utils import iface, plugins
 
 OUT = os.environ["M3_SCREENSHOT_OUT"]
 MODEL = os.environ.get("M3_SCREENSHOT_MODEL", "")
-REGION = QgsRectangle(-121.5, 37.0, -118.5, 39.5)  # Sierra Nevada and the Mother Lode, California
-HIDE = ("Cu",)
+REGION = QgsRectangle(-112.6, 31.4, -109.4, 34.0)  # south-eastern Arizona: porphyry copper and gold
+HIDE = ("Au", "Cu")
+DOCS = os.path.dirname(OUT)
 state = {"t0": time.monotonic(), "step": "load"}
 
 
@@ -39,7 +43,7 @@ def step() -> None:
     plugin = plugins["m3_plugin"]
     if state["step"] == "load":
         window = iface.mainWindow()
-        window.resize(1600, 1000)
+        window.resize(1280, 800)
         for panel in ("Browser", "Browser2"):
             widget = window.findChild(QDockWidget, panel)
             if widget is not None:
@@ -60,7 +64,7 @@ def step() -> None:
         for sym, row in dock.mineral_rows.items():
             row.hide.setChecked(sym in HIDE)
         dock.set_region(QgsGeometry.fromRect(REGION), QgsCoordinateReferenceSystem("EPSG:4326"))
-        dock.draws_spin.setValue(8)
+        dock.draws_spin.setValue(4)
         if dock.run() is None:
             raise RuntimeError(dock.status_label.text())
         state["step"] = "wait_run"
@@ -70,12 +74,6 @@ def step() -> None:
             return
         if dock.last_outputs is None:
             raise RuntimeError("the infill did not finish: " + dock.status_label.text())
-        for node in QgsProject.instance().layerTreeRoot().findLayers():  # show only the hidden species' sites
-            if node.layerId() == state["example"].stack_layer_id:  # its Au band would cover the result
-                node.setItemVisibilityChecked(False)
-            if node.name().startswith("mineral sites"):
-                node.layer().setSubsetString(" OR ".join(
-                    f"lower(commodities) LIKE '%{w}%'" for w in ("cu", "copper")))
         canvas = iface.mapCanvas()
         layer = next(n.layer() for n in dock.last_group.findLayers() if n.name().endswith("mean probability"))
         canvas.setDestinationCrs(layer.crs())
@@ -87,8 +85,29 @@ def step() -> None:
         if time.monotonic() - state["t_render"] < 8:
             return
         iface.mainWindow().grab().save(OUT)
+        dock = state["dock"]
+        body = dock.widget()
+        body.ensureWidgetVisible(dock.results.curve)
+        state["step"] = "curve"
+        state["t_render"] = time.monotonic()
+    elif state["step"] == "curve":
+        if time.monotonic() - state["t_render"] < 2:
+            return
+        dock = state["dock"]
+        dock.grab().save(os.path.join(DOCS, "qgis_capture_curve.png"))
+        from m3_plugin import dependencies
+
+        dependencies.missing_packages = lambda: ["torch", "segmentation_models_pytorch", "safetensors"]
+        dock.install_panel.refresh()
+        dock.widget().verticalScrollBar().setValue(0)
+        state["step"] = "install"
+        state["t_render"] = time.monotonic()
+    elif state["step"] == "install":
+        if time.monotonic() - state["t_render"] < 2:
+            return
+        state["dock"].grab().save(os.path.join(DOCS, "qgis_install.png"))
         state["step"] = "done"
-        finish(0, f"saved {OUT}")
+        finish(0, f"saved {OUT}, qgis_capture_curve.png, qgis_install.png")
 
 
 QTimer.singleShot(1000, tick)

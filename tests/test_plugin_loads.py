@@ -60,6 +60,7 @@ def test_dock_says_how_to_install_missing_torch(qgis_app, monkeypatch):
     assert panel.label.text().startswith("M3 needs torch, safetensors")
     assert "Install" in dock.device_label.text() and "pip" not in dock.device_label.text()
     assert not dock.run_button.isEnabled() and "Install the missing packages" in dock.reason_label.text()
+    assert dock.widget().widget().minimumSizeHint().width() <= 290  # the install panel fits the default width
     dock.deleteLater()
 
 
