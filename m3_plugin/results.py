@@ -105,6 +105,7 @@ def add_run_group(out: RunOutputs, hide_layer_ids: Iterable[str] = ()) -> QgsLay
             node.setItemVisibilityChecked(visible)
             node.setExpanded(visible)
         group.setCustomProperty("m3/run_folder", str(out.folder))
+        group.setExpanded(True)  # the legends of what is shown, at once
     except Exception:
         remove_group(group)
         raise

@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from qgis.core import (QgsBilinearRasterResampler, QgsCategorizedSymbolRenderer, QgsColorRampShader,
-                       QgsFillSymbol, QgsMarkerSymbol, QgsPalLayerSettings, QgsRasterLayer, QgsRasterShader,
+                       QgsFillSymbol, QgsMapLayerLegend, QgsMarkerSymbol, QgsPalLayerSettings, QgsRasterLayer,
+                       QgsRasterShader, QgsRasterSymbolLegendNode, QgsSimpleLegendNode,
                        QgsRendererCategory, QgsSingleBandPseudoColorRenderer, QgsSingleSymbolRenderer,
                        QgsTextBufferSettings, QgsTextFormat, QgsVectorLayer, QgsVectorLayerSimpleLabeling)
+from qgis.PyQt import sip
 from qgis.PyQt.QtGui import QColor
 
 # yellow → orange → dark red (ColorBrewer YlOrRd), reached at probability 1
@@ -18,6 +20,32 @@ UNCERTAINTY_COLOURS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98)
 SPECIES_COLOURS = ((228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0),
                    (166, 86, 40), (247, 129, 191), (27, 158, 119), (117, 112, 179), (102, 166, 30))
 SITE_COLOUR = QColor(20, 20, 20)
+
+
+class TitledRasterLegend(QgsMapLayerLegend):
+    """A raster legend under a title of ours ("Au: probability of presence") instead of QGIS's band
+    header ("Band 1: mean_Au (Gray)"); a transparent class is listed without a swatch."""
+
+    def __init__(self, title: str, items: list[tuple[str, QColor]]) -> None:
+        super().__init__()
+        self.title = title
+        self.items = items
+
+    def createLayerTreeModelLegendNodes(self, node_layer):  # noqa: N802 (QGIS API)
+        nodes = [QgsSimpleLegendNode(node_layer, self.title)]
+        for label, colour in self.items:
+            if colour.alpha() == 0:
+                nodes.append(QgsSimpleLegendNode(node_layer, label))
+            else:
+                nodes.append(QgsRasterSymbolLegendNode(node_layer, colour, label))
+        for node in nodes:  # the layer tree model owns them, not Python
+            sip.transferto(node, None)
+        return nodes
+
+
+def set_titled_legend(layer: QgsRasterLayer, title: str, items) -> None:
+    """Give ``layer`` a :class:`TitledRasterLegend` of its colour-ramp ``items`` (QGIS owns it)."""
+    layer.setLegend(TitledRasterLegend(title, [(i.label, QColor(i.color)) for i in items]))
 
 
 def _pseudocolor(layer: QgsRasterLayer, band: int, items: list[QgsColorRampShader.ColorRampItem],
@@ -72,7 +100,9 @@ def probability_items(species: str, threshold: float) -> list[QgsColorRampShader
 def style_probability(layer: QgsRasterLayer, threshold: float, band: int = 1, species: str = "") -> None:
     """The mean probability of ``species`` (see :func:`probability_items`)."""
     species = species or _band_species(layer, band, "mean_") or "mineral"
-    _pseudocolor(layer, band, probability_items(species, threshold), 0.0, 1.0, smooth=True)
+    items = probability_items(species, threshold)
+    _pseudocolor(layer, band, items, 0.0, 1.0, smooth=True)
+    set_titled_legend(layer, f"{species}: mean probability of presence", items)
 
 
 def style_uncertainty(layer: QgsRasterLayer, maximum: float, band: int = 1, species: str = "") -> None:
@@ -88,6 +118,7 @@ def style_uncertainty(layer: QgsRasterLayer, maximum: float, band: int = 1, spec
             label += f": largest spread{' of ' + species if species else ''} between draws"
         items.append(QgsColorRampShader.ColorRampItem(value, QColor(*rgb, 200), label))
     _pseudocolor(layer, band, items, 0.0, maximum, smooth=True)
+    set_titled_legend(layer, f"{species + ': ' if species else ''}spread between draws (std)", items)
 
 
 def _band_names(layer: QgsRasterLayer) -> list[str]:

@@ -77,7 +77,23 @@ def step() -> None:
         canvas = iface.mapCanvas()
         layer = next(n.layer() for n in dock.last_group.findLayers() if n.name().endswith("mean probability"))
         canvas.setDestinationCrs(layer.crs())
-        canvas.setExtent(layer.extent().buffered(80000))  # metres in EPSG:5070
+        # zoom on the highest mean probability: 1-mile cells are too small to read over the whole region
+        import numpy as np
+        import rasterio
+
+        with rasterio.open(dock.last_outputs.prediction) as src:
+            mean = np.nan_to_num(src.read(1), nan=-1.0)
+            r, c = np.unravel_index(int(np.argmax(mean)), mean.shape)
+            x, y = src.xy(r, c)
+        canvas.setExtent(QgsRectangle(x - 60000, y - 40000, x + 60000, y + 40000))  # metres in EPSG:5070
+        root = QgsProject.instance().layerTreeRoot()
+        for group in root.children():  # toggled, so that the view hears of it
+            run = group.name() == dock.last_group.name()
+            group.setExpanded(not run)
+            group.setExpanded(run)
+        for node in dock.last_group.findLayers():
+            node.setExpanded(False)
+            node.setExpanded(node.isVisible())
         canvas.refresh()
         state["step"] = "render"
         state["t_render"] = time.monotonic()

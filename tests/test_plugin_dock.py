@@ -192,6 +192,13 @@ def test_infill_run_adds_a_group_and_fills_the_comparison_table(dock, qgis_iface
     assert f"{threshold:.2f}: threshold, Au flagged at or above" in labels, labels
     std_labels = [label for label, _ in layers["Au uncertainty (std)"].legendSymbologyItems()]
     assert all(len(label.split(":")[0]) <= 8 for label in std_labels), std_labels
+    # what the layer tree shows: our title, not QGIS's "Band 1: mean_Au (Gray)"
+    from qgis.core import QgsLayerTreeModel
+
+    model = QgsLayerTreeModel(QgsProject.instance().layerTreeRoot())
+    shown = [n.data(0) for n in model.layerLegendNodes(group.findLayers()[3])]
+    assert shown[0] == "Au: mean probability of presence" and not any("Band 1" in t for t in shown), shown
+    del model
 
     # the slider re-colours the layers and updates the table without a new run
     runs = len(list((tmp_path / "runs").iterdir()))
@@ -428,6 +435,7 @@ plugin.show_dock(True)
 dock = plugin.dock
 assert plugin.provider is None
 print("DEVICE", dock.device_label.text().replace(chr(10), " "))
+print("INSTALL", dock.install_panel.label.text().replace(chr(10), " "), dock.install_panel.missing)
 print("CARD", dock.card_label.text())
 assert dock.run() is None
 dock.load_example_data()
@@ -454,7 +462,11 @@ def test_plugin_loads_and_says_what_to_install_without_torch_and_rasterio(tmp_pa
     assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     device = next(l for l in lines if l.startswith("DEVICE"))
-    assert "torch" in device and "rasterio" in device and "pip install" in device
+    assert "torch" in device and "Install" in device
+    # the install panel: torch & co. by its button; rasterio and scipy with the system's own packages
+    install = next(l for l in lines if l.startswith("INSTALL"))
+    assert "M3 needs torch" in install and "['torch', 'segmentation_models_pytorch', 'safetensors']" in install
+    assert "rasterio" in install and "pip install" in install
     messages_ = [l for l in lines if l.startswith("MESSAGE")]
     assert len(messages_) == 2 and all(l.endswith("True") for l in messages_)
     assert all("not installed in QGIS's Python" in l for l in messages_)
