@@ -150,13 +150,6 @@ def read_card(path: str | Path) -> ModelCard:
         card = ModelCard(**json.loads(cp.read_text()))
     except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
         raise InputError(f"The model card {cp} is not a valid M3 card ({e}).") from None
-
-
-def load_model(path: str | Path, device: Optional[torch.device] = None) -> tuple[nn.Module, ModelCard]:
-    """Rebuild the model from its card and load the safetensors weights (float32, eval mode)."""
-    from safetensors.torch import load_file
-
-    card = read_card(path)
     problems = card_problems(card)
     if problems:
         raise InputError(f"The model card {cp} is not a valid M3 card: {'; '.join(problems)}. Use the card "
@@ -215,6 +208,13 @@ def card_problems(card: ModelCard) -> list[str]:
     if _is_int(model.get("classes")) and isinstance(card.species, list) and model["classes"] != len(card.species):
         bad.append(f"model.classes ({model['classes']}) is not the number of species ({len(card.species)})")
     return bad
+
+
+def load_model(path: str | Path, device: Optional[torch.device] = None) -> tuple[nn.Module, ModelCard]:
+    """Rebuild the model from its card and load the safetensors weights (float32, eval mode)."""
+    from safetensors.torch import load_file
+
+    card = read_card(path)
     try:
         model = build_model(card.model_config)
     except (ValueError, TypeError, KeyError, RuntimeError) as e:
