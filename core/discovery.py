@@ -65,6 +65,11 @@ BLOCK = 10                      # cells per side of the aggregated AUC's blocks
 BLUR_SIGMAS = (1.0, 2.0, 4.0, 8.0, 16.0)
 MARGIN = 64                     # cells of context around an area for the maps
 INFO_KEY = "discovery_holdout"
+# What the product tells a user of the "where might minerals be" map (predict with nothing
+# hidden, the dock): the discovery test's standing, measured (README, Results).
+RIVALS_NOTE = ("note: on the discovery test (README) no M3 map yet finds a held-out survey's records better than "
+               "the rivals everywhere: the aux-only map (train_cli.py aux-map) ranks North Carolina's and "
+               "Alabama's better, a blur of the visible records Utah's. Look at them beside this map.")
 
 
 @dataclass

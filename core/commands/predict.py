@@ -109,4 +109,8 @@ def run(args: argparse.Namespace) -> int:
         if png is not None:
             write_quicklook(args.out, png, source)
             print(f"quick-look: {png}")
+        if hide.is_empty:
+            from ..discovery import RIVALS_NOTE
+
+            print(RIVALS_NOTE)
     return 0
