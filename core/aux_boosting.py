@@ -4,9 +4,9 @@ scikit-learn's HistGradientBoostingClassifier on each aux band and its Gaussian 
 standard deviation at :data:`AUX_SIGMAS` cells, fitted to the cells holding a visible record
 (positives) against random valid cells without one (negatives, weighted back to their true
 share). It sees no record, so it ranks cells far from any survey; it also learns where surveys
-were kept, since records are survey-biased. On the discovery test (README) it ranks two of the
-four held-out surveys better than blurred records and every M3 model so far: the product offers
-its map beside M3's (``train_cli.py aux-map``), and the discovery test scores it as a rival.
+were kept, since records are survey-biased. On the discovery test (README) it ranks some held-out
+surveys better than blurred records and every M3 model so far: the product offers its map beside
+M3's (``train_cli.py aux-map``), and the discovery test scores it as a rival.
 
 Features are computed by strips of rows with a halo of the Gaussian's full radius, which gives
 the same values as filtering the whole grid at once in a fraction of the memory.

@@ -68,8 +68,8 @@ INFO_KEY = "discovery_holdout"
 # What the product tells a user of the "where might minerals be" map (predict with nothing
 # hidden, the dock): the discovery test's standing, measured (README, Results).
 RIVALS_NOTE = ("note: on the discovery test (README) no M3 map yet finds a held-out survey's records better than "
-               "the rivals everywhere: the aux-only map (train_cli.py aux-map) ranks North Carolina's and "
-               "Alabama's better, a blur of the visible records Utah's. Look at them beside this map.")
+               "the rivals on every survey: the aux-only map (train_cli.py aux-map) ranks Alabama's better, a "
+               "blur of the visible records Utah's and Idaho's. Look at them beside this map.")
 
 
 @dataclass
