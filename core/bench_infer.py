@@ -39,8 +39,10 @@ CPU_PART = (500, 400, 512, 512)  # row, col, height, width on the CONUS 1-mile s
 EVALUATIONS = 150                # the paper's 3 seeds x 50 draws
 
 
-def naive_infill(stack, model: torch.nn.Module, tile: int, with_aux: bool, device: torch.device) -> np.ndarray:
-    """The reference: one tile at a time, float32, batch 1, no overlap (hard tile edges)."""
+def naive_infill(stack, model: torch.nn.Module, tile: int, with_aux: bool, device: torch.device,
+                 aux_index: Optional[list[int]] = None) -> np.ndarray:
+    """The reference: one tile at a time, float32, batch 1, no overlap (hard tile edges).
+    ``aux_index``: the model's aux bands among the stack's (None: all, in order)."""
     t = int(tile)
     s, (h, w) = len(stack.species), stack.grid.shape
     out = np.full((s, h, w), np.nan, np.float32)
@@ -56,6 +58,8 @@ def naive_infill(stack, model: torch.nn.Module, tile: int, with_aux: bool, devic
                 valid = torch.from_numpy(np.pad(win.valid, pad))[None].to(device)
                 if not with_aux:
                     aux = aux[:, :0]
+                elif aux_index is not None:
+                    aux = aux[:, aux_index]
                 hidden = torch.ones_like(presence, dtype=torch.bool)
                 p = torch.sigmoid(model(model_inputs(presence, hidden, aux, valid)))[0].cpu().numpy()
                 hh, ww = win.grid.shape
@@ -152,10 +156,11 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
             return time.perf_counter() - t0, time.process_time() - c0, res
 
         tile = int(member.card.tile_size)
+        aux_index = member.card.aux_index(full.aux_names)
 
         def naive() -> tuple[float, float, np.ndarray]:
             c0, t0 = time.process_time(), time.perf_counter()
-            out = naive_infill(stack, naive_model, tile, member.with_aux, dev)
+            out = naive_infill(stack, naive_model, tile, member.with_aux, dev, aux_index)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             return time.perf_counter() - t0, time.process_time() - c0, out
@@ -165,7 +170,7 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
         infill(warm, members, HideSpec(tuple(stack.species)), batch_size=batch_size, device=dev, window=size,
                overlap=ov)
         naive_infill(warm.window(0, 0, min(warm.grid.height, tile), min(warm.grid.width, tile)), naive_model,
-                     tile, member.with_aux, dev)
+                     tile, member.with_aux, dev, aux_index)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         t_ours, t_naive, cpu_ours, cpu_naive = [], [], [], []
