@@ -14,7 +14,7 @@ import json
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 from rasterio.crs import CRS
@@ -24,6 +24,10 @@ from .errors import InputError
 from .grid import Grid
 from .prediction_io import read_band, read_prediction_info
 from .records import Records
+
+if TYPE_CHECKING:
+    from .features import PointRecords
+    from .records import RecordColumns
 
 WGS84 = CRS.from_epsg(4326)
 LAYER = "clusters"
@@ -96,6 +100,42 @@ class KnownSites:
         if len(idx) == 0:
             return None, idx
         return cKDTree(np.column_stack([self.x[idx], self.y[idx]])), idx
+
+
+def known_sites(grid: Grid, species: Sequence[str], *, points: Optional["PointRecords"] = None,
+                records: Optional[str | Path] = None, columns: Optional["RecordColumns"] = None,
+                stack=None) -> tuple[KnownSites, str]:
+    """The known sites a comparison or a clusters search measures against, and what they are —
+    the one rule for the CLI, the dock and the Processing algorithms, first match wins:
+
+    1. the sites the user gave: ``points`` (a point layer's sites) or ``records`` (a records CSV,
+       its ``columns`` as :func:`core.records.read_records` takes them);
+    2. ``stack`` (a stack source) built from the embedded records: those records (they name the sites);
+    3. ``stack``: its presence cells (no names);
+    4. nothing: the embedded records.
+
+    Records count for the stack's species when there is a stack, else for every default species
+    and ``species`` (the prediction's), so "the nearest record of any species" means the same
+    everywhere.
+    """
+    from . import defaults
+    from .features import records_from_points
+    from .records import read_records
+    from .species import SpeciesCatalog, catalog_for
+
+    symbols = (list(stack.species) if stack is not None
+               else list(dict.fromkeys([*SpeciesCatalog().symbols, *species])))
+    catalog = catalog_for(symbols)
+    if points is not None:
+        sites = KnownSites.from_records(records_from_points(points, catalog), grid)
+        return sites, f"sites of {points.name or 'the layer'}"
+    if records is not None:
+        recs = read_records(records, catalog, columns=columns)
+        return KnownSites.from_records(recs, grid), f"records in {Path(records).name}"
+    if stack is not None and (getattr(stack, "info", None) or {}).get("records") != defaults.RECORDS.name:
+        return KnownSites.from_stack(stack), "presence cells of the stack"
+    recs = read_records(defaults.RECORDS, catalog)
+    return KnownSites.from_records(recs, grid), f"records in {defaults.RECORDS.name}"
 
 
 def check_prediction_stack(prediction: str | Path, source, stack_name: str = "") -> None:

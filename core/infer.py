@@ -52,7 +52,7 @@ from .errors import InputError, ModelMismatchError
 from .grid import Grid
 from .hiding import HideSpec
 from .inputs import model_inputs
-from .model_file import ModelCard, load_model
+from .model_file import ModelCard, check_ensemble, ensemble_threshold, load_model
 from .models import pick_device
 from .progress import Progress, SilentProgress, check_cancelled
 from .sliding_windows import WindowLayout, round_up
@@ -410,6 +410,7 @@ def infill(stack: Stack | StackSource | str | Path,
     try:
         members = (list(model_paths) if model_paths and isinstance(model_paths[0], EnsembleMember)
                    else load_members(model_paths, dev))
+        check_ensemble([m.card for m in members], [m.name for m in members])
         check_members(members, source)
         hide.species_flags(source.species)  # unknown species → InputError before any work
         tile = max(int(m.card.tile_size) for m in members)
@@ -418,7 +419,7 @@ def infill(stack: Stack | StackSource | str | Path,
         layout = WindowLayout.fitted(g.height, g.width, window or default_window(members), ov, offset)
         engine = _Infiller(source, members, hide, draws, batch_size, dev, progress, layout, seed)
         scenario = hide.scenario(source.species)
-        threshold = float(np.mean([m.card.threshold_for(scenario) for m in members]))
+        threshold = ensemble_threshold([m.card for m in members], scenario)
         result = InfillResult(engine.out_species, g, None, None, Path(out) if out else None,
                               [m.name for m in members], draws, engine.evaluations, hide.describe(),
                               layout.describe(), ov, threshold, dev_note, 0.0, 0)

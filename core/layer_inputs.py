@@ -7,9 +7,9 @@ aligned with every other grid of that resolution (see :meth:`Grid.from_bounds`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import numpy as np
 import rasterio
@@ -21,49 +21,16 @@ from scipy import ndimage
 
 from .aux_layers import fill_nearest
 from .errors import InputError
+from .features import PointRecords, RasterBand, VectorShapes, records_from_points
 from .grid import Grid
 from .hiding import GeometryRegion
 from .rasterize import geometry_mask, presence_bands
-from .records import Records
-from .species import SpeciesCatalog
+from .species import SpeciesCatalog, catalog_for
 from .stack import STACK_TAG, AuxBand, Stack
 from .vectors import reproject_geometries
 
-Geometries = list[dict[str, Any]]
-
-
-@dataclass
-class RasterBand:
-    """Band ``band`` (1-based) of a GDAL raster file; ``name`` is what the user calls it."""
-
-    path: str
-    band: int = 1
-    name: str = ""
-
-    @property
-    def label(self) -> str:
-        return self.name or f"{Path(self.path).name} band {self.band}"
-
-
-@dataclass
-class PointRecords:
-    """Points in WGS84 lon/lat with the commodity text of each (e.g. ``"Au; Ag"``)."""
-
-    lon: np.ndarray
-    lat: np.ndarray
-    commodities: list[str]
-    names: list[str] = field(default_factory=list)
-    name: str = ""
-
-
-@dataclass
-class VectorShapes:
-    """GeoJSON geometries in ``crs`` (a WKT or ``EPSG:`` string)."""
-
-    geometries: Geometries
-    crs: str
-    name: str = ""
-
+if TYPE_CHECKING:
+    from .model_file import ModelCard
 
 MineralSource = Union[RasterBand, PointRecords]
 AuxSource = Union[RasterBand, VectorShapes]  # a vector source means "distance to its lines, km"
@@ -83,13 +50,6 @@ def to_crs(text: str | CRS) -> CRS:
         raise InputError(f"Unknown coordinate reference system {text!r}. Set the layer's CRS "
                          "(Layer Properties > Source) and retry.")
     return crs
-
-
-def catalog_for(species: Sequence[str]) -> SpeciesCatalog:
-    """The default catalog restricted to ``species``, in that order; unknown symbols added as-is."""
-    base = SpeciesCatalog()
-    extra = {s: [] for s in species if s not in base.symbols}
-    return (base.extended(extra) if extra else base).subset(list(species))
 
 
 def as_region(shapes: VectorShapes) -> GeometryRegion:
@@ -128,6 +88,24 @@ def model_context_grid(region: GeometryRegion, crs: str | CRS, resolution: float
     """The grid an infill of ``region`` runs on: the model's cells, half a tile (at least 16 cells)
     of context around the region, at least one tile on each side."""
     return context_grid(region, crs, resolution, max(16, tile_size // 2), tile_size)
+
+
+def region_grid(card: "ModelCard", region: GeometryRegion, stack_grid: Optional[Grid] = None) -> Grid:
+    """The grid an infill of ``region`` runs on (:func:`model_context_grid` with the model's tile):
+    the stack's CRS and cells when the region is cut from a stack, else those of the model's card,
+    which must state a projected CRS and a cell size (an :class:`InputError` says so otherwise)."""
+    tile = int(card.tile_size)
+    if stack_grid is not None:
+        return model_context_grid(region, stack_grid.crs, stack_grid.resolution, tile)
+    crs_text = card.grid.get("crs_wkt") or card.grid.get("crs")
+    resolution = float(card.grid.get("resolution") or 0)
+    if not crs_text or resolution <= 0:
+        raise InputError("The model's card does not say its grid CRS and cell size; it cannot be applied to "
+                         "map layers. Use a model trained with this version of M3.")
+    crs = to_crs(crs_text)
+    if not crs.is_projected:
+        raise InputError(f"The model's CRS {crs.to_string()} is not projected; M3 models need a grid in metres.")
+    return model_context_grid(region, crs, resolution, tile)
 
 
 def window_in(outer: Grid, inner: Grid) -> tuple[int, int, int, int]:
@@ -192,31 +170,6 @@ def is_normalised_stack_band(src: RasterBand) -> bool:
             return STACK_TAG in ds.tags() and (ds.descriptions[src.band - 1] or "").startswith("aux_")
     except (rasterio.errors.RasterioIOError, IndexError):
         return False
-
-
-def records_from_points(points: PointRecords, catalog: SpeciesCatalog) -> Records:
-    """Records of the catalog's species among the points (commodities matched as in CSV files;
-    points naming no species counted with their spelling: ``Records.unmatched_note()``)."""
-    from collections import Counter
-
-    from .records import NO_COMMODITY
-
-    lon = np.asarray(points.lon, float)
-    lat = np.asarray(points.lat, float)
-    names = points.names or [""] * len(lon)
-    keep, rows = [], []
-    unmatched: Counter = Counter()
-    for i, text in enumerate(points.commodities):
-        found = catalog.match(text or "")
-        if not found:
-            unmatched[(text or "").strip() or NO_COMMODITY] += 1
-        elif np.isfinite(lon[i]) and np.isfinite(lat[i]):
-            keep.append(i)
-            rows.append([s in found for s in catalog.symbols])
-    species = np.array(rows, bool).reshape(len(rows), len(catalog.symbols))
-    return Records(lon[keep], lat[keep], species, catalog.symbols, [names[i] for i in keep],
-                   [points.commodities[i] for i in keep], source=points.name,
-                   skipped_no_species=sum(unmatched.values()), unmatched_spellings=dict(unmatched))
 
 
 def presence_on_grid(symbol: str, src: MineralSource, grid: Grid, valid: np.ndarray,

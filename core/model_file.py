@@ -157,6 +157,33 @@ def read_card(path: str | Path) -> ModelCard:
     return card
 
 
+def check_ensemble(cards: list[ModelCard], names: list[str]) -> None:
+    """Raise :class:`ModelMismatchError` unless every model of an ensemble fits the same data as
+    the first: the same species, aux bands and cell size."""
+    first = cards[0]
+    for name, card in zip(names[1:], cards[1:]):
+        if card.species != first.species or card.aux_names != first.aux_names or \
+                card.grid.get("resolution") != first.grid.get("resolution"):
+            raise ModelMismatchError(f"{Path(name).name} was trained on other species, aux bands or cells than "
+                                     f"{Path(names[0]).name}; an ensemble needs models of the same data.")
+
+
+def read_ensemble_cards(paths: list[str | Path]) -> list[ModelCard]:
+    """The cards of an ensemble's model files, checked to fit the same data (:func:`check_ensemble`)."""
+    cards = [read_card(p) for p in paths]
+    check_ensemble(cards, [str(p) for p in paths])
+    return cards
+
+
+def ensemble_threshold(cards: list[ModelCard], scenario: Optional[str] = None) -> float:
+    """The probability threshold of an ensemble's prediction: the mean over its models of each one's
+    validation threshold for the masking scenario (:meth:`ModelCard.threshold_for`; the pooled one
+    for None). The one rule for the threshold written into a prediction and used on it."""
+    import numpy as np
+
+    return float(np.mean([c.threshold_for(scenario) for c in cards]))
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 

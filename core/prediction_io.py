@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from .tagged_tiff import open_tagged
 PREDICTION_TAG = "M3_PREDICTION"
 NODATA = float("nan")
 BLOCK = 256
+DEFAULT_THRESHOLD = 0.5  # a prediction whose models recorded no threshold
 
 
 def band_names(species: Sequence[str]) -> list[str]:
@@ -102,6 +103,14 @@ def read_prediction_info(path: str | Path) -> tuple[Grid, list[str], dict[str, A
         descriptions = list(src.descriptions)
     species = [d[len("mean_"):] for d in descriptions if d and d.startswith("mean_")]
     return grid, species, meta
+
+
+def prediction_threshold(meta: dict[str, Any], override: Optional[float] = None) -> float:
+    """The threshold to use on a prediction: ``override`` when given, else the one its models chose
+    (tag ``threshold``, written by :func:`core.infer.infill`), else :data:`DEFAULT_THRESHOLD`."""
+    if override is not None:
+        return float(override)
+    return float(meta.get("threshold", DEFAULT_THRESHOLD))
 
 
 def read_band(path: str | Path, name: str) -> np.ndarray:

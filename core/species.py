@@ -133,3 +133,10 @@ class SpeciesCatalog:
                                  f"{sym}=Name|alias|...")
             out[sym] = names.split("|")
         return out
+
+
+def catalog_for(species: Sequence[str]) -> SpeciesCatalog:
+    """The default catalog restricted to ``species``, in that order; unknown symbols added as-is."""
+    base = SpeciesCatalog()
+    extra = {s: [] for s in species if s not in base.symbols}
+    return (base.extended(extra) if extra else base).subset(list(species))

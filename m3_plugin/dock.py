@@ -77,7 +77,8 @@ class M3Dock(QDockWidget):
         self.setObjectName("M3Dock")
         self.iface = iface
         self.settings = DockSettings.load()
-        self.card = None
+        self.card = None   # the first model's card (species, aux bands, grid); None until a model is usable
+        self.cards: list = []
         self.model_paths: list[str] = []
         self.mineral_rows: dict[str, MineralRow] = {}
         self.aux_rows: dict[str, AuxRow] = {}
@@ -388,7 +389,7 @@ class M3Dock(QDockWidget):
             self.model_widget.setFilePath(" ".join(f'"{p}"' for p in self.model_paths)
                                           if len(self.model_paths) > 1 else (self.model_paths or [""])[0])
             self.model_widget.blockSignals(False)
-        self.card = None
+        self.card, self.cards = None, []
         text = ""
         if not self.model_paths:
             text = ("No model: the bundled model is not installed. Choose a model file (.safetensors with its "
@@ -397,7 +398,8 @@ class M3Dock(QDockWidget):
             text = "The model's card shows once the packages it needs are installed (Install, above)."
         else:
             try:
-                self.card = read_cards(self.model_paths)
+                self.cards = read_cards(self.model_paths)
+                self.card = self.cards[0]
                 text = card_text(self.card, self.model_paths)
             except Exception as e:  # M3Error or a broken file: shown, never raised into Qt
                 text = f"Cannot use the model: {e}"
@@ -427,7 +429,7 @@ class M3Dock(QDockWidget):
         if self.card is None:
             return
         self.threshold_spin.setValue(self.settings.threshold if self.settings.threshold is not None
-                                     else float(self.card.threshold))
+                                     else self._pooled_threshold())
         for r, sym in enumerate(self.card.species):
             row = MineralRow(sym, self.minerals_box)
             row.hide.setChecked(sym in self.settings.hidden_species)
@@ -508,10 +510,10 @@ class M3Dock(QDockWidget):
                 ls.commodity_field(layer)
             if want:
                 self.sites_field.setField(want)
-            names = [f.name() for f in layer.fields()]
-            name = self.settings.name_field if self.settings.name_field in names else \
-                next((n for n in names if n.lower() in ls.NAME_FIELD_NAMES), "")
-            self.name_field.setField(name)
+            from .core.features import name_field_for
+
+            self.name_field.setField(name_field_for([f.name() for f in layer.fields()],
+                                                    self.settings.name_field or None))
 
     # -- region -------------------------------------------------------------------------------
     def _canvas(self):
@@ -663,7 +665,7 @@ class M3Dock(QDockWidget):
         s.batch_size = self.batch_spin.value()
         s.device = self.device_combo.currentData()
         if self.card is not None:
-            s.threshold = self.threshold_spin.value() if self._threshold_overridden(self.card) else None
+            s.threshold = self.threshold_spin.value() if self._threshold_overridden() else None
         s.output_dir = self.output_widget.filePath()
         s.hidden_species = [sym for sym, row in self.mineral_rows.items() if row.hide.isChecked()]
         s.region_mode = self.region_mode.currentData()
@@ -692,7 +694,7 @@ class M3Dock(QDockWidget):
         missing = missing_packages()
         if missing:
             raise InputError(missing_message(missing))
-        from .core.layer_inputs import LayerInputs, as_region, model_context_grid, to_crs
+        from .core.layer_inputs import LayerInputs, as_region, region_grid
         from .infill_task import InfillJob
 
         if self.card is None:
@@ -700,16 +702,8 @@ class M3Dock(QDockWidget):
         card = self.card
         hidden = [sym for sym, row in self.mineral_rows.items() if row.hide.isChecked()]
         shapes = self.region_shapes()
-        crs_text = card.grid.get("crs_wkt") or card.grid.get("crs")
-        resolution = float(card.grid.get("resolution") or 0)
-        if not crs_text or resolution <= 0:
-            raise InputError("The model's card does not say its grid CRS and cell size; it cannot be applied to "
-                             "map layers. Use a model trained with this version of M3.")
-        crs = to_crs(crs_text)
-        if not crs.is_projected:
-            raise InputError(f"The model's CRS {crs.to_string()} is not projected; M3 models need a grid in metres.")
-        grid = model_context_grid(as_region(shapes), crs, resolution, int(card.tile_size))
-        qcrs = QgsCoordinateReferenceSystem.fromWkt(crs.to_wkt())
+        grid = region_grid(card, as_region(shapes))
+        qcrs = QgsCoordinateReferenceSystem.fromWkt(grid.crs.to_wkt())
         left, bottom, right, top = grid.bounds
         extent = (QgsRectangle(left, bottom, right, top), qcrs)
 
@@ -753,7 +747,7 @@ class M3Dock(QDockWidget):
             sites_id = sites_layer.id()
         what = ", ".join(hidden) if hidden else "all species"
         name = f"M3 infill {what} {time.strftime('%H:%M:%S')}"
-        threshold = self._threshold(card, hidden)
+        threshold = self._threshold(hidden)
         settings = {"model": ", ".join(Path(p).name for p in self.model_paths), "hidden species": what,
                     "region": self.region_label.text(), "mask draws per model": self.draws_spin.value(),
                     "threshold at the run": f"{threshold:.2f}",
@@ -768,18 +762,26 @@ class M3Dock(QDockWidget):
                          cluster_min_area_km2=self.cluster_area_spin.value(),
                          cluster_min_distance_km=self.cluster_distance_spin.value(), settings=settings)
 
-    def _threshold_overridden(self, card) -> bool:
-        """Whether the user moved the threshold spin box off the card's pooled threshold."""
-        return abs(self.threshold_spin.value() - float(card.threshold)) > 1e-9
+    def _pooled_threshold(self) -> float:
+        """The ensemble's pooled threshold (:func:`core.model_file.ensemble_threshold`): the spin box's default."""
+        from .core.model_file import ensemble_threshold
 
-    def _threshold(self, card, hidden: list[str]) -> float:
-        """The spin box's value when the user changed it, else the model's validation threshold for
-        this kind of question (a region with some or all species hidden)."""
+        return ensemble_threshold(self.cards)
+
+    def _threshold_overridden(self) -> bool:
+        """Whether the user moved the threshold spin box off the ensemble's pooled threshold."""
+        shown = round(self._pooled_threshold(), self.threshold_spin.decimals())  # as the spin box holds it
+        return abs(self.threshold_spin.value() - shown) > 1e-9
+
+    def _threshold(self, hidden: list[str]) -> float:
+        """The spin box's value when the user changed it, else the ensemble's validation threshold for
+        this kind of question (a region with some or all species hidden), as infill writes it."""
         from .core.hiding import hiding_scenario
+        from .core.model_file import ensemble_threshold
 
-        if self._threshold_overridden(card):
+        if self._threshold_overridden():
             return float(self.threshold_spin.value())
-        return card.threshold_for(hiding_scenario(hidden, True, card.species))
+        return ensemble_threshold(self.cards, hiding_scenario(hidden, True, self.card.species))
 
     def run_blocker(self) -> str:
         """Why Run cannot start now ('' when it can): what is missing, in the dock's words."""

@@ -131,7 +131,7 @@ class InfillTask(QgsTask):
         outputs.label_field = job.label_field
         if job.find_clusters:
             check_cancelled(progress)
-            outputs.clusters, outputs.cluster_count = self._clusters(stack, sites, job)
+            outputs.clusters, outputs.cluster_count = self._clusters(stack, job)
         outputs.summary = (f"{result.evaluations} evaluations ({len(result.models)} model(s) × {result.draws} "
                            f"draws) on {result.device}, {result.seconds:.1f} s; {result.hide}.")
         self.setProgress(100.0)
@@ -150,14 +150,13 @@ class InfillTask(QgsTask):
         return species_scores(means, stack.grid, region_cells, sites, baseline)
 
     @staticmethod
-    def _clusters(stack, sites, job: InfillJob) -> tuple[Path, int]:
+    def _clusters(stack, job: InfillJob) -> tuple[Path, int]:
         """Discovered clusters (core.clusters) as a GeoPackage: high probability, no known site of the
-        species nearby; known sites from the known-mines layer, else the stack's presence cells."""
-        from .core.clusters import KnownSites, find_clusters, write_clusters
+        species nearby; known sites by core's one rule (the known-sites layer, else the stack's presence cells)."""
+        from .core.clusters import find_clusters, known_sites, write_clusters
         from .core.stack_windows import open_stack_source
 
-        known = (KnownSites.from_records(sites, job.grid) if sites is not None
-                 else KnownSites.from_stack(open_stack_source(stack)))
+        known = known_sites(job.grid, stack.species, points=job.sites, stack=open_stack_source(stack))[0]
         found = find_clusters(job.folder / PREDICTION_FILE, known, job.threshold, job.cluster_min_area_km2,
                               job.cluster_min_distance_km)
         path = write_clusters(found, job.folder / CLUSTERS_FILE, job.grid.crs,

@@ -16,8 +16,6 @@ if TYPE_CHECKING:
     from .core.layer_inputs import PointRecords, RasterBand, VectorShapes
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
-COMMODITY_FIELD_NAMES = ("commodities", "commodity", "commod1", "commods", "minerals", "mineral")
-NAME_FIELD_NAMES = ("name", "site_name", "sitename")
 
 
 def crs_text(crs: QgsCoordinateReferenceSystem, what: str) -> str:
@@ -84,15 +82,46 @@ def _request(layer: QgsVectorLayer, extent: Optional[tuple[QgsRectangle, QgsCoor
     return request
 
 
+def features(source, crs: QgsCoordinateReferenceSystem, request: Optional[QgsFeatureRequest] = None,
+             to_crs: Optional[QgsCoordinateReferenceSystem] = None, attributes: Iterable[str] = ()):
+    """A layer's or feature source's features as core's plain :data:`core.features.Feature` pairs:
+    (GeoJSON geometry, in ``to_crs`` when given, else in ``crs``; the ``attributes`` asked for).
+    A feature whose geometry cannot be transformed is left out."""
+    tr = QgsCoordinateTransform(crs, to_crs, QgsProject.instance()) if to_crs is not None else None
+    names = [a for a in attributes if a]
+    for feat in (source.getFeatures(request) if request is not None else source.getFeatures()):
+        geom = feat.geometry()
+        if geom is None or geom.isEmpty():
+            yield None, {}
+            continue
+        if tr is not None:
+            geom = QgsGeometry(geom)
+            try:
+                geom.transform(tr)
+            except Exception:  # QgsCsException
+                continue
+        yield geometry_json(geom), {n: feat[n] for n in names}
+
+
+def site_points(source, crs: QgsCoordinateReferenceSystem, field: str, name_field: Optional[str] = None,
+                request: Optional[QgsFeatureRequest] = None, name: str = "") -> "PointRecords":
+    """Site points of a point layer or feature source as lon/lat with the ``field`` text and the
+    names (``name_field``; None: a field called like a name; '': none): core's rules
+    (:func:`core.features.records_from_features`, :func:`core.features.name_field_for`)."""
+    from .core.features import name_field_for, records_from_features
+
+    name_field = name_field_for([f.name() for f in source.fields()], name_field)
+    if request is not None:
+        request.setSubsetOfAttributes([a for a in (field, name_field) if a], source.fields())
+    return records_from_features(features(source, crs, request, WGS84, (field, name_field)), field, name_field,
+                                 name)
+
+
 def point_records(layer: QgsVectorLayer, field: str,
                   extent: Optional[tuple[QgsRectangle, QgsCoordinateReferenceSystem]] = None,
                   name_field: Optional[str] = None) -> "PointRecords":
     """The layer's points (those within ``extent`` when given) as lon/lat with the ``field`` text and
     the ``name_field`` text (None: a field called like a name; '': no names)."""
-    import numpy as np
-
-    from .core.layer_inputs import PointRecords
-
     if layer is None or not layer.isValid():
         raise InputError("A chosen point layer is missing or broken. Choose it again.")
     if layer.geometryType() != QgsWkbTypes.PointGeometry:
@@ -100,40 +129,43 @@ def point_records(layer: QgsVectorLayer, field: str,
     if layer.fields().indexOf(field) < 0:
         raise InputError(f"The layer '{layer.name()}' has no field '{field}'. Choose its commodity field.")
     crs_text(layer.crs(), f"The layer '{layer.name()}'")
-    if name_field is None or (name_field and layer.fields().indexOf(name_field) < 0):
-        name_field = next((n for n in NAME_FIELD_NAMES if layer.fields().indexOf(n) >= 0), "")
-    tr = QgsCoordinateTransform(layer.crs(), WGS84, QgsProject.instance())
-    lon, lat, comms, names = [], [], [], []
-    for feat in layer.getFeatures(_request(layer, extent, (field, name_field))):
-        geom = feat.geometry()
-        if geom is None or geom.isEmpty():
-            continue
-        try:
-            pt = tr.transform(geom.asPoint() if not geom.isMultipart() else geom.asMultiPoint()[0])
-        except Exception:  # QgsCsException
-            continue
-        value = feat[field]
-        lon.append(pt.x())
-        lat.append(pt.y())
-        comms.append("" if value is None else str(value))
-        names.append(str(feat[name_field] or "") if name_field else "")
-    return PointRecords(np.array(lon, float), np.array(lat, float), comms, names, layer.name())
+    return site_points(layer, layer.crs(), field, name_field, _request(layer, extent, (field,)), layer.name())
+
+
+def source_shapes(source, crs: QgsCoordinateReferenceSystem, name: str,
+                  request: Optional[QgsFeatureRequest] = None) -> "VectorShapes":
+    """A layer's or feature source's geometries as core shapes in its CRS (empty ones left out)."""
+    from .core.features import shapes_from_features
+
+    return shapes_from_features(features(source, crs, request), crs_text(crs, f"The layer '{name}'"), name)
 
 
 def layer_shapes(layer: QgsVectorLayer, selected_only: bool = False,
                  extent: Optional[tuple[QgsRectangle, QgsCoordinateReferenceSystem]] = None) -> "VectorShapes":
     """A vector layer's geometries (all, or the selected ones) as GeoJSON in the layer's CRS."""
-    from .core.layer_inputs import VectorShapes
-
     if layer is None or not layer.isValid():
         raise InputError("A chosen vector layer is missing or broken. Choose it again.")
-    crs = crs_text(layer.crs(), f"The layer '{layer.name()}'")
-    feats = layer.getSelectedFeatures() if selected_only else layer.getFeatures(_request(layer, extent))
-    geoms = [geometry_json(f.geometry()) for f in feats if f.hasGeometry() and not f.geometry().isEmpty()]
-    if selected_only and not geoms:
-        raise InputError(f"No feature of '{layer.name()}' is selected. Select the polygons of the region "
-                         "(Select Features tool) or choose another region.")
-    return VectorShapes([g for g in geoms if g], crs, layer.name())
+    crs_text(layer.crs(), f"The layer '{layer.name()}'")
+    if selected_only:
+        shapes = source_shapes(_Selection(layer), layer.crs(), layer.name())
+        if not shapes.geometries:
+            raise InputError(f"No feature of '{layer.name()}' is selected. Select the polygons of the region "
+                             "(Select Features tool) or choose another region.")
+        return shapes
+    return source_shapes(layer, layer.crs(), layer.name(), _request(layer, extent))
+
+
+class _Selection:
+    """A layer's selected features, read like a feature source."""
+
+    def __init__(self, layer: QgsVectorLayer) -> None:
+        self.layer = layer
+
+    def getFeatures(self, request=None):  # noqa: N802 (QGIS API)
+        return self.layer.getSelectedFeatures(request) if request is not None else self.layer.getSelectedFeatures()
+
+    def fields(self):
+        return self.layer.fields()
 
 
 def geometry_shapes(geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem, name: str = "region") -> "VectorShapes":
@@ -147,8 +179,15 @@ def geometry_shapes(geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem, na
 
 
 def geometry_json(geometry: QgsGeometry) -> dict:
+    """A geometry as GeoJSON; points (and multipoints) built from their coordinates exactly."""
     import json
 
+    kind = QgsWkbTypes.flatType(geometry.wkbType())
+    if kind == QgsWkbTypes.Point:
+        p = geometry.asPoint()
+        return {"type": "Point", "coordinates": [p.x(), p.y()]}
+    if kind == QgsWkbTypes.MultiPoint:
+        return {"type": "MultiPoint", "coordinates": [[p.x(), p.y()] for p in geometry.asMultiPoint()]}
     return json.loads(geometry.asJson(17))
 
 
@@ -177,13 +216,10 @@ def find_stack_band(description: str) -> Optional[tuple[QgsRasterLayer, int]]:
 
 
 def commodity_field(layer: QgsVectorLayer) -> str:
-    """The field of a point layer most likely to hold commodities; '' when none looks like it."""
-    names = [f.name() for f in layer.fields()]
-    lower = {n.lower(): n for n in names}
-    for cand in COMMODITY_FIELD_NAMES:
-        if cand in lower:
-            return lower[cand]
-    return next((n for n in names if "commod" in n.lower()), "")
+    """The field of a point layer most likely to hold commodities (:func:`core.features.guess_commodity_field`)."""
+    from .core.features import guess_commodity_field
+
+    return guess_commodity_field([f.name() for f in layer.fields()])
 
 
 def is_point_layer(layer: QgsMapLayer) -> bool:

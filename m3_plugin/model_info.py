@@ -32,14 +32,7 @@ def card_text(card, paths: list[str]) -> str:
 
 
 def read_cards(paths: list[str]):
-    """The card of the first model; every other model of the ensemble must fit the same data."""
-    from .core.errors import ModelMismatchError
-    from .core.model_file import read_card
+    """The cards of an ensemble's models, checked to fit the same data (:func:`core.model_file.read_ensemble_cards`)."""
+    from .core.model_file import read_ensemble_cards
 
-    cards = [read_card(p) for p in paths]
-    for p, c in zip(paths[1:], cards[1:]):
-        if c.species != cards[0].species or c.aux_names != cards[0].aux_names or c.grid.get("resolution") != \
-                cards[0].grid.get("resolution"):
-            raise ModelMismatchError(f"{Path(p).name} was trained on other species, aux bands or cells than "
-                                     f"{Path(paths[0]).name}; an ensemble needs models of the same data.")
-    return cards[0]
+    return read_ensemble_cards(paths)

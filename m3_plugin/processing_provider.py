@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-from qgis.core import (QgsCoordinateTransform, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingContext,
+from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingContext,
                        QgsProcessingException, QgsProcessingFeedback, QgsProcessingLayerPostProcessorInterface,
                        QgsProcessingOutputNumber,
                        QgsProcessingParameterBoolean, QgsProcessingParameterCrs, QgsProcessingParameterEnum,
@@ -14,7 +14,7 @@ from qgis.core import (QgsCoordinateTransform, QgsProcessing, QgsProcessingAlgor
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString, QgsProcessingParameterVectorDestination,
-                       QgsProcessingParameterVectorLayer, QgsProcessingProvider, QgsProject, QgsRasterLayer,
+                       QgsProcessingParameterVectorLayer, QgsProcessingProvider, QgsRasterLayer,
                        QgsVectorFileWriter, QgsVectorLayer)
 from qgis.PyQt.QtGui import QIcon
 
@@ -113,18 +113,6 @@ def _layer_file(layer: QgsVectorLayer, context: QgsProcessingContext, name: str)
 
 def _band_prefix(layer_name: str) -> str:
     return re.sub(r"[^0-9A-Za-z]+", "_", layer_name).strip("_") or "points"
-
-
-def _feature_shapes(source, name: str):
-    """A feature source's geometries as core shapes (the selection, when Processing was told to use it)."""
-    import json
-
-    from .core.layer_inputs import VectorShapes
-    from .layer_sources import crs_text
-
-    geoms = [json.loads(f.geometry().asJson(17)) for f in source.getFeatures()
-             if f.hasGeometry() and not f.geometry().isEmpty()]
-    return VectorShapes(geoms, crs_text(source.sourceCrs(), name), name)
 
 
 class M3Algorithm(QgsProcessingAlgorithm):
@@ -328,8 +316,9 @@ class InfillAlgorithm(M3Algorithm):
     def process(self, parameters, context, feedback) -> dict[str, Any]:
         from .core.hiding import HideSpec
         from .core.infer import infill
-        from .core.layer_inputs import as_region, model_context_grid, window_in
-        from .core.model_file import read_card
+        from .core.layer_inputs import as_region, region_grid, window_in
+        from .core.model_file import read_ensemble_cards
+        from .layer_sources import source_shapes
         from .core.stack_windows import GeoTiffStackSource
 
         stack_layer = self.parameterAsRasterLayer(parameters, self.STACK, context)
@@ -344,7 +333,7 @@ class InfillAlgorithm(M3Algorithm):
         models = [model] + [p for p in (self.parameterAsString(parameters, self.MORE_MODELS, context) or "")
                             .split(";") if p.strip()]
         source = self.parameterAsSource(parameters, self.REGION, context)
-        region = as_region(_feature_shapes(source, "region")) if source is not None else None
+        region = as_region(source_shapes(source, source.sourceCrs(), "region")) if source is not None else None
         hide = HideSpec(tuple(_symbols(self.parameterAsString(parameters, self.SPECIES, context))), region)
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         from .core.output_paths import check_outputs
@@ -352,8 +341,7 @@ class InfillAlgorithm(M3Algorithm):
         stack = GeoTiffStackSource(stack_layer.source())
         try:
             if region is not None:  # the region and its context only
-                card = read_card(models[0])
-                grid = model_context_grid(region, stack.grid.crs, stack.grid.resolution, int(card.tile_size))
+                grid = region_grid(read_ensemble_cards(models)[0], region, stack.grid)
                 stack_in = stack.read_window(*window_in(stack.grid, grid))
             else:
                 stack_in = stack
@@ -412,53 +400,37 @@ class ClustersAlgorithm(M3Algorithm):
         self.addOutput(QgsProcessingOutputNumber("COUNT", "Number of clusters"))
 
     def _known_sites(self, parameters, context, grid, species):
-        from .core.clusters import KnownSites
-        from .core.layer_inputs import PointRecords, catalog_for, records_from_points
-        from .core.records import read_records
+        """Known sites by core's one rule (:func:`core.clusters.known_sites`) from this algorithm's inputs."""
+        from .core.clusters import known_sites
+        from .core.features import guess_commodity_field
         from .core.stack_windows import GeoTiffStackSource
-        from .layer_sources import COMMODITY_FIELD_NAMES, NAME_FIELD_NAMES, WGS84
+        from .layer_sources import site_points
 
         sites = self.parameterAsSource(parameters, self.SITES, context)
         if sites is not None:
-            field = self.parameterAsString(parameters, self.FIELD, context)
-            names = [f.name() for f in sites.fields()]
-            if not field:
-                field = next((n for n in names if n.lower() in COMMODITY_FIELD_NAMES), "")
-            if field not in names:
+            field = (self.parameterAsString(parameters, self.FIELD, context)
+                     or guess_commodity_field([f.name() for f in sites.fields()]))
+            if sites.fields().indexOf(field) < 0:
                 raise QgsProcessingException("Choose the known sites' commodity field.")
             name_field = self.parameterAsString(parameters, self.NAME_FIELD, context) or None
-            if name_field not in names:
-                name_field = next((n for n in names if n.lower() in NAME_FIELD_NAMES), None)
-            tr = QgsCoordinateTransform(sites.sourceCrs(), WGS84, QgsProject.instance())
-            lon, lat, comm, label = [], [], [], []
-            for f in sites.getFeatures():
-                if not f.hasGeometry():
-                    continue
-                p = tr.transform(f.geometry().centroid().asPoint())
-                lon.append(p.x())
-                lat.append(p.y())
-                comm.append(str(f[field] or ""))
-                label.append(str(f[name_field] or "") if name_field else "")
-            import numpy as np
-
-            points = PointRecords(np.array(lon), np.array(lat), comm, label, "sites")
-            return KnownSites.from_records(records_from_points(points, catalog_for(species)), grid)
+            points = site_points(sites, sites.sourceCrs(), field, name_field, name="sites")
+            return known_sites(grid, species, points=points)[0]
         stack_layer = self.parameterAsRasterLayer(parameters, self.STACK, context)
         if stack_layer is not None:
             with GeoTiffStackSource(stack_layer.source()) as source:
-                return KnownSites.from_stack(source)
-        return KnownSites.from_records(read_records(defaults.RECORDS, catalog_for(species)), grid)
+                return known_sites(grid, species, stack=source)[0]
+        return known_sites(grid, species)[0]
 
     def process(self, parameters, context, feedback) -> dict[str, Any]:
         from .core.clusters import find_clusters, summary, write_clusters
-        from .core.prediction_io import read_prediction_info
+        from .core.prediction_io import prediction_threshold, read_prediction_info
 
         layer = self.parameterAsRasterLayer(parameters, self.PREDICTION, context)
         if layer is None:
             raise QgsProcessingException("Choose an infill result (a GeoTIFF made by Infill minerals).")
         grid, species, meta = read_prediction_info(layer.source())
-        threshold = (self.parameterAsDouble(parameters, self.THRESHOLD, context)
-                     if parameters.get(self.THRESHOLD) not in (None, "") else float(meta.get("threshold", 0.5)))
+        threshold = prediction_threshold(meta, self.parameterAsDouble(parameters, self.THRESHOLD, context)
+                                         if parameters.get(self.THRESHOLD) not in (None, "") else None)
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if not out.lower().endswith(".gpkg"):
             raise QgsProcessingException(f"Write the clusters to a GeoPackage (.gpkg), not {out}.")

@@ -5,7 +5,8 @@ import argparse
 from pathlib import Path
 
 from ..clusters import KnownSites, check_prediction_stack, find_clusters, summary, write_clusters
-from ..prediction_io import read_prediction_info
+from ..clusters import known_sites as find_known_sites
+from ..prediction_io import prediction_threshold, read_prediction_info
 from .records_args import add_column_arguments, record_columns
 
 
@@ -30,33 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def known_sites(args: argparse.Namespace, grid) -> tuple[KnownSites, str]:
-    from .. import defaults
-    from ..records import read_records
-    from ..species import SpeciesCatalog
+def known_sites(args: argparse.Namespace, grid, species) -> tuple[KnownSites, str]:
+    """The known sites by :func:`core.clusters.known_sites`; ``--stack`` must be the prediction's."""
     from ..stack_windows import GeoTiffStackSource
 
-    stack_path = args.stack
-    records = args.records
-    source = None
-    if stack_path is not None or records is None:
-        source = GeoTiffStackSource(stack_path or defaults.default_stack_path())
-    try:
-        if stack_path is not None:  # the user says it is the prediction's stack: it must be
-            check_prediction_stack(args.prediction, source, Path(stack_path).name)
-        if records is None and source is not None and source.info.get("records") == defaults.RECORDS.name:
-            records = defaults.RECORDS
-        if records is not None:
-            symbols = source.species if source is not None else None
-            catalog = SpeciesCatalog()
-            if symbols and all(s in catalog.symbols for s in symbols):
-                catalog = catalog.subset(symbols)
-            recs = read_records(records, catalog, columns=record_columns(args))
-            return KnownSites.from_records(recs, grid), f"records in {Path(records).name}"
-        return KnownSites.from_stack(source), "presence cells of the stack"
-    finally:
-        if source is not None:
-            source.close()
+    if args.stack is None:
+        return find_known_sites(grid, species, records=args.records, columns=record_columns(args))
+    with GeoTiffStackSource(args.stack) as source:
+        check_prediction_stack(args.prediction, source, Path(args.stack).name)
+        return find_known_sites(grid, species, records=args.records, columns=record_columns(args), stack=source)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     check_outputs({"--out": args.out}, inputs={"--prediction": args.prediction, "--stack": args.stack,
                                                "--records": args.records})
     grid, species, meta = read_prediction_info(args.prediction)
-    threshold = args.threshold if args.threshold is not None else float(meta.get("threshold", 0.5))
-    sites, what = known_sites(args, grid)
+    threshold = prediction_threshold(meta, args.threshold)
+    sites, what = known_sites(args, grid, species)
     clusters = find_clusters(args.prediction, sites, threshold, args.min_area_km2, args.min_distance_km,
                              args.species)
     write_clusters(clusters, args.out, grid.crs,
