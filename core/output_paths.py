@@ -3,8 +3,8 @@ inputs (compared as resolved real paths, so ``a/../b.tif``, symbolic links and h
 caught) nor another output, and every output file and folder can be written.
 
 Every ``train_cli.py`` command that writes files calls :func:`check_outputs`, with its option
-names as labels (so the message names the option to change); :func:`core.build_stack.build_stack`
-and :func:`core.infer.infill` call it too, so that the Processing algorithms and the dock, which
+names as labels (so the message names the option to change); :func:`core.data.build_stack.build_stack`
+and :func:`core.inference.infer.infill` call it too, so that the Processing algorithms and the dock, which
 call those directly, are covered as well."""
 from __future__ import annotations
 

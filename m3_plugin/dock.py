@@ -37,7 +37,7 @@ def device_text(prefer: str = "auto") -> str:
     if "torch" in missing:
         return "Device: chosen once torch is installed (Install, above)."
     try:
-        from .core.models import pick_device  # imports torch: only once it is known to be there
+        from .core.device import pick_device  # imports torch: only once it is known to be there
     except (ImportError, OSError) as err:  # e.g. a torch build that does not fit this system
         return f"torch does not load in QGIS's Python ({err}). Reinstall it. {install_hint(['torch'])}"
 
@@ -510,7 +510,7 @@ class M3Dock(QDockWidget):
                 ls.commodity_field(layer)
             if want:
                 self.sites_field.setField(want)
-            from .core.features import name_field_for
+            from .core.data.features import name_field_for
 
             self.name_field.setField(name_field_for([f.name() for f in layer.fields()],
                                                     self.settings.name_field or None))
@@ -677,7 +677,7 @@ class M3Dock(QDockWidget):
         s.save()
 
     def _run_folder(self, name: str) -> Path:
-        from .core import defaults
+        from .core.data import defaults
 
         base = Path(self.output_widget.filePath() or defaults.cache_dir() / "runs")
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
@@ -694,7 +694,7 @@ class M3Dock(QDockWidget):
         missing = missing_packages()
         if missing:
             raise InputError(missing_message(missing))
-        from .core.layer_inputs import LayerInputs, as_region, region_grid
+        from .core.inference.layer_inputs import LayerInputs, as_region, region_grid
         from .infill_task import InfillJob
 
         if self.card is None:
@@ -763,8 +763,8 @@ class M3Dock(QDockWidget):
                          cluster_min_distance_km=self.cluster_distance_spin.value(), settings=settings)
 
     def _pooled_threshold(self) -> float:
-        """The ensemble's pooled threshold (:func:`core.model_file.ensemble_threshold`): the spin box's default."""
-        from .core.model_file import ensemble_threshold
+        """The ensemble's pooled threshold (:func:`core.model.model_file.ensemble_threshold`): the spin box's default."""
+        from .core.model.model_file import ensemble_threshold
 
         return ensemble_threshold(self.cards)
 
@@ -776,8 +776,8 @@ class M3Dock(QDockWidget):
     def _threshold(self, hidden: list[str]) -> float:
         """The spin box's value when the user changed it, else the ensemble's validation threshold for
         this kind of question (a region with some or all species hidden), as infill writes it."""
-        from .core.hiding import hiding_scenario
-        from .core.model_file import ensemble_threshold
+        from .core.masks.hiding import hiding_scenario
+        from .core.model.model_file import ensemble_threshold
 
         if self._threshold_overridden():
             return float(self.threshold_spin.value())

@@ -15,9 +15,9 @@ from qgis.PyQt.QtGui import QColor
 
 from . import styles
 from .layer_sources import raster_layer
-from .core import defaults
+from .core.data import defaults
 from .core.atomic import atomic_path
-from .core.aux_layers import layer_name
+from .core.data.aux_layers import layer_name
 from .core.errors import M3Error
 from .core.progress import CallbackProgress
 
@@ -83,7 +83,7 @@ class StackBuildTask(QgsTask):
         self.error: Optional[str] = None
 
     def run(self) -> bool:
-        from .core.build_stack import build_stack
+        from .core.data.build_stack import build_stack
 
         path = defaults.cache_dir() / defaults.DEFAULT_STACK_NAME
         try:

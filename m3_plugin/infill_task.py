@@ -14,8 +14,8 @@ import numpy as np
 from qgis.core import Qgis, QgsMessageLog, QgsTask
 
 from .core.errors import Cancelled, M3Error
-from .core.grid import Grid
-from .core.layer_inputs import LayerInputs, PointRecords, VectorShapes
+from .core.data.grid import Grid
+from .core.inference.layer_inputs import LayerInputs, PointRecords, VectorShapes
 from .core.progress import CallbackProgress
 from .results import RunOutputs
 
@@ -37,7 +37,7 @@ class InfillJob:
     region: VectorShapes
     hide_species: list[str]
     model_paths: list[str]
-    grid: Grid                 # the model's cells around the region (core.layer_inputs.model_context_grid)
+    grid: Grid                 # the model's cells around the region (core.inference.layer_inputs.model_context_grid)
     draws: int
     batch_size: int
     device: str
@@ -52,7 +52,7 @@ class InfillJob:
 
 
 class InfillTask(QgsTask):
-    """Runs :func:`core.infer.infill` on the stack assembled from the job's layers."""
+    """Runs :func:`core.inference.infer.infill` on the stack assembled from the job's layers."""
 
     def __init__(self, job: InfillJob, on_done: Callable[["InfillTask"], None]) -> None:
         super().__init__(f"M3 infill: {job.name}", QgsTask.CanCancel)
@@ -87,13 +87,13 @@ class InfillTask(QgsTask):
         return self.was_cancelled and self.error is None
 
     def _infill(self) -> RunOutputs:
-        from .core.comparison import compare_with_sites
-        from .core.hiding import HideSpec
-        from .core.infer import infill
-        from .core.layer_inputs import as_region, assemble_stack, catalog_for, records_from_points, write_shapes
+        from .core.inference.site_comparison import compare_with_sites
+        from .core.masks.hiding import HideSpec
+        from .core.inference.infer import infill
+        from .core.inference.layer_inputs import as_region, assemble_stack, catalog_for, records_from_points, write_shapes
         from .core.progress import check_cancelled
-        from .core.rasterize import record_cells
-        from .core.run_summary import write_sites
+        from .core.data.rasterize import record_cells
+        from .core.evaluation.run_summary import write_sites
 
         job = self.job
         progress = self._scaled(0, STEPS_PERCENT["inputs"])
@@ -141,7 +141,7 @@ class InfillTask(QgsTask):
     def _scores(stack, hide, region_cells, means, sites):
         """The hidden species over the region's cells: the model's scores, the known sites and the
         blurred-record baseline on what the model saw (the hidden species' records in the region off)."""
-        from .core.run_summary import blurred_baseline, species_scores
+        from .core.evaluation.run_summary import blurred_baseline, species_scores
 
         visible = stack.presence > 0.5
         for i in np.flatnonzero(hide.species_flags(stack.species)):
@@ -151,10 +151,10 @@ class InfillTask(QgsTask):
 
     @staticmethod
     def _clusters(stack, job: InfillJob) -> tuple[Path, int]:
-        """Discovered clusters (core.clusters) as a GeoPackage: high probability, no known site of the
+        """Discovered clusters (core.inference.clusters) as a GeoPackage: high probability, no known site of the
         species nearby; known sites by core's one rule (the known-sites layer, else the stack's presence cells)."""
-        from .core.clusters import find_clusters, known_sites, write_clusters
-        from .core.stack_windows import open_stack_source
+        from .core.inference.clusters import find_clusters, known_sites, write_clusters
+        from .core.data.stack_sources import open_stack_source
 
         known = known_sites(job.grid, stack.species, points=job.sites, stack=open_stack_source(stack))[0]
         found = find_clusters(job.folder / PREDICTION_FILE, known, job.threshold, job.cluster_min_area_km2,

@@ -10,10 +10,10 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, Qgs
 
 from .core.errors import InputError
 
-# core.layer_inputs needs numpy and rasterio: imported where used, so that the dock loads (and says
+# core.inference.layer_inputs needs numpy and rasterio: imported where used, so that the dock loads (and says
 # what to install) in a QGIS without them
 if TYPE_CHECKING:
-    from .core.layer_inputs import PointRecords, RasterBand, VectorShapes
+    from .core.inference.layer_inputs import PointRecords, RasterBand, VectorShapes
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 
@@ -52,7 +52,7 @@ def raster_bands(layer: QgsRasterLayer) -> list[tuple[int, str]]:
 
 def raster_band(layer: QgsRasterLayer, band: int) -> "RasterBand":
     """A file-based raster layer's band as a core source."""
-    from .core.layer_inputs import RasterBand
+    from .core.inference.layer_inputs import RasterBand
 
     if layer is None or not layer.isValid():
         raise InputError("A chosen raster layer is missing or broken. Choose it again.")
@@ -84,7 +84,7 @@ def _request(layer: QgsVectorLayer, extent: Optional[tuple[QgsRectangle, QgsCoor
 
 def features(source, crs: QgsCoordinateReferenceSystem, request: Optional[QgsFeatureRequest] = None,
              to_crs: Optional[QgsCoordinateReferenceSystem] = None, attributes: Iterable[str] = ()):
-    """A layer's or feature source's features as core's plain :data:`core.features.Feature` pairs:
+    """A layer's or feature source's features as core's plain :data:`core.data.features.Feature` pairs:
     (GeoJSON geometry, in ``to_crs`` when given, else in ``crs``; the ``attributes`` asked for).
     A feature whose geometry cannot be transformed is left out."""
     tr = QgsCoordinateTransform(crs, to_crs, QgsProject.instance()) if to_crs is not None else None
@@ -107,8 +107,8 @@ def site_points(source, crs: QgsCoordinateReferenceSystem, field: str, name_fiel
                 request: Optional[QgsFeatureRequest] = None, name: str = "") -> "PointRecords":
     """Site points of a point layer or feature source as lon/lat with the ``field`` text and the
     names (``name_field``; None: a field called like a name; '': none): core's rules
-    (:func:`core.features.records_from_features`, :func:`core.features.name_field_for`)."""
-    from .core.features import name_field_for, records_from_features
+    (:func:`core.data.features.records_from_features`, :func:`core.data.features.name_field_for`)."""
+    from .core.data.features import name_field_for, records_from_features
 
     name_field = name_field_for([f.name() for f in source.fields()], name_field)
     if request is not None:
@@ -135,7 +135,7 @@ def point_records(layer: QgsVectorLayer, field: str,
 def source_shapes(source, crs: QgsCoordinateReferenceSystem, name: str,
                   request: Optional[QgsFeatureRequest] = None) -> "VectorShapes":
     """A layer's or feature source's geometries as core shapes in its CRS (empty ones left out)."""
-    from .core.features import shapes_from_features
+    from .core.data.features import shapes_from_features
 
     return shapes_from_features(features(source, crs, request), crs_text(crs, f"The layer '{name}'"), name)
 
@@ -170,7 +170,7 @@ class _Selection:
 
 def geometry_shapes(geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem, name: str = "region") -> "VectorShapes":
     """One geometry (a drawn region, the map extent) as core shapes."""
-    from .core.layer_inputs import VectorShapes
+    from .core.inference.layer_inputs import VectorShapes
 
     if geometry is None or geometry.isEmpty():
         raise InputError("The region to hide is empty: draw a rectangle or polygon on the map, or choose "
@@ -216,8 +216,8 @@ def find_stack_band(description: str) -> Optional[tuple[QgsRasterLayer, int]]:
 
 
 def commodity_field(layer: QgsVectorLayer) -> str:
-    """The field of a point layer most likely to hold commodities (:func:`core.features.guess_commodity_field`)."""
-    from .core.features import guess_commodity_field
+    """The field of a point layer most likely to hold commodities (:func:`core.data.features.guess_commodity_field`)."""
+    from .core.data.features import guess_commodity_field
 
     return guess_commodity_field([f.name() for f in layer.fields()])
 

@@ -7,7 +7,7 @@ from pathlib import Path
 def default_model_paths() -> list[str]:
     """The bundled model when it is there (none while core's packages are missing)."""
     try:
-        from .core import defaults
+        from .core.data import defaults
     except ImportError:
         return []
 
@@ -32,7 +32,7 @@ def card_text(card, paths: list[str]) -> str:
 
 
 def read_cards(paths: list[str]):
-    """The cards of an ensemble's models, checked to fit the same data (:func:`core.model_file.read_ensemble_cards`)."""
-    from .core.model_file import read_ensemble_cards
+    """The cards of an ensemble's models, checked to fit the same data (:func:`core.model.model_file.read_ensemble_cards`)."""
+    from .core.model.model_file import read_ensemble_cards
 
     return read_ensemble_cards(paths)

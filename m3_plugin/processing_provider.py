@@ -18,7 +18,7 @@ from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingConte
                        QgsVectorFileWriter, QgsVectorLayer)
 from qgis.PyQt.QtGui import QIcon
 
-from .core import defaults
+from .core.data import defaults
 from .core.errors import M3Error
 from .core.progress import CallbackProgress
 
@@ -217,7 +217,7 @@ class BuildStackAlgorithm(M3Algorithm):
     def _vector_specs(self, parameters, context) -> dict[str, list]:
         """The point-samples, categorical-polygons and line-attribute specs chosen in the dialog; an
         empty kind takes the embedded default when 'Embedded vector layers' is ticked."""
-        from .core.vector_aux import CategoricalPolygonsSpec, LineAttributeSpec, PointSamplesSpec
+        from .core.data.vector_aux import CategoricalPolygonsSpec, LineAttributeSpec, PointSamplesSpec
 
         embedded = self.parameterAsBoolean(parameters, self.EMBEDDED_VECTORS, context)
         specs = {"point_samples": list(defaults.POINT_SAMPLES) if embedded else [],
@@ -250,8 +250,8 @@ class BuildStackAlgorithm(M3Algorithm):
         return specs
 
     def process(self, parameters, context, feedback) -> dict[str, Any]:
-        from .core.build_stack import build_stack
-        from .core.species import SpeciesCatalog
+        from .core.data.build_stack import build_stack
+        from .core.data.species import SpeciesCatalog
 
         aux_layers = self.parameterAsLayerList(parameters, self.AUX, context)
         aux = [layer.source() for layer in aux_layers] or list(defaults.AUX_RASTERS)
@@ -314,12 +314,12 @@ class InfillAlgorithm(M3Algorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Mean probability and spread"))
 
     def process(self, parameters, context, feedback) -> dict[str, Any]:
-        from .core.hiding import HideSpec
-        from .core.infer import infill
-        from .core.layer_inputs import as_region, region_grid, window_in
-        from .core.model_file import read_ensemble_cards
+        from .core.masks.hiding import HideSpec
+        from .core.inference.infer import infill
+        from .core.inference.layer_inputs import as_region, region_grid, window_in
+        from .core.model.model_file import read_ensemble_cards
         from .layer_sources import source_shapes
-        from .core.stack_windows import GeoTiffStackSource
+        from .core.data.stack_sources import GeoTiffStackSource
 
         stack_layer = self.parameterAsRasterLayer(parameters, self.STACK, context)
         if stack_layer is None:
@@ -400,10 +400,10 @@ class ClustersAlgorithm(M3Algorithm):
         self.addOutput(QgsProcessingOutputNumber("COUNT", "Number of clusters"))
 
     def _known_sites(self, parameters, context, grid, species):
-        """Known sites by core's one rule (:func:`core.clusters.known_sites`) from this algorithm's inputs."""
-        from .core.clusters import known_sites
-        from .core.features import guess_commodity_field
-        from .core.stack_windows import GeoTiffStackSource
+        """Known sites by core's one rule (:func:`core.inference.clusters.known_sites`) from this algorithm's inputs."""
+        from .core.inference.clusters import known_sites
+        from .core.data.features import guess_commodity_field
+        from .core.data.stack_sources import GeoTiffStackSource
         from .layer_sources import site_points
 
         sites = self.parameterAsSource(parameters, self.SITES, context)
@@ -422,8 +422,8 @@ class ClustersAlgorithm(M3Algorithm):
         return known_sites(grid, species)[0]
 
     def process(self, parameters, context, feedback) -> dict[str, Any]:
-        from .core.clusters import find_clusters, summary, write_clusters
-        from .core.prediction_io import prediction_threshold, read_prediction_info
+        from .core.inference.clusters import find_clusters, summary, write_clusters
+        from .core.data.prediction_io import prediction_threshold, read_prediction_info
 
         layer = self.parameterAsRasterLayer(parameters, self.PREDICTION, context)
         if layer is None:

@@ -16,8 +16,8 @@ from .core.errors import M3Error
 from .layer_sources import raster_layer
 
 if TYPE_CHECKING:
-    from .core.comparison import SpeciesComparison
-    from .core.run_summary import SpeciesScores
+    from .core.inference.site_comparison import SpeciesComparison
+    from .core.evaluation.run_summary import SpeciesScores
 
 REGION_COLOUR = QColor(30, 30, 220)
 KNOWN_SITES_TABLE = "known_sites"
@@ -140,7 +140,7 @@ def remove_group(group: QgsLayerTreeGroup) -> None:
 
 def comparison_rows(rows: list["SpeciesComparison"]) -> list[list[str]]:
     """Table cells (no baseline: a run without scores), as :data:`COMPARISON_HEADERS`."""
-    from .core.run_summary import percent
+    from .core.evaluation.run_summary import percent
 
     out = []
     for r in rows:

@@ -224,7 +224,7 @@ class ResultsPanel(QWidget):
     def export(self, base: Optional[Path] = None) -> Optional[Path]:
         """Write the run into a new folder under ``base`` (the chosen folder, else beside the project);
         returns the folder."""
-        from .core.run_summary import write_curve_csv, write_report_html, write_table_csv
+        from .core.evaluation.run_summary import write_curve_csv, write_report_html, write_table_csv
 
         out = self.outputs
         if out is None:

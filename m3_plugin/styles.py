@@ -152,8 +152,8 @@ def style_prediction_layer(layer: QgsRasterLayer, species: Optional[str] = None,
 def prediction_threshold(path: str, default: float = 0.5) -> float:
     """The threshold an infill wrote into its prediction GeoTIFF."""
     try:
-        from .core.prediction_io import prediction_threshold as threshold_of
-        from .core.prediction_io import read_prediction_info
+        from .core.data.prediction_io import prediction_threshold as threshold_of
+        from .core.data.prediction_io import read_prediction_info
 
         return threshold_of(read_prediction_info(path)[2])
     except Exception:  # noqa: BLE001 (not an M3 file, or unreadable tags: the default)

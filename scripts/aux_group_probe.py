@@ -1,6 +1,6 @@
 """What each group of aux bands adds on the discovery test, probed with the aux-only rival.
 
-Fits the aux-only gradient boosting of :mod:`core.discovery` (no record as input) on a
+Fits the aux-only gradient boosting of :mod:`core.evaluation.discovery` (no record as input) on a
 discovery stack with one group of aux bands at a time, and with all, and prints its AUC over
 10-cell blocks and its top-10 % capture on each held-out source. A cheap probe (minutes on one
 core) of which layers carry information about records no survey in the input holds.
@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import defaults  # noqa: E402
-from core.discovery import INFO_KEY, aux_only_maps, held_out_sources, score_map  # noqa: E402
-from core.layer_inputs import catalog_for  # noqa: E402
-from core.records import read_records  # noqa: E402
-from core.stack import Stack  # noqa: E402
+from core.data import defaults  # noqa: E402
+from core.evaluation.discovery import INFO_KEY, aux_only_maps, held_out_sources, score_map  # noqa: E402
+from core.inference.layer_inputs import catalog_for  # noqa: E402
+from core.data.records import read_records  # noqa: E402
+from core.data.stack import Stack  # noqa: E402
 
 GEOPHYSICS = ("gravity_disturbance_10arcmin", "geoid_height_10arcmin", "topography_10arcmin",
               "elevation_5arcmin", "magnetic_br_lithosphere_0p25deg", "fault_distance_km")

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core.vector_aux import read_features  # noqa: E402
+from core.data.vector_aux import read_features  # noqa: E402
 
 ELEMENTS = ("Cu", "Zn", "Pb", "Ni", "Co", "Cr", "Fe", "Mn", "U", "Th", "W", "Mo", "As", "Sb", "Bi")
 PERCENT = ("Fe",)  # elements the survey reports in weight %; the others in mg/kg

@@ -34,13 +34,13 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.compare import compare, model_file, variant_config  # noqa: E402
-from core.evaluate import aggregate  # noqa: E402
-from core.masking import SCENARIOS  # noqa: E402
-from core.model_file import load_model, read_card, save_model  # noqa: E402
-from core.presets import preset  # noqa: E402
-from core.stack import Stack  # noqa: E402
-from core.train import TrainConfig, train  # noqa: E402
+from core.evaluation.compare import compare, model_file, variant_config  # noqa: E402
+from core.evaluation.evaluate import aggregate  # noqa: E402
+from core.masks.masking import SCENARIOS  # noqa: E402
+from core.model.model_file import load_model, read_card, save_model  # noqa: E402
+from core.training.presets import preset  # noqa: E402
+from core.data.stack import Stack  # noqa: E402
+from core.training.train import TrainConfig, train  # noqa: E402
 
 VARIANTS = ("unet", "unet_no_aux")
 _STACK: Optional[Stack] = None
@@ -178,8 +178,8 @@ def main() -> int:
                    help="also score this model file on the test masks")
     args = p.parse_args()
 
-    from core import defaults
-    stack_path = str(args.stack or defaults.default_stack_path())
+    from core.data.build_stack import default_stack_path
+    stack_path = str(args.stack or default_stack_path())
     plan = json.loads(args.plan.read_text())
     seeds = [int(s) for s in plan.get("seeds", [0, 1, 2])]
     configs = candidate_configs(plan)

@@ -1,5 +1,5 @@
 """The two discovery rivals combined: blurred records (σ 8 cells) and the aux-only gradient
-boosting (seed 0), their log-odds added (:func:`core.discovery.combined`, no weight fitted),
+boosting (seed 0), their log-odds added (:func:`core.evaluation.discovery.combined`, no weight fitted),
 scored like every map of the discovery test. Prints AUC over 10-mile blocks and top-10 % capture.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/rival_combination.py --stack out/discovery_stack.tif
@@ -12,12 +12,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import defaults  # noqa: E402
-from core.discovery import (INFO_KEY, aux_only_maps, blurred_records, combined, held_out_sources,  # noqa: E402
+from core.data import defaults  # noqa: E402
+from core.evaluation.discovery import (INFO_KEY, aux_only_maps, blurred_records, combined, held_out_sources,  # noqa: E402
                             score_map)
-from core.layer_inputs import catalog_for  # noqa: E402
-from core.records import read_records  # noqa: E402
-from core.stack import Stack  # noqa: E402
+from core.inference.layer_inputs import catalog_for  # noqa: E402
+from core.data.records import read_records  # noqa: E402
+from core.data.stack import Stack  # noqa: E402
 
 
 def main() -> int:

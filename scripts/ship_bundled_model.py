@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import defaults  # noqa: E402
-from core.evaluate import evaluate_models  # noqa: E402
-from core.model_file import load_model, read_card, save_model  # noqa: E402
-from core.stack import Stack  # noqa: E402
+from core.data import defaults  # noqa: E402
+from core.evaluation.evaluate import evaluate_models  # noqa: E402
+from core.model.model_file import load_model, read_card, save_model  # noqa: E402
+from core.data.stack import Stack  # noqa: E402
 
 
 def means(d: dict) -> dict:
@@ -82,7 +82,7 @@ def main() -> int:
     label = result["label"]
     card = read_card(args.model)
     card.metrics["test"] = {
-        "note": "held-out test blocks, seeded masks (core.evaluate); thresholds chosen on validation blocks",
+        "note": "held-out test blocks, seeded masks (core.evaluation.evaluate); thresholds chosen on validation blocks",
         "test_tiles": result["test_tiles"], "draws": result["draws"],
         "scenarios": {sc: {"overall": overall_means(rows[label]),
                            "per_species": {s: means(d)

@@ -32,8 +32,8 @@ def tiny_model(path: Path, meta: dict, tile: int = TINY_TILE, threshold: float =
     """A random-weight U-Net (resnet18, thin decoder) with a card that fits the stack ``meta``."""
     import torch
 
-    from core.model_file import ModelCard, save_model
-    from core.models import ModelConfig, build_model
+    from core.model.model_file import ModelCard, save_model
+    from core.model.models import ModelConfig, build_model
 
     torch.manual_seed(0)
     species, aux = meta["species"], meta["aux_bands"]
@@ -48,7 +48,7 @@ def tiny_model(path: Path, meta: dict, tile: int = TINY_TILE, threshold: float =
     return save_model(path, model, card)
 
 
-from core.defaults import DEFAULT_STACK_NAME as STACK_NAME  # noqa: E402
+from core.data.defaults import DEFAULT_STACK_NAME as STACK_NAME  # noqa: E402
 
 
 def clear_project() -> None:

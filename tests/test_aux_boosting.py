@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import core.aux_boosting as ab
+import core.evaluation.aux_boosting as ab
 from core.cli import main
-from core.prediction_io import read_band, read_prediction_info
-from core.synthetic import synthetic_stack
+from core.data.prediction_io import read_band, read_prediction_info
+from core.data.synthetic import synthetic_stack
 
 
 @pytest.fixture(autouse=True)

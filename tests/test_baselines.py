@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.baselines import (CoPresencePredictor, FrequencyPredictor, NeighbourDensityPredictor,
+from core.evaluation.baselines import (CoPresencePredictor, FrequencyPredictor, NeighbourDensityPredictor,
                             species_frequency)
 
 
@@ -63,7 +63,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 def test_untrained_predictors_take_inputs_on_the_evaluation_device(device):
     """compare and evaluate put the tiles on the GPU when there is one; every baseline must read
     them there and answer on the CPU (a GPU run of compare once stopped at kriging)."""
-    from core.kriging import KrigingPredictor
+    from core.evaluation.kriging import KrigingPredictor
 
     g = torch.Generator().manual_seed(0)
     presence = (torch.rand(2, 2, 16, 16, generator=g) < 0.2).to(torch.uint8)

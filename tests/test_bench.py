@@ -1,10 +1,10 @@
 """``bench train`` runs both pipelines in one process and reports their ratio (no timing asserted)."""
 import torch
 
-from core.bench import NaiveTiles, bench_train, format_train_bench
-from core.synthetic import synthetic_stack
-from core.tiles import HoldoutSplit
-from core.train import TrainConfig
+from core.evaluation.bench_train import NaiveTiles, bench_train, format_train_bench
+from core.data.synthetic import synthetic_stack
+from core.masks.tiles import HoldoutSplit
+from core.training.train import TrainConfig
 
 
 def test_bench_train_measures_both_pipelines_on_the_same_model():

@@ -6,13 +6,13 @@ import pytest
 from osgeo import ogr
 from rasterio.warp import transform
 
-from core.clusters import FIELDS, KnownSites, find_clusters, summary, write_clusters
+from core.inference.clusters import FIELDS, KnownSites, find_clusters, summary, write_clusters
 from core.cli import main as cli_main
 from core.errors import InputError
-from core.grid import MILE_M
-from core.prediction_io import prediction_file
-from core.records import Records
-from core.synthetic import synthetic_stack
+from core.data.grid import MILE_M
+from core.data.prediction_io import prediction_file
+from core.data.records import Records
+from core.data.synthetic import synthetic_stack
 
 KM2_PER_CELL = (MILE_M / 1000) ** 2  # 2.59 km2
 

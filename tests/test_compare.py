@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from core import compare as compare_module
-from core import evaluate as evaluate_module
-from core import train as train_module
-from core.compare import VARIANTS, compare
-from core.sweep import parse_lever_values, sweep
+from core.evaluation import compare as compare_module
+from core.evaluation import evaluate as evaluate_module
+from core.training import train as train_module
+from core.evaluation.compare import VARIANTS, compare
+from core.evaluation.sweep import parse_lever_values, sweep
 from core.errors import InputError
-from core.synthetic import synthetic_stack
-from core.train import TrainConfig
+from core.data.synthetic import synthetic_stack
+from core.training.train import TrainConfig
 
 TINY = {"steps": 2, "tiles": 16, "tile_size": 32, "batch_size": 2, "val_every": 0, "checkpoint_every": 0,
         "val_tiles": 4, "holdout.block_size": 32, "holdout.val_fraction": 0.15, "holdout.test_fraction": 0.15,

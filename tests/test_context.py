@@ -2,11 +2,11 @@
 import numpy as np
 import torch
 
-from core.baselines import gaussian_smoother, visible_share
-from core.context import AuxFeatures, ContextFeatures, gaussian_kernel
-from core.inputs import model_inputs
-from core.model_file import ModelCard, load_model, save_model
-from core.models import ModelConfig, build_model
+from core.evaluation.baselines import gaussian_smoother, visible_share
+from core.model.context import AuxFeatures, ContextFeatures, gaussian_kernel
+from core.model.inputs import model_inputs
+from core.model.model_file import ModelCard, load_model, save_model
+from core.model.models import ModelConfig, build_model
 
 
 def _inputs(s=3, a=2, h=32, w=32, seed=0):

@@ -10,14 +10,14 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.warp import calculate_default_transform, reproject, Resampling, transform as transform_points
 
-from core import defaults
-from core.aux_layers import normalised_band, resample_to_grid
-from core.build_stack import build_stack
+from core.data import defaults
+from core.data.aux_layers import normalised_band, resample_to_grid
+from core.data.build_stack import build_stack
 from core.errors import InputError
-from core.grid import MILE_M, Grid
-from core.rasterize import presence_bands
-from core.records import read_records
-from core.species import SpeciesCatalog
+from core.data.grid import MILE_M, Grid
+from core.data.rasterize import presence_bands
+from core.data.records import read_records
+from core.data.species import SpeciesCatalog
 
 MRDS_HEADER = "dep_id,site_name,latitude,longitude,region,country,state,commod1,commod2,commod3,dev_stat,score\n"
 
@@ -193,7 +193,7 @@ def test_vector_files_without_gdal_bindings_say_how_to_install_them(monkeypatch)
     import sys
 
     from core.errors import SetupError
-    from core.vectors import read_geometries
+    from core.data.vectors import read_geometries
 
     monkeypatch.setitem(sys.modules, "osgeo", None)   # makes `from osgeo import ...` fail
     with pytest.raises(SetupError, match="scripts/setup.sh"):

@@ -10,12 +10,12 @@ import pytest
 import rasterio
 from rasterio.warp import transform as transform_points
 
-from core import defaults
-from core.build_stack import build_stack, outline_grid
-from core.grid import MILE_M, Grid
-from core.rasterize import record_cells
-from core.records import read_records
-from core.stack import Stack
+from core.data import defaults
+from core.data.build_stack import build_stack, outline_grid
+from core.data.grid import MILE_M, Grid
+from core.data.rasterize import record_cells
+from core.data.records import read_records
+from core.data.stack import Stack
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -146,7 +146,7 @@ def test_grid_snaps_to_resolution_multiples():
 
 def test_blank_aux_bands_read_as_their_mean_and_unknown_names_are_refused():
     from core.errors import InputError
-    from core.synthetic import synthetic_stack
+    from core.data.synthetic import synthetic_stack
 
     stack = synthetic_stack(32, 32, n_species=2, n_aux=3, seed=1)
     blank = stack.with_blank_aux([stack.aux_names[1]])

@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from core.discovery import (INFO_KEY, block_max, capture, discovery_stack, held_out_sources, roc_auc,
+from core.evaluation.discovery import (INFO_KEY, block_max, capture, discovery_stack, held_out_sources, roc_auc,
                             run_discovery, score_map, success_curve)
 from core.errors import InputError
-from core.grid import Grid
-from core.loss import prior_sum
-from core.models import ModelConfig, build_model
-from core.records import Records
-from core.synthetic import synthetic_stack
-from core.train import TrainConfig, Trainer
-from core.tiles import HoldoutSplit
+from core.data.grid import Grid
+from core.training.loss import prior_sum
+from core.model.models import ModelConfig, build_model
+from core.data.records import Records
+from core.data.synthetic import synthetic_stack
+from core.training.train import TrainConfig, Trainer
+from core.masks.tiles import HoldoutSplit
 
 
 def test_roc_auc_is_the_share_of_correctly_ordered_pairs_ties_half():
@@ -131,8 +131,8 @@ def test_prior_loss_trains_the_prior_branch():
 
 def test_a_model_reads_its_aux_bands_by_name_from_a_stack_with_more():
     from core.errors import ModelMismatchError
-    from core.infer import infill
-    from core.model_file import ModelCard, save_model
+    from core.inference.infer import infill
+    from core.model.model_file import ModelCard, save_model
 
     stack = synthetic_stack(64, 64, n_species=2, n_aux=3, seed=2)
     small = stack.select_aux([stack.aux_names[2], stack.aux_names[0]])
@@ -148,7 +148,7 @@ def test_a_model_reads_its_aux_bands_by_name_from_a_stack_with_more():
     path = Path(tempfile.mkdtemp()) / "m.safetensors"
     save_model(path, model, card)
     assert card.aux_index(stack.aux_names) == [2, 0] and card.fit_stack(stack).aux_names == small.aux_names
-    from core.hiding import HideSpec
+    from core.masks.hiding import HideSpec
 
     hide = HideSpec(species=[stack.species[0]])
     a = infill(stack, [path], hide=hide, device="cpu").mean
@@ -159,8 +159,8 @@ def test_a_model_reads_its_aux_bands_by_name_from_a_stack_with_more():
 
 
 def test_prior_map_is_the_models_own_aux_prior(tmp_path):
-    from core.discovery import any_species, prior_map
-    from core.model_file import ModelCard, save_model
+    from core.evaluation.discovery import any_species, prior_map
+    from core.model.model_file import ModelCard, save_model
 
     stack = synthetic_stack(64, 64, n_species=2, n_aux=2, seed=3)
     stack.valid[:] = True
@@ -173,12 +173,12 @@ def test_prior_map_is_the_models_own_aux_prior(tmp_path):
     path = tmp_path / "p.safetensors"
     save_model(path, model, card)
     got = prior_map(stack, path, (0, 0, 64, 64))
-    from core.aux_prior import aux_prior_map
+    from core.model.aux_prior import aux_prior_map
 
     mean, std, _ = aux_prior_map(stack, [path, path])
     assert np.allclose(any_species(mean), got, atol=1e-6) and np.nanmax(std) == 0
     written, _, _ = aux_prior_map(stack, [path], out=tmp_path / 'prior.tif')
-    from core.prediction_io import read_band
+    from core.data.prediction_io import read_band
 
     assert written is None and np.allclose(read_band(tmp_path / 'prior.tif', 'mean_' + stack.species[0]), mean[0], atol=1e-6)
     x = torch.cat([torch.from_numpy(stack.presence.astype(np.float32)), torch.ones(2, 64, 64),
@@ -190,8 +190,8 @@ def test_prior_map_is_the_models_own_aux_prior(tmp_path):
 
 
 def test_aux_prior_map_in_strips_equals_one_pass(tmp_path, monkeypatch):
-    import core.aux_prior as aux_prior
-    from core.model_file import ModelCard, save_model
+    import core.model.aux_prior as aux_prior
+    from core.model.model_file import ModelCard, save_model
 
     stack = synthetic_stack(96, 64, n_species=2, n_aux=2, seed=5)
     cfg = ModelConfig("unet", 6, 2, 18, {"decoder_channels": [16, 16, 8, 8, 8], "context_sigmas": [2],
@@ -207,8 +207,8 @@ def test_aux_prior_map_in_strips_equals_one_pass(tmp_path, monkeypatch):
 
 
 def test_a_map_on_a_coarser_grid_is_scored_on_the_stack_cells_it_covers(tmp_path):
-    from core.discovery import map_on_grid
-    from core.prediction_io import prediction_file
+    from core.evaluation.discovery import map_on_grid
+    from core.data.prediction_io import prediction_file
 
     stack = synthetic_stack(64, 64, n_species=2, n_aux=2, seed=1)
     stack.valid[:] = True

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from core.errors import InputError
-from core.evaluate import FrequencyPredictor, HoldoutMasks, collect, evaluate_models, random_draw_report
-from core.masking import MaskSpec
-from core.metrics import HiddenCells, average_precision, best_dice_threshold, threshold_scores
-from core.model_file import read_card
-from core.synthetic import synthetic_stack
-from core.tiles import TEST, HoldoutSplit, StackTensors, holdout_tiles, train_frequency
-from core.train import TrainConfig, train
+from core.evaluation.evaluate import FrequencyPredictor, HoldoutMasks, collect, evaluate_models, random_draw_report
+from core.masks.masking import MaskSpec
+from core.model.metrics import HiddenCells, average_precision, best_dice_threshold, threshold_scores
+from core.model.model_file import read_card
+from core.data.synthetic import synthetic_stack
+from core.masks.tiles import TEST, HoldoutSplit, StackTensors, holdout_tiles, train_frequency
+from core.training.train import TrainConfig, train
 
 
 def test_threshold_scores_and_average_precision_by_hand():

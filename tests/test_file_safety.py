@@ -22,9 +22,9 @@ from rasterio.transform import from_origin
 
 from core.cli import main as cli_main
 from core.errors import InputError, M3Error
-from core.model_file import ModelCard, card_path, load_model, read_card, save_model
-from core.models import ModelConfig, build_model
-from core.synthetic import synthetic_stack
+from core.model.model_file import ModelCard, card_path, load_model, read_card, save_model
+from core.model.models import ModelConfig, build_model
+from core.data.synthetic import synthetic_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 S, A = 2, 1
@@ -155,7 +155,7 @@ def test_quicklook_equal_to_the_stack_is_refused(stack_file, model_file, tmp_pat
 
 def test_infill_api_refuses_to_write_over_its_stack(stack_file, model_file):
     """The Processing algorithm and the dock call infill() directly: it checks too."""
-    from core.infer import infill
+    from core.inference.infer import infill
 
     before = fingerprint(stack_file)
     with pytest.raises(InputError, match="stack"):
@@ -173,7 +173,7 @@ def test_build_stack_out_equal_to_an_input_is_refused(small_inputs, which, capsy
 
 
 def test_build_stack_api_refuses_to_write_over_an_input(small_inputs):
-    from core.build_stack import build_stack
+    from core.data.build_stack import build_stack
 
     before = fingerprint(small_inputs["aux"])
     with pytest.raises(InputError, match="aux"):
@@ -369,7 +369,7 @@ def test_train_checkpoint_dir_under_a_file_is_a_message(stack_file, tmp_path, ca
 
 
 def test_grid_too_large_for_memory_is_refused_up_front(small_inputs, tmp_path, monkeypatch, capsys):
-    import core.build_stack as bs
+    import core.data.build_stack as bs
 
     monkeypatch.setattr(bs, "memory_limit_bytes", lambda: 10_000, raising=False)
     assert build_stack_cli(small_inputs, tmp_path / "s.tif", "--resolution", "200") == 2
@@ -379,7 +379,7 @@ def test_grid_too_large_for_memory_is_refused_up_front(small_inputs, tmp_path, m
 
 
 def test_conus_at_30_m_is_refused_without_allocating(tmp_path, capsys):
-    from core import defaults
+    from core.data import defaults
 
     t0 = time.perf_counter()
     rc = cli_main(["build-stack", "--out", str(tmp_path / "s.tif"), "--resolution", "30",

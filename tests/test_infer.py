@@ -17,15 +17,15 @@ from torch import nn
 
 from core.cli import main as cli_main
 from core.errors import Cancelled, InputError, ModelMismatchError
-from core.hiding import HideSpec, RasterRegion, region_from_bounds, region_from_vector
-from core.infer import EnsembleMember, infill
-from core.model_file import ModelCard, save_model
-from core.models import ModelConfig, build_model
-from core.prediction_io import PREDICTION_TAG, write_quicklook
+from core.masks.hiding import HideSpec, RasterRegion, region_from_bounds, region_from_vector
+from core.inference.infer import EnsembleMember, infill
+from core.model.model_file import ModelCard, save_model
+from core.model.models import ModelConfig, build_model
+from core.data.prediction_io import PREDICTION_TAG, write_quicklook
 from core.progress import SilentProgress
-from core.sliding_windows import WindowLayout, fit_size, window_starts
-from core.stack_windows import GeoTiffStackSource, open_stack_source
-from core.synthetic import synthetic_stack
+from core.inference.sliding_windows import WindowLayout, fit_size, window_starts
+from core.data.stack_sources import GeoTiffStackSource, open_stack_source
+from core.data.synthetic import synthetic_stack
 
 S, A = 4, 2
 
@@ -106,7 +106,7 @@ def test_fitted_windows_do_not_hang_far_over_the_grid():
 
 def seamless(stack, member) -> np.ndarray:
     """The stand-in applied to the whole grid at once, all species hidden: no windows, no seams."""
-    from core.inputs import model_inputs
+    from core.model.inputs import model_inputs
 
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None]  # noqa: E731
     hidden = torch.ones((1, S) + stack.grid.shape, dtype=torch.bool)
@@ -296,8 +296,8 @@ def test_predict_command_writes_geotiff_and_quicklook(stack, stack_file, unet_fi
 
 
 def test_folding_batchnorm_keeps_the_model_output(stack, unet_file):
-    from core.infer import prepare_for_inference
-    from core.model_file import load_model
+    from core.inference.infer import prepare_for_inference
+    from core.model.model_file import load_model
 
     model, card = load_model(unet_file)
     for m in model.modules():  # non-trivial statistics, as a trained model has
@@ -314,7 +314,7 @@ def test_folding_batchnorm_keeps_the_model_output(stack, unet_file):
 
 
 def test_bench_infer_runs_both_pipelines_on_the_same_cells(stack_file):
-    from core.bench_infer import bench_infer
+    from core.evaluation.bench_infer import bench_infer
 
     lines: list[str] = []
     out = bench_infer(stack_file, device="cpu", repeats=1, part=(16, 16, 128, 128), log=lines.append)

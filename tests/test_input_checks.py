@@ -18,16 +18,16 @@ import torch
 from rasterio.transform import from_origin
 from rasterio.warp import transform as transform_points
 
-from core.aux_layers import resample_to_grid
+from core.data.aux_layers import resample_to_grid
 from core.cli import main as cli_main
 from core.errors import InputError, ModelMismatchError
-from core.grid import Grid
-from core.model_file import ModelCard, save_model
-from core.models import ModelConfig, build_model
-from core.records import read_records
-from core.species import SpeciesCatalog
-from core.stack import AuxBand
-from core.synthetic import synthetic_stack
+from core.data.grid import Grid
+from core.model.model_file import ModelCard, save_model
+from core.model.models import ModelConfig, build_model
+from core.data.records import read_records
+from core.data.species import SpeciesCatalog
+from core.data.stack import AuxBand
+from core.data.synthetic import synthetic_stack
 
 X0, Y0 = -2_000_000.0, 1_900_000.0   # a 20 x 20 km square in EPSG:5070 (north-west of Texas' panhandle)
 
@@ -194,7 +194,7 @@ def test_third_party_column_spellings_are_recognised(tmp_path):
 
 
 def test_records_columns_named_by_the_user(tmp_path, capsys):
-    from core.records import RecordColumns
+    from core.data.records import RecordColumns
 
     pts = inside_points(2)
     csv = tmp_path / "odd.csv"
@@ -224,7 +224,7 @@ def card_for(stack) -> ModelCard:
 @pytest.fixture(scope="module")
 def predicted(tmp_path_factory):
     """A stack, a model for it and the stack's prediction (every cell; nothing hidden)."""
-    from core.infer import infill
+    from core.inference.infer import infill
 
     d = tmp_path_factory.mktemp("pred")
     stack = synthetic_stack(64, 64, n_species=2, n_aux=1, seed=5)
@@ -273,7 +273,7 @@ def test_clusters_refuses_a_stack_on_another_grid(predicted, tmp_path, capsys):
 
 # -- predict: the stack's aux normalisation must be the model's ----------------------------------
 def test_predict_refuses_a_stack_normalised_with_other_statistics(predicted, tmp_path, capsys):
-    from core.infer import infill
+    from core.inference.infer import infill
 
     stack, _, model, _ = predicted
     regional = replace(stack, aux_bands=[AuxBand(b.name, b.mean + 0.8, b.std * 0.5, b.units, b.source)
@@ -288,7 +288,7 @@ def test_predict_refuses_a_stack_normalised_with_other_statistics(predicted, tmp
 
 
 def test_predict_accepts_statistics_equal_up_to_rounding(predicted):
-    from core.infer import infill
+    from core.inference.infer import infill
 
     stack, _, model, _ = predicted
     same = replace(stack, aux_bands=[AuxBand(b.name, b.mean + 1e-7, b.std * (1 + 1e-7), b.units, b.source)
@@ -298,9 +298,9 @@ def test_predict_accepts_statistics_equal_up_to_rounding(predicted):
 
 # -- training on too little data -----------------------------------------------------------------
 def test_training_whose_validation_holds_no_record_warns_and_says_so_in_the_card(tmp_path):
-    from core.model_file import read_card
-    from core.tiles import VAL, HoldoutSplit
-    from core.train import TrainConfig, train
+    from core.model.model_file import read_card
+    from core.masks.tiles import VAL, HoldoutSplit
+    from core.training.train import TrainConfig, train
 
     stack = synthetic_stack(64, 64, n_species=4, n_aux=1, seed=5)
     split = HoldoutSplit(block_size=32, seed=1)
@@ -314,7 +314,7 @@ def test_training_whose_validation_holds_no_record_warns_and_says_so_in_the_card
 
 
 def test_validation_problem_names_a_stack_without_validation_tiles():
-    from core.train import validation_problem
+    from core.training.train import validation_problem
 
     assert "no validation tile" in validation_problem({"threshold": 0.5, "thresholds": {}, "scenarios": {}, "tiles": 0})
     ok = {"threshold": 0.3, "tiles": 2, "scenarios": {"region": {"overall": {"positives": 5}}}}
@@ -322,7 +322,7 @@ def test_validation_problem_names_a_stack_without_validation_tiles():
 
 
 def test_map_layer_points_naming_no_species_are_counted_too():
-    from core.layer_inputs import PointRecords, catalog_for, records_from_points
+    from core.inference.layer_inputs import PointRecords, catalog_for, records_from_points
 
     pts = PointRecords(np.array([-120.0, -119.0, -118.0]), np.array([38.0, 38.5, 39.0]),
                        ["Gold-Silver", "Clay", "Clay"], ["a", "b", "c"])

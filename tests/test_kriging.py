@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.kriging import KrigingPredictor, krige_layer
+from core.evaluation.kriging import KrigingPredictor, krige_layer
 
 
 def smooth_field(h: int = 48, w: int = 48) -> np.ndarray:

@@ -7,12 +7,12 @@ import pytest
 from rasterio import Affine
 from rasterio.crs import CRS
 
-from core.comparison import compare_with_sites
+from core.inference.site_comparison import compare_with_sites
 from core.errors import InputError
-from core.grid import Grid
-from core.layer_inputs import (PointRecords, VectorShapes, as_region, catalog_for, context_grid,
+from core.data.grid import Grid
+from core.inference.layer_inputs import (PointRecords, VectorShapes, as_region, catalog_for, context_grid,
                                distance_to_shapes_km, records_from_points, valid_on_grid, window_in)
-from core.records import Records
+from core.data.records import Records
 
 ALBERS = CRS.from_epsg(5070)
 
@@ -107,8 +107,8 @@ def test_distance_counts_lines_outside_the_grid():
 def test_a_blank_aux_band_reads_as_its_mean_only_for_a_model_trained_with_aux_dropout(tmp_path):
     import rasterio
 
-    from core.layer_inputs import LayerInputs, RasterBand, assemble_stack
-    from core.stack import AuxBand
+    from core.inference.layer_inputs import LayerInputs, RasterBand, assemble_stack
+    from core.data.stack import AuxBand
 
     grid = grid_4x4()
     path = tmp_path / "gravity.tif"

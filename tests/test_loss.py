@@ -1,7 +1,7 @@
 """The loss counts hidden valid cells only, and splits over processes/micro-batches exactly."""
 import torch
 
-from core.loss import LossWeights, combine, loss_counts, loss_sums, masked_loss
+from core.training.loss import LossWeights, combine, loss_counts, loss_sums, masked_loss
 
 
 def _batch(seed=0, b=4, s=3, k=16):

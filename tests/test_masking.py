@@ -5,7 +5,7 @@ import torch
 from scipy import ndimage
 
 from core.errors import InputError
-from core.masking import SCENARIOS, MaskSpec, blob_masks, draw_masks, generator_for, rect_masks
+from core.masks.masking import SCENARIOS, MaskSpec, blob_masks, draw_masks, generator_for, rect_masks
 
 
 def test_same_seed_same_masks_other_seed_other_masks():
@@ -95,7 +95,7 @@ def test_spec_round_trip_and_clear_errors():
 
 
 def test_a_users_hiding_maps_to_the_scenario_whose_threshold_applies():
-    from core.hiding import hiding_scenario
+    from core.masks.hiding import hiding_scenario
 
     everything = ["Au", "Ag", "Cu"]
     assert hiding_scenario(["Cu"], False, everything) == "species"

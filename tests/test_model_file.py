@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from core.checkpoint import load_checkpoint, save_checkpoint
+from core.training.checkpoint import load_checkpoint, save_checkpoint
 from core.errors import ModelMismatchError
-from core.grid import Grid
-from core.model_file import ModelCard, load_model, save_model
-from core.models import ModelConfig, build_model
-from core.stack import AuxBand
-from core.synthetic import synthetic_stack
+from core.data.grid import Grid
+from core.model.model_file import ModelCard, load_model, save_model
+from core.model.models import ModelConfig, build_model
+from core.data.stack import AuxBand
+from core.data.synthetic import synthetic_stack
 
 SMALL = {"decoder_channels": [16, 16, 8, 8, 8]}
 

@@ -1,7 +1,7 @@
 """One home for each decision: the CLI, the Processing algorithms and the dock's job builder, given
 the same inputs, get the same answer — the threshold of a 3-model ensemble, the known sites of the
-clusters search, a multipoint records layer (core.features, core.clusters.known_sites,
-core.model_file.ensemble_threshold, core.prediction_io.prediction_threshold)."""
+clusters search, a multipoint records layer (core.data.features, core.inference.clusters.known_sites,
+core.model.model_file.ensemble_threshold, core.data.prediction_io.prediction_threshold)."""
 from __future__ import annotations
 
 import json
@@ -19,10 +19,10 @@ from rasterio.warp import transform
 from test_processing import REGION, coarse, processing, region_layer  # noqa: F401 (fixtures)
 
 from core.cli import main as cli_main
-from core.features import PointRecords, name_field_for, records_from_features, site_point
-from core.model_file import ensemble_threshold, read_card
-from core.prediction_io import prediction_file, read_prediction_info
-from core.synthetic import synthetic_stack
+from core.data.features import PointRecords, name_field_for, records_from_features, site_point
+from core.model.model_file import ensemble_threshold, read_card
+from core.data.prediction_io import prediction_file, read_prediction_info
+from core.data.synthetic import synthetic_stack
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 THRESHOLDS = [(0.30, 0.20), (0.40, 0.35), (0.65, 0.70)]  # (pooled, "both") per model
@@ -127,7 +127,7 @@ def _clusters(path) -> list[tuple]:
 
 def _task_clusters(scene, tmp_path, sites=None) -> list[tuple]:
     """The dock's task's clusters step on the scene (its stack in the plugin's own copy of core)."""
-    from m3_plugin.core.stack import Stack
+    from m3_plugin.core.data.stack import Stack
     from m3_plugin.infill_task import PREDICTION_FILE, InfillTask
 
     folder = tmp_path / "run"

@@ -16,13 +16,13 @@ from qgis.PyQt.QtCore import QEvent, QPoint, Qt
 
 from rasterio.crs import CRS
 
-from core import defaults
-from core.grid import Grid
-from core.hiding import GeometryRegion
-from core.layer_inputs import RasterBand, band_on_grid, m3_stack_band
-from core.rasterize import record_cells
-from core.records import read_records
-from core.run_summary import percent
+from core.data import defaults
+from core.data.grid import Grid
+from core.masks.hiding import GeometryRegion
+from core.inference.layer_inputs import RasterBand, band_on_grid, m3_stack_band
+from core.data.rasterize import record_cells
+from core.data.records import read_records
+from core.evaluation.run_summary import percent
 from m3_plugin.dock import M3Dock
 from m3_plugin.example_data import GROUP, RECORDS_LAYER, STACK_LAYER
 from m3_plugin.settings import DockSettings
@@ -314,8 +314,8 @@ def test_a_model_trained_with_aux_dropout_may_leave_an_aux_band_blank(dock, qgis
 def test_point_layer_sources_rasterise_like_the_stack(dock):
     """Presence from the records point layer equals the stack's presence band on the run's grid."""
     # the plugin's objects come from its own copy of core (m3_plugin.core)
-    from m3_plugin.core.layer_inputs import assemble_stack, window_in
-    from m3_plugin.core.stack import Stack
+    from m3_plugin.core.inference.layer_inputs import assemble_stack, window_in
+    from m3_plugin.core.data.stack import Stack
 
     records = next(l for l in QgsProject.instance().mapLayers().values() if l.name() == RECORDS_LAYER)
     for row in dock.mineral_rows.values():

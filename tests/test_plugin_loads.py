@@ -115,8 +115,8 @@ def test_zip_holds_metadata_icon_and_core(plugin_zip):
 def test_zip_plugin_imports_its_own_core(plugin_zip, tmp_path):
     """Unpacked as QGIS does, the plugin imports core from inside itself (real files, relative imports)."""
     zipfile.ZipFile(plugin_zip).extractall(tmp_path)
-    code = ("import m3_plugin, m3_plugin.core.stack as s, sys; "
-            "assert 'core' not in sys.modules and 'core.stack' not in sys.modules; print(s.__file__)")
+    code = ("import m3_plugin, m3_plugin.core.data.stack as s, sys; "
+            "assert 'core' not in sys.modules and 'core.data.stack' not in sys.modules; print(s.__file__)")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith(str(tmp_path / "m3_plugin" / "core"))

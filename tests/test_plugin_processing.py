@@ -65,7 +65,7 @@ def test_outputs_load_styled_and_clusters_by_species_with_site_names(processing,
 
 
 def test_errors_name_the_m3_algorithm_not_the_cli(processing, tmp_path):
-    from core import defaults
+    from core.data import defaults
 
     with pytest.raises(QgsProcessingException) as err:
         processing.run("m3:infill", {"STACK": str(defaults.AUX_RASTERS[0]), "SPECIES": "Au",

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from core.models import ModelConfig, build_model
-from core.predictors import ModelPredictor, Predictor, WholeSpeciesAuxPredictor
+from core.model.models import ModelConfig, build_model
+from core.model.predictors import ModelPredictor, Predictor, WholeSpeciesAuxPredictor
 
 
 class Constant:

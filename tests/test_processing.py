@@ -11,17 +11,17 @@ from qgis.core import (QgsApplication, QgsFeature, QgsGeometry, QgsProcessing, Q
                        QgsProcessingModelChildParameterSource, QgsProcessingModelOutput, QgsProcessingModelParameter,
                        QgsProcessingParameterFeatureSource, QgsRectangle, QgsVectorLayer)
 
-from core import defaults
-from core.build_stack import build_stack
-from core.clusters import KnownSites, find_clusters
-from core.grid import MILE_M
-from core.hiding import HideSpec
-from core.infer import infill
-from core.layer_inputs import VectorShapes, as_region, model_context_grid, window_in
-from core.records import read_records
-from core.species import SpeciesCatalog
-from core.stack import Stack
-from core.stack_windows import open_stack_source
+from core.data import defaults
+from core.data.build_stack import build_stack
+from core.inference.clusters import KnownSites, find_clusters
+from core.data.grid import MILE_M
+from core.masks.hiding import HideSpec
+from core.inference.infer import infill
+from core.inference.layer_inputs import VectorShapes, as_region, model_context_grid, window_in
+from core.data.records import read_records
+from core.data.species import SpeciesCatalog
+from core.data.stack import Stack
+from core.data.stack_sources import open_stack_source
 from m3_plugin.processing_provider import M3ProcessingProvider
 
 TEN_MILES = 10 * MILE_M
@@ -105,7 +105,7 @@ def test_build_stack_algorithm_takes_point_polygon_and_line_layers(processing, t
     same specs the CLI makes; the embedded vector layers can be left out."""
     from test_vector_aux import ALBERS, X0, Y0, square, write_layer
 
-    from core.vector_aux import CategoricalPolygonsSpec, LineAttributeSpec, PointSamplesSpec
+    from core.data.vector_aux import CategoricalPolygonsSpec, LineAttributeSpec, PointSamplesSpec
 
     gpkg = tmp_path / "inputs.gpkg"
     pts = [{"type": "Point", "coordinates": [X0 + x, Y0 + y]} for x, y in ((5e4, 5e4), (2e5, 1e5), (1e5, 2e5))]
@@ -187,7 +187,7 @@ def test_clusters_algorithm_equals_core(processing, coarse, model, tmp_path):
     assert {"species", "area_km2", "peak_prob", "mean_prob", "centroid_lon", "centroid_lat",
             "nearest_record_km", "nearest_site", "nearest_commodities"} <= fields
     # core with the default known sites (the embedded records) finds the same clusters
-    from core.prediction_io import read_prediction_info
+    from core.data.prediction_io import read_prediction_info
 
     grid, species, _ = read_prediction_info(pred)
     sites = KnownSites.from_records(read_records(defaults.RECORDS, SpeciesCatalog().subset(species)), grid)

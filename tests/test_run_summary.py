@@ -1,10 +1,10 @@
-"""core.run_summary: the plugin's table at any threshold, the capture curve and the export files."""
+"""core.evaluation.run_summary: the plugin's table at any threshold, the capture curve and the export files."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core.run_summary import (SpeciesScores, percent, write_curve_csv, write_report_html, write_table_csv)
+from core.evaluation.run_summary import (SpeciesScores, percent, write_curve_csv, write_report_html, write_table_csv)
 
 
 def scores() -> SpeciesScores:

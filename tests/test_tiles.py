@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from core.errors import InputError
-from core.synthetic import synthetic_stack
-from core.tiles import (TEST, TRAIN, VAL, HoldoutSplit, StackTensors, TileBatch, holdout_tiles, train_frequency,
+from core.data.synthetic import synthetic_stack
+from core.masks.tiles import (TEST, TRAIN, VAL, HoldoutSplit, StackTensors, TileBatch, holdout_tiles, train_frequency,
                         training_tiles)
 
 

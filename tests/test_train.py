@@ -12,13 +12,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.checkpoint import read_checkpoint_meta
+from core.training.checkpoint import read_checkpoint_meta
 from core.errors import InputError
-from core.model_file import load_model
-from core.presets import PRESETS
-from core.synthetic import synthetic_stack
-from core.tiles import HoldoutSplit
-from core.train import TrainConfig, Trainer, lr_at, train
+from core.model.model_file import load_model
+from core.training.presets import PRESETS
+from core.data.synthetic import synthetic_stack
+from core.masks.tiles import HoldoutSplit
+from core.training.train import TrainConfig, Trainer, lr_at, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--device", "cpu", "--tiles", "60", "--tile-size", "32", "--batch-size", "4", "--block-size", "32",

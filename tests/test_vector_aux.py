@@ -1,4 +1,4 @@
-"""Point, polygon and line layers as aux bands (core.vector_aux), on tiny synthetic cases whose
+"""Point, polygon and line layers as aux bands (core.data.vector_aux), on tiny synthetic cases whose
 answers are known, and through build_stack and the build-stack command."""
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import pytest
 from rasterio.crs import CRS
 from rasterio.warp import transform as transform_points
 
-from core.build_stack import build_stack
+from core.data.build_stack import build_stack
 from core.errors import InputError
-from core.grid import Grid
-from core.species import SpeciesCatalog
-from core.stack import Stack
-from core.vector_aux import (CategoricalPolygonsSpec, LineAttributeSpec, PointSamplesSpec, grid_point_samples,
+from core.data.grid import Grid
+from core.data.species import SpeciesCatalog
+from core.data.stack import Stack
+from core.data.vector_aux import (CategoricalPolygonsSpec, LineAttributeSpec, PointSamplesSpec, grid_point_samples,
                              line_attribute_density, one_hot_polygons, parse_spec, parse_specs, read_features)
-from core.vectors import ogr_modules
+from core.data.vectors import ogr_modules
 
 ALBERS = CRS.from_epsg(5070)
 X0, Y0 = -2_000_000.0, 2_000_000.0  # northern California in EPSG:5070

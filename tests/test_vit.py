@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from core.inputs import model_inputs
-from core.models import MODEL_BUILDERS, ModelConfig, build_model
-from core.vit import PatchViT, sincos_position_codes
+from core.model.inputs import model_inputs
+from core.model.models import MODEL_BUILDERS, ModelConfig, build_model
+from core.model.vit import PatchViT, sincos_position_codes
 
 
 def test_vit_is_a_registered_architecture_with_the_unets_shapes():

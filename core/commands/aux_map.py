@@ -1,4 +1,4 @@
-"""``aux-map``: the aux-only map (:mod:`core.aux_boosting`) per species, as a prediction GeoTIFF.
+"""``aux-map``: the aux-only map (:mod:`core.evaluation.aux_boosting`) per species, as a prediction GeoTIFF.
 
 No model file and no record as input: gradient boosting on the stack's aux bands, fitted to
 where each species' records are. On the discovery test it ranks some held-out surveys better
@@ -34,11 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..aux_boosting import aux_boosting_maps
-    from ..defaults import default_stack_path
+    from ..data.build_stack import default_stack_path
+    from ..data.prediction_io import prediction_file, write_quicklook
+    from ..data.stack import Stack, stack_fingerprint
+    from ..evaluation.aux_boosting import aux_boosting_maps
     from ..output_paths import check_outputs
-    from ..prediction_io import prediction_file, write_quicklook
-    from ..stack import Stack, stack_fingerprint
 
     if args.seeds < 1:
         raise InputError("--seeds must be at least 1.")

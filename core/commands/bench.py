@@ -6,15 +6,15 @@ import json
 from pathlib import Path
 
 from ..atomic import atomic_path
-from ..bench import run_train_bench
-from ..presets import PRESETS, preset
-from ..stack import Stack
-from ..train import TrainConfig
+from ..data.stack import Stack
+from ..evaluation.bench_infer import CPU_PART
+from ..evaluation.bench_infer import __doc__ as bench_infer_doc
+from ..evaluation.bench_train import run_train_bench
+from ..training.presets import PRESETS, preset
+from ..training.train import TrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..bench_infer import add_bench_infer
-
     bench = sub.add_parser("bench", help="benchmarks: ours against a naive reference, in the same run")
     what = bench.add_subparsers(dest="what", required=True, metavar="WHAT")
     p = what.add_parser("train", help="training tiles/s against per-sample numpy masking in a DataLoader "
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.stack is not None:
         stack = Stack.read(args.stack)
     else:
-        from ..synthetic import synthetic_stack
+        from ..data.synthetic import synthetic_stack
 
         stack = synthetic_stack(512, 512, n_species=10, n_aux=6, seed=0)
     overrides = dict(preset(args.preset), batch_size=args.batch_size, encoder_depth=args.encoder_depth)
@@ -47,4 +47,38 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def add_bench_infer(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``bench infer`` under the ``bench`` command's subparsers."""
+    p = bench_subparsers.add_parser("infer", help="inference throughput vs a naive tile-by-tile reference",
+                                    description=bench_infer_doc.split("\n\n")[0])
+    p.add_argument("--stack", type=Path, help="stack GeoTIFF (default: the embedded CONUS stack)")
+    p.add_argument("--model", type=Path, help="model file (default: a random-weight U-Net shaped like the "
+                                               "quick preset's: resnet18, tile 64)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--window", type=int, help="window side (default: as predict)")
+    p.add_argument("--overlap", type=int, help="window overlap (default: as predict)")
+    p.add_argument("--repeats", type=int, default=2, help="alternating timed rounds of each (best counts)")
+    p.add_argument("--part", type=int, nargs=4, metavar=("ROW", "COL", "HEIGHT", "WIDTH"),
+                   help=f"part of the grid to time (default on CPU: {' '.join(map(str, CPU_PART))}; "
+                        "on CUDA: the whole grid)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
+    p.set_defaults(func=run_infer)
+    return p
+
+
+def run_infer(args: argparse.Namespace) -> int:
+    from .build_stack import default_stack_path
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = bench_infer(args.stack or default_stack_path(), args.model, args.device, args.batch_size, args.window,
+                      args.overlap, args.repeats, tuple(args.part) if args.part else None)
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(out, indent=2))
     return 0

@@ -5,13 +5,13 @@ import argparse
 import textwrap
 from pathlib import Path
 
-from .. import defaults
-from ..build_stack import build_stack
+from ..data import defaults
+from ..data.build_stack import build_stack
+from ..data.species import SpeciesCatalog
+from ..data.vector_aux import SPEC_SYNTAX, parse_specs
 from ..output_paths import check_outputs
 from ..progress import TqdmProgress
-from ..species import SpeciesCatalog
-from ..vector_aux import SPEC_SYNTAX, parse_specs
-from .records_args import add_column_arguments, record_columns
+from .common_args import add_column_arguments, record_columns
 
 VECTOR_HELP = f"""vector layers as aux bands (after the rasters and the fault distance; each band z-scored
 over the valid cells like the rasters):

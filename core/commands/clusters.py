@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..clusters import KnownSites, check_prediction_stack, find_clusters, summary, write_clusters
-from ..clusters import known_sites as find_known_sites
-from ..prediction_io import prediction_threshold, read_prediction_info
-from .records_args import add_column_arguments, record_columns
+from ..data.prediction_io import prediction_threshold, read_prediction_info
+from ..inference.clusters import KnownSites, check_prediction_stack, find_clusters, summary, write_clusters
+from ..inference.clusters import known_sites as find_known_sites
+from .common_args import add_column_arguments, record_columns
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def known_sites(args: argparse.Namespace, grid, species) -> tuple[KnownSites, str]:
-    """The known sites by :func:`core.clusters.known_sites`; ``--stack`` must be the prediction's."""
-    from ..stack_windows import GeoTiffStackSource
+    """The known sites by :func:`core.inference.clusters.known_sites`; ``--stack`` must be the prediction's."""
+    from ..data.stack_sources import GeoTiffStackSource
 
     if args.stack is None:
         return find_known_sites(grid, species, records=args.records, columns=record_columns(args))

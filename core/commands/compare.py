@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..compare import BASELINES, VARIANTS, compare
-from ..evaluate import EVAL_SEED
-from ..presets import PRESETS, preset
+from ..evaluation.compare import BASELINES, VARIANTS, compare
+from ..evaluation.evaluate import EVAL_SEED
 from ..progress import TqdmProgress
-from ..train import TrainConfig
-from .train import add_stack_argument, load_stack
+from ..training.presets import PRESETS, preset
+from ..training.train import TrainConfig
+from .common_args import add_stack_argument, load_stack
 
 
 def register(sub: argparse._SubParsersAction) -> None:

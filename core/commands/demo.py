@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import defaults
-from ..build_stack import build_stack
+from ..data import defaults
+from ..data.build_stack import build_stack
+from ..data.maps import stack_quicklook
 from ..errors import InputError
-from ..example_run import run_example
-from ..maps import stack_quicklook
-from ..model_file import read_card
+from ..evaluation.example_run import run_example
+from ..model.model_file import read_card
 from ..progress import TqdmProgress
 
 

@@ -1,4 +1,4 @@
-"""``discovery-stack`` and ``discover``: the discovery test (see :mod:`core.discovery`).
+"""``discovery-stack`` and ``discover``: the discovery test (see :mod:`core.evaluation.discovery`).
 
 1. ``discovery-stack --stack S --out D`` removes every record of the held-out source data sets
    from the stack's presence bands;
@@ -12,19 +12,20 @@ import argparse
 import json
 from pathlib import Path
 
-from .. import defaults
 from ..atomic import atomic_path
-from ..discovery import (DEFAULT_SOURCES, INFO_KEY, discovery_stack, format_table, run_discovery,
+from ..data import defaults
+from ..data.build_stack import default_stack_path
+from ..evaluation.discovery import (DEFAULT_SOURCES, INFO_KEY, discovery_stack, format_table, run_discovery,
                          success_figure)
+from ..data.records import read_records
+from ..data.species import SpeciesCatalog
+from ..data.stack import Stack
 from ..errors import InputError
-from ..records import read_records
-from ..species import SpeciesCatalog
-from ..stack import Stack
-from .records_args import add_column_arguments, record_columns
+from .common_args import add_column_arguments, record_columns
 
 
 def _records(path: Path, stack: Stack, args: argparse.Namespace):
-    from ..layer_inputs import catalog_for
+    from ..inference.layer_inputs import catalog_for
 
     return read_records(path, catalog_for(stack.species), columns=record_columns(args))
 
@@ -69,7 +70,7 @@ def run_stack(args: argparse.Namespace) -> int:
     from ..output_paths import check_outputs
 
     check_outputs({"--out": args.out}, inputs={"--stack": args.stack, "--records": args.records})
-    src = args.stack or defaults.default_stack_path()
+    src = args.stack or default_stack_path()
     stack = Stack.read(src)
     out = discovery_stack(stack, _records(args.records, stack, args), args.holdout_datasets)
     out.write(args.out)

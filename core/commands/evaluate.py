@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..evaluate import EVAL_SEED, evaluate_models
-from ..masking import REGION_SHAPES, MaskSpec
-from ..model_file import read_card
-from ..models import pick_device
+from ..device import pick_device
+from ..evaluation.evaluate import EVAL_SEED, evaluate_models
+from ..masks.masking import REGION_SHAPES, MaskSpec
+from ..model.model_file import read_card
 from ..progress import TqdmProgress
-from .train import add_stack_argument, load_stack
+from .common_args import add_stack_argument, load_stack
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model_file import card_path
+    from ..model.model_file import card_path
     from ..output_paths import check_outputs
 
     check_outputs({"--out": args.out}, inputs={"--stack": args.stack, "--models": args.models,

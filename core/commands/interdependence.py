@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 from ..atomic import atomic_path
-from ..interdependence import species_interdependence
-from ..model_file import read_card
-from ..models import pick_device
-from ..predictors import ModelPredictor
+from ..device import pick_device
+from ..evaluation.interdependence import species_interdependence
+from ..masks.tiles import HoldoutSplit, StackTensors, holdout_tiles
+from ..model.model_file import read_card
+from ..model.predictors import ModelPredictor
 from ..progress import TqdmProgress
-from ..tiles import HoldoutSplit, StackTensors, holdout_tiles
-from .train import add_stack_argument, load_stack
+from .common_args import add_stack_argument, load_stack
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compare_figures import interdependence_figure
+    from ..evaluation.compare_figures import interdependence_figure
     from ..output_paths import check_outputs
 
     check_outputs({"interdependence.json": args.out / "interdependence.json",

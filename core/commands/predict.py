@@ -5,8 +5,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
-from ..hiding import HideSpec, region_from_bounds, region_from_vector
-from ..infer import infill
+from ..inference.infer import infill
+from ..masks.hiding import HideSpec, region_from_bounds, region_from_vector
 from ..progress import TqdmProgress
 
 GDAL_CACHE_BYTES = 128 * 2 ** 20
@@ -66,11 +66,12 @@ def hide_spec(args: argparse.Namespace, grid_crs) -> HideSpec:
 def run(args: argparse.Namespace) -> int:
     import rasterio
 
-    from ..defaults import BUNDLED_MODEL, default_stack_path
-    from ..model_file import card_path
+    from ..data.build_stack import default_stack_path
+    from ..data.defaults import BUNDLED_MODEL
+    from ..data.prediction_io import write_quicklook
+    from ..data.stack_sources import GeoTiffStackSource
+    from ..model.model_file import card_path
     from ..output_paths import check_outputs
-    from ..prediction_io import write_quicklook
-    from ..stack_windows import GeoTiffStackSource
 
     models = args.models or [BUNDLED_MODEL]
     png = None if args.no_quicklook else (args.quicklook or args.out.with_suffix(".png"))
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             if not hide.is_empty or args.draws != 1:
                 raise InputError("--aux-prior maps what the aux layers say with no record: it takes no "
                                  "--hide-* option and no --draws.")
-            from ..aux_prior import aux_prior_map
+            from ..model.aux_prior import aux_prior_map
 
             _, _, seconds = aux_prior_map(source, models, out=args.out, progress=TqdmProgress())
             print(f"wrote {args.out}: the aux prior of {len(models)} model(s) (mean_*/std_* over them), "
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             write_quicklook(args.out, png, source)
             print(f"quick-look: {png}")
         if hide.is_empty:
-            from ..discovery import RIVALS_NOTE
+            from ..evaluation.discovery import RIVALS_NOTE
 
             print(RIVALS_NOTE)
     return 0

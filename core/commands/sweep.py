@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..sweep import LEVERS, parse_lever_values, sweep
-from ..evaluate import EVAL_SEED
-from ..presets import PRESETS
+from ..evaluation.evaluate import EVAL_SEED
+from ..evaluation.sweep import LEVERS, parse_lever_values, sweep
 from ..progress import TqdmProgress
+from ..training.presets import PRESETS
+from .common_args import add_stack_argument, load_stack
 from .compare import add_training_overrides, config_from
-from .train import add_stack_argument, load_stack
 
 
 def register(sub: argparse._SubParsersAction) -> None:

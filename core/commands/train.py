@@ -7,27 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..masking import REGION_SHAPES
-from ..model_file import card_path
-from ..models import RESNET_DEPTHS, model_option_names, unknown_model_options
+from ..masks.masking import REGION_SHAPES
+from ..model.model_file import card_path
+from ..model.models import RESNET_DEPTHS, model_option_names, unknown_model_options
 from ..output_paths import check_outputs
-from ..presets import PRESETS, preset
 from ..progress import TqdmProgress
-from ..stack import Stack
-from ..train import TrainConfig, train
-
-
-def add_stack_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stack", type=Path, help="stack GeoTIFF (default: the embedded CONUS stack, built and "
-                                               "cached on first use)")
-
-
-def load_stack(path: Path | None) -> Stack:
-    if path is None:
-        from ..defaults import default_stack_path
-
-        path = default_stack_path()
-    return Stack.read(path)
+from ..training.presets import PRESETS, preset
+from ..training.train import TrainConfig, train
+from .common_args import add_stack_argument, load_stack
 
 
 def _scenarios(text: str) -> dict[str, float]:

@@ -1,0 +1,1 @@
+"""Evaluation: scores on held-out blocks, baselines and kriging, compare, sweeps, interdependence, the discovery test, benchmarks, the demo run."""

@@ -1,0 +1,232 @@
+"""``bench infer``: throughput of :func:`core.inference.infer.infill` against a naive reference measured in
+the same run, and what a 150-evaluation CONUS map would take at that rate.
+
+- ours: :func:`infill` as the CLI and plugin run it — windows of up to 8 tiles (the U-Net is fully
+  convolutional, so a window larger than the training tile is a legitimate input; less work goes
+  into overlaps and each forward pass is large enough to run efficiently), blended overlaps,
+  batches of windows, channels-last tensors, ``torch.inference_mode``, bf16 on CUDA;
+- naive: one non-overlapping tile of the training size at a time, float32, batch of one,
+  contiguous (NCHW) tensors, ``torch.no_grad``, the same input encoding and the same model.
+
+Both infill every valid cell of every species. On CPU they run on a fixed part of the grid
+(:data:`CPU_PART`, all land on the CONUS stack), on CUDA on the whole grid; the two alternate
+``repeats`` times after a warm-up and the best time of each counts (other work on a shared
+machine slows both the same way). Rates are in megacells ("megapixels") per second of grid
+covered per evaluation.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ..data.stack_sources import GeoTiffStackSource, open_stack_source
+from ..device import pick_device
+from ..inference.infer import EnsembleMember, default_overlap, default_window, infill, prepare_for_inference
+from ..inference.sliding_windows import WindowLayout, round_up
+from ..masks.hiding import HideSpec
+from ..model.inputs import model_inputs
+from ..model.model_file import load_model
+
+CPU_PART = (500, 400, 512, 512)  # row, col, height, width on the CONUS 1-mile stack (all land)
+EVALUATIONS = 150                # the paper's 3 seeds x 50 draws
+
+
+def naive_infill(stack, model: torch.nn.Module, tile: int, with_aux: bool, device: torch.device,
+                 aux_index: Optional[list[int]] = None) -> np.ndarray:
+    """The reference: one tile at a time, float32, batch 1, no overlap (hard tile edges).
+    ``aux_index``: the model's aux bands among the stack's (None: all, in order)."""
+    t = int(tile)
+    s, (h, w) = len(stack.species), stack.grid.shape
+    out = np.full((s, h, w), np.nan, np.float32)
+    with torch.no_grad():
+        for r in range(0, h, t):
+            for c in range(0, w, t):
+                win = stack.window(r, c, min(t, h - r), min(t, w - c))
+                if not win.valid.any():
+                    continue
+                pad = ((0, t - win.grid.height), (0, t - win.grid.width))
+                presence = torch.from_numpy(np.pad(win.presence, ((0, 0),) + pad))[None].to(device)
+                aux = torch.from_numpy(np.pad(win.aux, ((0, 0),) + pad))[None].to(device)
+                valid = torch.from_numpy(np.pad(win.valid, pad))[None].to(device)
+                if not with_aux:
+                    aux = aux[:, :0]
+                elif aux_index is not None:
+                    aux = aux[:, aux_index]
+                hidden = torch.ones_like(presence, dtype=torch.bool)
+                p = torch.sigmoid(model(model_inputs(presence, hidden, aux, valid)))[0].cpu().numpy()
+                hh, ww = win.grid.shape
+                out[:, r:r + hh, c:c + ww] = np.where(win.valid, p[:, :hh, :ww], np.nan)
+    return out
+
+
+def _random_member(source) -> EnsembleMember:
+    """A U-Net with random weights shaped like the ``quick`` preset's, for the stack (when no
+    model file is given: throughput does not depend on the weights)."""
+    from ..model.model_file import ModelCard
+    from ..model.models import ModelConfig, build_model
+    from ..training.presets import preset
+
+    quick = preset("quick")
+    s, a = len(source.species), len(source.aux_bands)
+    cfg = ModelConfig(arch="unet", in_channels=2 * s + a, classes=s, encoder_depth=quick["encoder_depth"],
+                      options=dict(quick.get("model_options", {})))
+    card = ModelCard(species=list(source.species), aux_bands=[vars(b) for b in source.aux_bands],
+                     grid={"crs": source.grid.crs.to_string(), "resolution": source.grid.resolution},
+                     tile_size=quick["tile_size"], model=cfg.to_dict())
+    model = build_model(cfg).eval()
+    return EnsembleMember(model, card, f"random-weight U-Net shaped like the quick preset")
+
+
+def _active_windows(source, layout: WindowLayout) -> int:
+    """Windows of the layout holding a valid cell (what infill runs per evaluation)."""
+    n = 0
+    cols, h, w = layout.cols.starts, layout.rows.size, layout.cols.size
+    c0 = cols[0]
+    span = cols[-1] + w - c0
+    for r in layout.rows.starts:
+        v = source.read_valid(r, c0, h, span)
+        n += sum(bool(v[:, c - c0:c - c0 + w].any()) for c in cols)
+    return n
+
+
+def _valid_tiles(source, tile: int) -> int:
+    n = 0
+    g = source.grid
+    for r in range(0, g.height, tile):
+        v = source.read_valid(r, 0, tile, g.width)
+        n += sum(bool(v[:, c:c + tile].any()) for c in range(0, g.width, tile))
+    return n
+
+
+def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None, device: str = "auto",
+                batch_size: int = 4, window: Optional[int] = None, overlap: Optional[int] = None,
+                repeats: int = 2, part: Optional[tuple[int, int, int, int]] = None,
+                log=print) -> dict[str, Any]:
+    dev, why = pick_device(device)
+    load0 = os.getloadavg()[0]
+    log(f"device: {why}; torch threads: {torch.get_num_threads()}; load average {load0:.2f}")
+    full = GeoTiffStackSource(stack_path)
+    try:
+        if model_path:
+            model, card = load_model(model_path, dev)
+            member = EnsembleMember(model, card, Path(model_path).name)
+        else:
+            member = _random_member(full)
+            member.model.to(dev)
+        # the reference runs the model as loaded; ours as infill prepares it
+        naive_model = copy.deepcopy(member.model).to(memory_format=torch.contiguous_format)
+        member = EnsembleMember(prepare_for_inference(member.model), member.card, member.name)
+        members = [member]
+        if part is None and dev.type == "cpu":
+            part = CPU_PART
+        if part is not None:
+            r, c, h, w = part
+            h, w = min(h, full.grid.height - r), min(w, full.grid.width - c)
+            stack = full.read_window(r, c, h, w)
+            where = f"part rows {r}:{r + h}, cols {c}:{c + w} of {full.path.name}"
+        else:
+            stack = full.read_window(0, 0, full.grid.height, full.grid.width)
+            where = f"the whole grid of {full.path.name}"
+        g = stack.grid
+        cells = g.height * g.width
+        size = round_up(window or default_window(members))
+        ov = default_overlap(member.card.tile_size) if overlap is None else overlap
+        hide = HideSpec(tuple(stack.species))
+        log(f"model: {member.name} ({member.card.model_config.arch} resnet{member.card.model_config.encoder_depth}, "
+            f"tile {member.card.tile_size}); {where}: {g.height} x {g.width} cells, "
+            f"{int(stack.valid.sum())} valid; ours: {WindowLayout.fitted(g.height, g.width, size, ov).describe()}, "
+            f"batch {batch_size}")
+
+        def ours() -> tuple[float, float, Any]:
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            c0, t0 = time.process_time(), time.perf_counter()
+            res = infill(stack, members, hide, draws=1, batch_size=batch_size, device=dev, window=size,
+                         overlap=ov)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            return time.perf_counter() - t0, time.process_time() - c0, res
+
+        tile = int(member.card.tile_size)
+        aux_index = member.card.aux_index(full.aux_names)
+
+        def naive() -> tuple[float, float, np.ndarray]:
+            c0, t0 = time.process_time(), time.perf_counter()
+            out = naive_infill(stack, naive_model, tile, member.with_aux, dev, aux_index)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            return time.perf_counter() - t0, time.process_time() - c0, out
+
+        # warm-up: the first pass of each shape pays for kernel selection
+        warm = stack.window(0, 0, min(g.height, size), min(g.width, size))
+        infill(warm, members, HideSpec(tuple(stack.species)), batch_size=batch_size, device=dev, window=size,
+               overlap=ov)
+        naive_infill(warm.window(0, 0, min(warm.grid.height, tile), min(warm.grid.width, tile)), naive_model,
+                     tile, member.with_aux, dev, aux_index)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        t_ours, t_naive, cpu_ours, cpu_naive = [], [], [], []
+        res = ref = None
+        for i in range(repeats):
+            dt, cpu, ref = naive()
+            t_naive.append(dt)
+            cpu_naive.append(cpu)
+            dt, cpu, res = ours()
+            t_ours.append(dt)
+            cpu_ours.append(cpu)
+            log(f"  round {i + 1}: naive {t_naive[-1]:.2f} s (CPU time {cpu_naive[-1]:.2f} s), "
+                f"ours {t_ours[-1]:.2f} s (CPU time {cpu_ours[-1]:.2f} s)")
+        best_ours, best_naive = min(t_ours), min(t_naive)
+        rate_ours, rate_naive = cells / best_ours / 1e6, cells / best_naive / 1e6
+        mean = res.mean
+        agree = float(np.nanmean(np.abs(mean - ref)))
+
+        # CONUS estimates from the time per computed cell (the part's windows may be smaller)
+        part_layout = WindowLayout.fitted(g.height, g.width, size, ov)
+        per_cell_ours = best_ours / max(1, res.window_evaluations * part_layout.rows.size * part_layout.cols.size)
+        n_part_tiles = _valid_tiles(open_stack_source(stack), tile)
+        per_tile = best_naive / max(1, n_part_tiles)
+        layout = WindowLayout.fitted(full.grid.height, full.grid.width, size, ov)
+        n_windows = _active_windows(full, layout)
+        n_tiles = _valid_tiles(full, tile)
+        est_ours = EVALUATIONS * n_windows * layout.rows.size * layout.cols.size * per_cell_ours
+        est_naive = EVALUATIONS * n_tiles * per_tile
+        load1 = os.getloadavg()[0]
+        out = {"device": why, "threads": torch.get_num_threads(), "model": member.name, "where": where,
+               "load_average_before_after": [load0, load1],
+               "cells": cells, "window": size, "overlap": ov, "batch_size": batch_size,
+               "seconds_ours": t_ours, "seconds_naive": t_naive,
+               "cpu_seconds_ours": cpu_ours, "cpu_seconds_naive": cpu_naive,
+               "cpu_time_ratio": min(cpu_naive) / min(cpu_ours),
+               "mcells_per_s_ours": rate_ours, "mcells_per_s_naive": rate_naive,
+               "ratio": rate_ours / rate_naive,
+               "mean_abs_difference_ours_vs_naive": agree,
+               "conus_grid": [full.grid.height, full.grid.width], "conus_windows": n_windows,
+               "conus_layout": layout.describe(),
+               "conus_tiles": n_tiles,
+               "conus_150_evaluations_hours_ours": est_ours / 3600,
+               "conus_150_evaluations_hours_naive": est_naive / 3600,
+               "conus_ratio": est_naive / est_ours}
+        if dev.type == "cuda":
+            out["gpu_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+        log(f"ours : {rate_ours:.3f} Mcells/s (best of {repeats}: {best_ours:.2f} s)")
+        log(f"naive: {rate_naive:.3f} Mcells/s (best of {repeats}: {best_naive:.2f} s)")
+        log(f"ratio: {out['ratio']:.2f}x wall-clock, {out['cpu_time_ratio']:.2f}x process CPU time   "
+            f"(mean |ours - naive| = {agree:.4f}: blended windows vs hard tiles)")
+        if max(load0, load1) > 1.5:
+            log(f"note: load average {load0:.1f} → {load1:.1f}: other work shared the CPU; rerun on an idle machine "
+                "for numbers to quote (the naive reference's many small steps suffer more from sharing)")
+        log(f"CONUS {full.grid.height} x {full.grid.width}, {EVALUATIONS} evaluations at these rates: ours "
+            f"{n_windows} active windows ({layout.describe()}) → {est_ours / 3600:.2f} h; naive {n_tiles} tiles "
+            f"x {per_tile * 1000:.0f} ms → {est_naive / 3600:.2f} h (ratio {est_naive / est_ours:.2f}x)")
+        if "gpu_peak_memory_gib" in out:
+            log(f"GPU peak memory: {out['gpu_peak_memory_gib']:.2f} GiB")
+        return out
+    finally:
+        full.close()

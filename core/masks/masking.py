@@ -1,0 +1,190 @@
+"""Masks: which presence cells the model must reconstruct.
+
+A mask hides a set of species inside a region of the tile. The three scenarios are special
+cases of that one form:
+
+- ``region``: every species hidden inside a contiguous region (rectangle or irregular blob)
+  covering ``region_fraction`` of the tile; the model infills from the records around it;
+- ``species``: k species hidden over the whole tile; the model infills them from the other
+  species present in the same cells and from the aux bands;
+- ``both``: the k chosen species hidden inside the region only (the plugin's question
+  "where would species X be in this area?").
+
+Every generator is vectorised over the batch and draws from an explicit ``torch.Generator``
+in a fixed order, so a batch of masks is a pure function of the generator's seed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+
+SCENARIOS = ("region", "species", "both")
+REGION_SHAPES = ("rect", "blob", "mixed")
+
+
+@dataclass
+class MaskSpec:
+    """How masks are drawn.
+
+    ``scenarios`` maps scenario names to their probability of being drawn for a tile.
+    ``species_k`` is the inclusive range of the number of species hidden (uniform).
+    ``region_fraction`` is the share of the tile's area inside the hidden region (the poster's
+    "A = 0.8", as this project reads it). ``blob_scale`` is the size, in cells, of the noise
+    lattice behind irregular blobs: larger gives fewer, rounder blobs.
+    """
+
+    scenarios: dict[str, float] = field(default_factory=lambda: {s: 1.0 for s in SCENARIOS})
+    species_k: tuple[int, int] = (1, 3)
+    region_fraction: float = 0.8
+    region_shape: str = "mixed"
+    blob_scale: int = 16
+
+    def __post_init__(self) -> None:
+        self.species_k = (int(self.species_k[0]), int(self.species_k[1]))
+        self.scenarios = {str(k): float(v) for k, v in self.scenarios.items()}
+        self.validate()
+
+    def validate(self, n_species: Optional[int] = None) -> None:
+        unknown = set(self.scenarios) - set(SCENARIOS)
+        if unknown or not self.scenarios or any(v < 0 for v in self.scenarios.values()) \
+                or sum(self.scenarios.values()) <= 0:
+            raise InputError(f"Mask scenarios {self.scenarios} are not valid: use names from {SCENARIOS} "
+                             "with non-negative weights, at least one positive.")
+        lo, hi = self.species_k
+        if lo < 1 or hi < lo:
+            raise InputError(f"Mask species k range {self.species_k} is not valid: need 1 <= lo <= hi.")
+        if n_species is not None and hi > n_species:
+            raise InputError(f"Cannot hide up to {hi} species: the stack has {n_species}. "
+                             f"Use --mask-species-k {lo} {min(lo, n_species)} or fewer.")
+        if not 0.0 < self.region_fraction <= 1.0:
+            raise InputError(f"Masked-area fraction {self.region_fraction} must be in (0, 1].")
+        if self.region_shape not in REGION_SHAPES:
+            raise InputError(f"Region shape '{self.region_shape}' unknown; use one of {REGION_SHAPES}.")
+        if self.blob_scale < 1:
+            raise InputError("Blob scale must be at least 1 cell.")
+
+    def only(self, scenario: str, species_k: Optional[int] = None) -> "MaskSpec":
+        """The same spec restricted to one scenario (and optionally a fixed k)."""
+        k = self.species_k if species_k is None else (species_k, species_k)
+        return MaskSpec({scenario: 1.0}, k, self.region_fraction, self.region_shape, self.blob_scale)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["species_k"] = list(self.species_k)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MaskSpec":
+        d = dict(d)
+        d["species_k"] = tuple(d.get("species_k", (1, 3)))
+        return cls(**d)
+
+
+def generator_for(*keys: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator seeded from integer keys, e.g. (seed, step): well mixed, so nearby keys give
+    unrelated streams. Masks drawn on a CUDA generator are reproducible on CUDA but differ from
+    those drawn on the CPU."""
+    state = np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, np.uint32)
+    g = torch.Generator(device=device)
+    g.manual_seed(int(state[0]) << 32 | int(state[1]))
+    return g
+
+
+def rect_masks(n: int, h: int, w: int, fraction: float, gen: torch.Generator) -> torch.Tensor:
+    """(n, h, w) bool: one axis-aligned rectangle per sample, area ≈ ``fraction`` of the tile,
+    aspect ratio log-uniform in [1/2, 2], position uniform."""
+    dev = gen.device
+    area = fraction * h * w
+    aspect = torch.exp((torch.rand(n, generator=gen, device=dev) * 2 - 1) * math.log(2.0))
+    rh = torch.sqrt(area * aspect).round().clamp(1, h)
+    rw = (area / rh).round().clamp(1, w)
+    rh = (area / rw).round().clamp(1, h)  # when the width hit the tile's side, grow the height
+    top = (torch.rand(n, generator=gen, device=dev) * (h - rh + 1)).floor()
+    left = (torch.rand(n, generator=gen, device=dev) * (w - rw + 1)).floor()
+    rows = torch.arange(h, device=dev).view(1, h, 1)
+    cols = torch.arange(w, device=dev).view(1, 1, w)
+    t, l, rh, rw = (v.view(n, 1, 1) for v in (top, left, rh, rw))
+    return (rows >= t) & (rows < t + rh) & (cols >= l) & (cols < l + rw)
+
+
+def blob_masks(n: int, h: int, w: int, fraction: float, scale: int, gen: torch.Generator) -> torch.Tensor:
+    """(n, h, w) bool: irregular blobs covering exactly ``round(fraction*h*w)`` cells per
+    sample: smooth noise (two octaves of bilinearly upsampled lattice noise) thresholded at its
+    per-sample quantile."""
+    def octave(cell: int) -> torch.Tensor:
+        gh, gw = h // cell + 2, w // cell + 2
+        noise = torch.randn(n, 1, gh, gw, generator=gen, device=gen.device)
+        up = F.interpolate(noise, size=(gh * cell, gw * cell), mode="bilinear", align_corners=False)
+        return up[:, 0, cell // 2: cell // 2 + h, cell // 2: cell // 2 + w]
+
+    field_ = octave(max(1, scale)) + 0.5 * octave(max(1, scale // 2))
+    k = int(round(fraction * h * w))
+    if k <= 0:
+        return torch.zeros(n, h, w, dtype=torch.bool, device=gen.device)
+    if k >= h * w:
+        return torch.ones(n, h, w, dtype=torch.bool, device=gen.device)
+    flat = field_.reshape(n, -1)
+    thresh = torch.topk(flat, k, dim=1).values[:, -1:]
+    return (flat >= thresh).reshape(n, h, w)
+
+
+def region_masks(spec: MaskSpec, n: int, h: int, w: int, gen: torch.Generator) -> torch.Tensor:
+    """(n, h, w) bool regions of the spec's shape. Both shapes are always drawn, so the
+    generator advances the same way whatever the shape."""
+    rect = rect_masks(n, h, w, spec.region_fraction, gen)
+    blob = blob_masks(n, h, w, spec.region_fraction, spec.blob_scale, gen)
+    pick_rect = torch.rand(n, generator=gen, device=gen.device) < 0.5
+    if spec.region_shape == "rect":
+        return rect
+    if spec.region_shape == "blob":
+        return blob
+    return torch.where(pick_rect.view(n, 1, 1), rect, blob)
+
+
+def species_sets(n: int, n_species: int, k_range: tuple[int, int], gen: torch.Generator) -> torch.Tensor:
+    """(n, S) bool: k species per sample, k uniform in the inclusive range, chosen uniformly."""
+    lo, hi = k_range
+    hi = min(hi, n_species)
+    lo = min(lo, hi)
+    k = torch.randint(lo, hi + 1, (n,), generator=gen, device=gen.device)
+    ranks = torch.rand(n, n_species, generator=gen, device=gen.device).argsort(dim=1).argsort(dim=1)
+    return ranks < k.view(n, 1)
+
+
+def draw_masks(spec: MaskSpec, n: int, n_species: int, h: int, w: int, gen: torch.Generator,
+               species: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden cells (n, S, h, w) bool and the scenario index of each sample (n,) into SCENARIOS,
+    on the generator's device.
+
+    ``species`` (n, S) bool, optional, overrides the random choice of hidden species (used by
+    evaluation to hide each species in turn). The generator is advanced identically either way.
+    """
+    dev = gen.device
+    weights = torch.tensor([spec.scenarios.get(s, 0.0) for s in SCENARIOS], dtype=torch.float64, device=dev)
+    scenario = torch.multinomial(weights, n, replacement=True, generator=gen)
+    chosen = species_sets(n, n_species, spec.species_k, gen)
+    if species is not None:
+        chosen = species.to(dev, torch.bool)
+    region = region_masks(spec, n, h, w, gen)
+    everywhere = torch.ones(n, 1, h, w, dtype=torch.bool, device=dev)
+    all_species = torch.ones(n, n_species, 1, 1, dtype=torch.bool, device=dev)
+    sc = scenario.view(n, 1, 1, 1)
+    spatial = torch.where(sc == SCENARIOS.index("species"), everywhere, region.unsqueeze(1))
+    which = torch.where(sc == SCENARIOS.index("region"), all_species, chosen.view(n, n_species, 1, 1))
+    return spatial & which, scenario
+
+
+def drop_aux_bands(probability: float, batch: int, n_aux: int, generator: torch.Generator) -> torch.Tensor:
+    """Auxiliary-band dropout for training: a (B, A, 1, 1) float mask, 0 where a band is blanked
+    for a tile (each band independently with ``probability``), 1 where it is kept. Blanked bands
+    read as the band's mean (aux bands are z-scored), so the model learns not to lean on any one
+    band and tolerates one that a user cannot supply."""
+    draw = torch.rand((batch, n_aux, 1, 1), generator=generator, device=generator.device)
+    return (draw >= probability).float()

@@ -1,0 +1,189 @@
+"""Neighbourhood context: the smoothed share of visible records around each cell, as model features.
+
+A hidden cell's best simple guesses are the density of the same species' visible records
+around it (the neighbour-density baseline) and the other species recorded there (the
+co-presence baseline). A small network trained for minutes on a CPU does not discover a wide
+Gaussian smoother by itself, so :class:`ContextModel` computes these smoothers inside the
+model and hands them to the backbone (U-Net or ViT) as extra channels, plus a linear 1×1 head
+on them whose logits are added to the backbone's. The model still takes the standard
+(B, 2S+A, H, W) encoding of :func:`core.model.inputs.model_inputs`, so training, evaluation and
+inference need no change.
+
+Per species and smoothing scale σ (cells) the features are: the Gaussian-weighted share of
+present cells among visible cells, its logarithm, and the Gaussian weight of visible cells
+(how much of the neighbourhood is visible). Cells outside the valid area count as visible
+and empty (no record at sea), and outside the tile as not visible.
+
+With aux bands and ``aux_sigmas``, :class:`AuxFeatures` adds, per aux band and scale, its
+Gaussian-smoothed mean and local standard deviation (relief of the elevation band, texture of
+the gravity and magnetic fields); the head then also sees the aux bands, so a linear function
+of the terrain can raise or lower each species' odds where no record is visible.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FEATURES_PER_SCALE = 3
+LOG_FLOOR = 1e-3
+EPS = 1e-4
+# The head's logits are scaled up so that, under Adam's step size of about the learning rate per
+# weight, its coefficients reach useful sizes (several units on log-share) in a few hundred steps.
+HEAD_GAIN = 10.0
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """1-D normalised Gaussian with radius ceil(3σ)."""
+    r = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def blur(a: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Separable convolution of every channel with the 1-D kernel ``k`` (zero beyond the edges)."""
+    c, r = a.shape[1], (k.numel() - 1) // 2
+    kx = k.to(a.dtype).view(1, 1, 1, -1).expand(c, 1, 1, -1)
+    ky = k.to(a.dtype).view(1, 1, -1, 1).expand(c, 1, -1, 1)
+    a = F.conv2d(a, kx, padding=(0, r), groups=c)
+    return F.conv2d(a, ky, padding=(r, 0), groups=c)
+
+
+class GaussianScales(nn.Module):
+    """Holds one 1-D Gaussian kernel per smoothing scale σ (in cells)."""
+
+    def __init__(self, sigmas: Sequence[float], what: str) -> None:
+        super().__init__()
+        if any(s <= 0 for s in sigmas):
+            raise ValueError(f"{what} sigmas must be positive cell counts, got {list(sigmas)}")
+        self.sigmas = [float(s) for s in sigmas]
+        for i, s in enumerate(self.sigmas):
+            self.register_buffer(f"kernel{i}", gaussian_kernel(s), persistent=False)
+
+    def kernels(self) -> list[torch.Tensor]:
+        return [getattr(self, f"kernel{i}") for i in range(len(self.sigmas))]
+
+
+class ContextFeatures(GaussianScales):
+    """(B, 2S+A, H, W) model inputs → (B, 3·S·len(sigmas), H, W) neighbourhood features."""
+
+    def __init__(self, n_species: int, sigmas: Sequence[float]) -> None:
+        if not sigmas:
+            raise ValueError("context features need at least one sigma")
+        super().__init__(sigmas, "context")
+        self.n_species = n_species
+
+    @property
+    def channels(self) -> int:
+        return FEATURES_PER_SCALE * self.n_species * len(self.sigmas)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.n_species
+        visible_presence = x[:, :s].float()
+        visible = 1.0 - x[:, s:2 * s].float()
+        both = torch.cat([visible_presence, visible], dim=1)
+        out = []
+        for k in self.kernels():
+            blurred = blur(both, k)
+            num, den = blurred[:, :s], blurred[:, s:]
+            share = (num / den.clamp_min(EPS)).clamp(0.0, 1.0) * (den > EPS)
+            out += [share, torch.log(share + LOG_FLOOR), den]
+        return torch.cat(out, dim=1).to(x.dtype)
+
+
+class AuxFeatures(GaussianScales):
+    """(B, 2S+A, H, W) model inputs → (B, 2·A·len(sigmas), H, W): local mean and standard
+    deviation of each aux band at each scale (none when the model has no aux band)."""
+
+    def __init__(self, n_species: int, n_aux: int, sigmas: Sequence[float]) -> None:
+        super().__init__(sigmas, "aux")
+        self.n_species, self.n_aux = n_species, n_aux
+
+    @property
+    def channels(self) -> int:
+        return 2 * self.n_aux * len(self.sigmas)
+
+    def bands(self, x: torch.Tensor) -> torch.Tensor:
+        """The aux bands of the model inputs (B, A, H, W)."""
+        return x[:, 2 * self.n_species:2 * self.n_species + self.n_aux]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.channels:
+            return x.new_zeros(x.shape[0], 0, x.shape[2], x.shape[3])
+        aux = self.bands(x).float()
+        out = []
+        for k in self.kernels():
+            mean = blur(aux, k)
+            out += [mean, (blur(aux * aux, k) - mean * mean).clamp_min(0.0).sqrt()]
+        return torch.cat(out, dim=1).to(x.dtype)
+
+
+class AuxPrior(nn.Module):
+    """Per-species logits from the aux bands and their local statistics alone (no record): a
+    per-cell MLP (1×1 convolutions). Trained with its own loss on every valid cell (the
+    ``prior`` loss weight), so that it stands alone as a map of where records are given the
+    terrain, geochemistry and geology: what the aux layers say where no record is near. By
+    default a second output beside the model's (``last_prior``; see :mod:`core.model.aux_prior`);
+    with ``aux_prior_added`` its logits are added to the model's (measured worse: README)."""
+
+    def __init__(self, in_channels: int, classes: int, width: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(in_channels, width, 1), nn.ReLU(),
+                                 nn.Conv2d(width, width, 1), nn.ReLU(), nn.Conv2d(width, classes, 1))
+
+    def forward(self, aux_inputs: torch.Tensor) -> torch.Tensor:
+        return self.net(aux_inputs)
+
+
+class ContextModel(nn.Module):
+    """A backbone fed with the inputs plus :class:`ContextFeatures` (and :class:`AuxFeatures`),
+    with a linear head on the features, the visible presence and the aux bands added to its
+    logits (zero-initialised, gain ``HEAD_GAIN``), and optionally an :class:`AuxPrior` (its
+    last output kept in ``last_prior``; added to the logits only with ``aux_prior_added``)."""
+
+    def __init__(self, backbone_builder, in_channels: int, classes: int, sigmas: Sequence[float],
+                 aux_sigmas: Sequence[float] = (), aux_prior: int = 0, aux_prior_added: bool = False) -> None:
+        super().__init__()
+        self.context = ContextFeatures(classes, sigmas)
+        self.aux_context = AuxFeatures(classes, in_channels - 2 * classes, aux_sigmas)
+        extra = self.context.channels + self.aux_context.channels
+        self.backbone = backbone_builder(in_channels + extra)
+        head_in = extra + classes + (self.aux_context.n_aux if self.head_sees_aux else 0)
+        self.head = nn.Conv2d(head_in, classes, kernel_size=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        if aux_prior and not self.aux_context.n_aux:
+            raise ValueError("the aux prior needs aux bands (a model trained with --no-aux has none)")
+        self.prior = (AuxPrior(self.aux_context.n_aux + self.aux_context.channels, classes, int(aux_prior))
+                      if aux_prior else None)
+        self.last_prior: Optional[torch.Tensor] = None
+        self.prior_added = bool(aux_prior_added)
+
+    @property
+    def head_sees_aux(self) -> bool:
+        """The head takes the aux bands only with aux features (older model files have neither)."""
+        return bool(self.aux_context.sigmas)
+
+    def prior_logits(self, x: torch.Tensor, aux_feats: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The aux prior's logits from the model inputs (only their aux bands are read)."""
+        if aux_feats is None:
+            aux_feats = self.aux_context(x)
+        return self.prior(torch.cat([self.aux_context.bands(x), aux_feats], dim=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        aux_feats = self.aux_context(x)
+        feats = torch.cat([self.context(x), aux_feats], dim=1)
+        logits = self.backbone(torch.cat([x, feats], dim=1))
+        head_in = [feats, x[:, :self.context.n_species]]
+        if self.head_sees_aux:
+            head_in.append(self.aux_context.bands(x))
+        logits = logits + HEAD_GAIN * self.head(torch.cat(head_in, dim=1))
+        if self.prior is not None:
+            self.last_prior = self.prior_logits(x, aux_feats)
+            if self.prior_added:
+                logits = logits + self.last_prior
+        return logits

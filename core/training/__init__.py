@@ -1,0 +1,1 @@
+"""Training: the loop, its loss, checkpoints, presets and the validation that picks thresholds."""
