@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -14,9 +13,8 @@ import numpy as np
 from qgis.core import Qgis, QgsMessageLog, QgsTask
 
 from .core.errors import Cancelled, M3Error
-from .core.data.grid import Grid
-from .core.inference.layer_inputs import LayerInputs, PointRecords, VectorShapes
 from .core.progress import CallbackProgress
+from .infill_job import InfillJob
 from .results import RunOutputs
 
 LOG_TAG = "M3"
@@ -25,30 +23,6 @@ REGION_FILE = "region.gpkg"
 CLUSTERS_FILE = "clusters.gpkg"
 SITES_FILE = "known_sites.gpkg"
 STEPS_PERCENT = {"inputs": 5.0, "infill": 90.0}  # share of the progress bar; the rest is clusters
-
-
-@dataclass
-class InfillJob:
-    """Everything a run needs, as plain data."""
-
-    name: str
-    folder: Path
-    inputs: LayerInputs
-    region: VectorShapes
-    hide_species: list[str]
-    model_paths: list[str]
-    grid: Grid                 # the model's cells around the region (core.inference.layer_inputs.model_context_grid)
-    draws: int
-    batch_size: int
-    device: str
-    threshold: float
-    sites: Optional[PointRecords] = None
-    sites_layer_id: str = ""
-    find_clusters: bool = True
-    cluster_min_area_km2: float = 25.0
-    cluster_min_distance_km: float = 10.0
-    label_field: str = "nearest_site"   # the clusters' label (a field of the clusters layer)
-    settings: Optional[dict] = None     # what the user asked, for the report
 
 
 class InfillTask(QgsTask):
@@ -82,7 +56,7 @@ class InfillTask(QgsTask):
             QgsMessageLog.logMessage(self.details, LOG_TAG, Qgis.Critical)
         if self.isCanceled():
             self.was_cancelled = True
-        self._discard()
+        self.discard()
         # a cancel is no failure: QGIS would show its red "Task failed" for False
         return self.was_cancelled and self.error is None
 
@@ -164,8 +138,9 @@ class InfillTask(QgsTask):
                                "min_distance_km": job.cluster_min_distance_km})
         return path, len(found)
 
-    def _discard(self) -> None:
-        """Delete the run's folder (only ever created by this task)."""
+    def discard(self) -> None:
+        """Delete the run's folder and everything in it (a folder only this task created): after a
+        failure or a cancel, or when its outputs cannot be added to the project."""
         if self._created and self.job.folder.exists():
             shutil.rmtree(self.job.folder, ignore_errors=True)
 
@@ -180,4 +155,4 @@ class InfillTask(QgsTask):
         try:
             self.on_done(self)
         except RuntimeError:  # the dock was closed (its widgets deleted) while the task ran
-            self._discard()
+            self.discard()

@@ -372,8 +372,9 @@ class ClustersAlgorithm(M3Algorithm):
     def shortHelpString(self) -> str:  # noqa: N802
         return ("Connected regions of an infill's mean probability at or above the threshold, at least the minimum "
                 "area, with no known site of that species within the minimum distance: where the model expects a "
-                "mineral nobody recorded. Known sites: a point layer with a commodity field; else the presence "
-                "cells of a stack; else the embedded records.")
+                "mineral nobody recorded. Known sites (the rule the dock and the CLI use too): a point layer with a "
+                "commodity field (a multipoint counts as its first point); else the stack's records when it was "
+                "built from the embedded ones, otherwise its presence cells; else the embedded records.")
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.PREDICTION, "Infill result (Infill minerals)"))

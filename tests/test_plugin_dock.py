@@ -490,7 +490,7 @@ def test_rows_only_fill_when_empty_and_the_dock_says_so(dock):
 def test_dock_fits_its_default_width_explains_itself_and_says_why_run_waits(dock, qgis_iface, monkeypatch):
     from qgis.PyQt.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QSlider
 
-    from m3_plugin import dock as dock_module
+    from m3_plugin import dock_ui as dock_module  # the dock's widgets (Help among them)
     from m3_plugin.example_data import CONUS_EXTENT_WGS84
 
     assert dock.widget().widget().minimumSizeHint().width() <= 290  # QGIS's default dock is ~298 px
