@@ -1,1 +1,1 @@
-"""Data: the grid, species and records, vector and raster layers, the stack (its file, its windows, how it is built) and the embedded defaults."""
+"""Data: the grid, species and records, map features, vector and raster aux layers, the stack (its file, its window sources, how it is built), prediction files, maps and the embedded defaults."""

@@ -1,1 +1,1 @@
-"""Inference: infill by sliding windows, map layers as inputs, clusters, the comparison with known sites, maps."""
+"""Inference: infill by sliding windows, map layers as inputs, known sites and clusters, the comparison with known sites."""
