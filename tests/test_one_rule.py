@@ -13,7 +13,7 @@ import pytest
 import rasterio
 from osgeo import ogr
 from plugin_support import stack_metadata, tiny_model
-from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsGeometry, QgsProject, QgsRasterLayer,
+from qgis.core import (QgsCoordinateReferenceSystem, QgsGeometry, QgsProject, QgsRasterLayer,
                        QgsVectorLayer)
 from rasterio.warp import transform
 from test_processing import REGION, coarse, processing, region_layer  # noqa: F401 (fixtures)
