@@ -59,6 +59,8 @@ def add_bench_infer(bench_subparsers: argparse._SubParsersAction) -> argparse.Ar
                                                "quick preset's: resnet18, tile 64)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--draws", type=int, default=4, help="evaluations of each window by ours (the aux share is "
+                                                        "computed once for them); rates are per evaluation")
     p.add_argument("--window", type=int, help="window side (default: as predict)")
     p.add_argument("--overlap", type=int, help="window overlap (default: as predict)")
     p.add_argument("--repeats", type=int, default=2, help="alternating timed rounds of each (best counts)")
@@ -72,12 +74,15 @@ def add_bench_infer(bench_subparsers: argparse._SubParsersAction) -> argparse.Ar
 
 
 def run_infer(args: argparse.Namespace) -> int:
-    from .build_stack import default_stack_path
+    import torch
+
+    from ..data.build_stack import default_stack_path
+    from ..evaluation.bench_infer import bench_infer
 
     if args.threads:
         torch.set_num_threads(args.threads)
     out = bench_infer(args.stack or default_stack_path(), args.model, args.device, args.batch_size, args.window,
-                      args.overlap, args.repeats, tuple(args.part) if args.part else None)
+                      args.overlap, args.repeats, tuple(args.part) if args.part else None, args.draws)
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(out, indent=2))

@@ -1,14 +1,19 @@
 """``bench infer``: throughput of :func:`core.inference.infer.infill` against a naive reference measured in
 the same run, and what a 150-evaluation CONUS map would take at that rate.
 
-- ours: :func:`infill` as the CLI and plugin run it — windows of up to 8 tiles (the U-Net is fully
-  convolutional, so a window larger than the training tile is a legitimate input; less work goes
-  into overlaps and each forward pass is large enough to run efficiently), blended overlaps,
-  batches of windows, channels-last tensors, ``torch.inference_mode``, bf16 on CUDA;
+- ours: :func:`infill` as the CLI and plugin run it, ``draws`` evaluations of each window —
+  windows of up to 8 tiles (the U-Net is fully convolutional, so a window larger than the
+  training tile is a legitimate input; less work goes into overlaps and each forward pass is
+  large enough to run efficiently), blended overlaps, what the aux bands alone determine computed
+  once per window for all draws (:mod:`core.model.shared_aux`), batches of draws of a window,
+  channels-last tensors, ``torch.inference_mode``, bf16 on CUDA;
+- whole model: the same, but the whole model runs for every evaluation (the path before the
+  aux share was split off; kept as the reference of ``tests/test_infer_shared_aux.py``);
 - naive: one non-overlapping tile of the training size at a time, float32, batch of one,
   contiguous (NCHW) tensors, ``torch.no_grad``, the same input encoding and the same model.
 
-Both infill every valid cell of every species. On CPU they run on a fixed part of the grid
+All infill every valid cell of every species (hidden in every evaluation); rates are per
+evaluation. On CPU they run on a fixed part of the grid
 (:data:`CPU_PART`, all land on the CONUS stack), on CUDA on the whole grid; the two alternate
 ``repeats`` times after a warm-up and the best time of each counts (other work on a shared
 machine slows both the same way). Rates are in megacells ("megapixels") per second of grid
@@ -27,7 +32,7 @@ import torch
 
 from ..data.stack_sources import GeoTiffStackSource, open_stack_source
 from ..device import pick_device
-from ..inference.infer import EnsembleMember, default_overlap, default_window, infill, prepare_for_inference
+from ..inference.infer import EnsembleMember, default_overlap, default_window, inference_member, infill
 from ..inference.sliding_windows import WindowLayout, round_up
 from ..masks.hiding import HideSpec
 from ..model.inputs import model_inputs
@@ -104,10 +109,54 @@ def _valid_tiles(source, tile: int) -> int:
     return n
 
 
+def _peak_rss_gib() -> float:
+    """Peak resident memory of this process so far (GiB)."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (2 ** 30 if sys.platform == "darwin" else 2 ** 20)
+
+
+class GpuUtilisation:
+    """Samples the GPU's utilisation (%, as NVML reports it) every ``every`` seconds in a thread
+    while in use; :attr:`mean` is None without NVML (pynvml) or samples."""
+
+    def __init__(self, dev: torch.device, every: float = 0.2) -> None:
+        import threading
+
+        self.dev, self.every, self.samples = dev, every, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.samples.append(int(torch.cuda.utilization(self.dev)))
+            except Exception:  # noqa: BLE001 — pynvml missing or not an NVIDIA device: no figure
+                return
+
+    def __enter__(self) -> "GpuUtilisation":
+        if self.dev.type == "cuda":
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    @property
+    def mean(self) -> Optional[float]:
+        return sum(self.samples) / len(self.samples) if self.samples else None
+
+
 def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None, device: str = "auto",
                 batch_size: int = 4, window: Optional[int] = None, overlap: Optional[int] = None,
                 repeats: int = 2, part: Optional[tuple[int, int, int, int]] = None,
-                log=print) -> dict[str, Any]:
+                draws: int = 4, log=print) -> dict[str, Any]:
+    """Time ours, the whole-model path and the naive reference on the same cells (see the module
+    docstring); returns the figures, also logged line by line."""
     dev, why = pick_device(device)
     load0 = os.getloadavg()[0]
     log(f"device: {why}; torch threads: {torch.get_num_threads()}; load average {load0:.2f}")
@@ -121,7 +170,8 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
             member.model.to(dev)
         # the reference runs the model as loaded; ours as infill prepares it
         naive_model = copy.deepcopy(member.model).to(memory_format=torch.contiguous_format)
-        member = EnsembleMember(prepare_for_inference(member.model), member.card, member.name)
+        whole = inference_member(copy.deepcopy(member.model), member.card, member.name, shared_aux=False)
+        member = inference_member(member.model, member.card, member.name)
         members = [member]
         if part is None and dev.type == "cpu":
             part = CPU_PART
@@ -141,17 +191,18 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
         log(f"model: {member.name} ({member.card.model_config.arch} resnet{member.card.model_config.encoder_depth}, "
             f"tile {member.card.tile_size}); {where}: {g.height} x {g.width} cells, "
             f"{int(stack.valid.sum())} valid; ours: {WindowLayout.fitted(g.height, g.width, size, ov).describe()}, "
-            f"batch {batch_size}")
+            f"{draws} draws, batch {batch_size}; aux share split off: {member.shared is not None}")
 
-        def ours() -> tuple[float, float, Any]:
+        def ours(ensemble: list[EnsembleMember]) -> tuple[float, float, Any]:
+            """Seconds and CPU seconds per evaluation, and the result."""
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             c0, t0 = time.process_time(), time.perf_counter()
-            res = infill(stack, members, hide, draws=1, batch_size=batch_size, device=dev, window=size,
+            res = infill(stack, ensemble, hide, draws=draws, batch_size=batch_size, device=dev, window=size,
                          overlap=ov)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
-            return time.perf_counter() - t0, time.process_time() - c0, res
+            return (time.perf_counter() - t0) / draws, (time.process_time() - c0) / draws, res
 
         tile = int(member.card.tile_size)
         aux_index = member.card.aux_index(full.aux_names)
@@ -165,31 +216,36 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
 
         # warm-up: the first pass of each shape pays for kernel selection
         warm = stack.window(0, 0, min(g.height, size), min(g.width, size))
-        infill(warm, members, HideSpec(tuple(stack.species)), batch_size=batch_size, device=dev, window=size,
-               overlap=ov)
+        for ensemble in (members, [whole]):
+            infill(warm, ensemble, HideSpec(tuple(stack.species)), batch_size=batch_size, device=dev, window=size,
+                   overlap=ov)
         naive_infill(warm.window(0, 0, min(warm.grid.height, tile), min(warm.grid.width, tile)), naive_model,
                      tile, member.with_aux, dev, aux_index)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        t_ours, t_naive, cpu_ours, cpu_naive = [], [], [], []
+        t_ours, t_naive, t_whole, cpu_ours, cpu_naive = [], [], [], [], []
         res = ref = None
+        utilisation = GpuUtilisation(dev)
         for i in range(repeats):
             dt, cpu, ref = naive()
             t_naive.append(dt)
             cpu_naive.append(cpu)
-            dt, cpu, res = ours()
+            with utilisation:
+                dt, cpu, res = ours(members)
             t_ours.append(dt)
             cpu_ours.append(cpu)
-            log(f"  round {i + 1}: naive {t_naive[-1]:.2f} s (CPU time {cpu_naive[-1]:.2f} s), "
-                f"ours {t_ours[-1]:.2f} s (CPU time {cpu_ours[-1]:.2f} s)")
-        best_ours, best_naive = min(t_ours), min(t_naive)
+            t_whole.append(ours([whole])[0])
+            log(f"  round {i + 1}, seconds per evaluation: naive {t_naive[-1]:.2f} (CPU time {cpu_naive[-1]:.2f}), "
+                f"ours {t_ours[-1]:.2f} (CPU time {cpu_ours[-1]:.2f}), whole model {t_whole[-1]:.2f}")
+        best_ours, best_naive, best_whole = min(t_ours), min(t_naive), min(t_whole)
         rate_ours, rate_naive = cells / best_ours / 1e6, cells / best_naive / 1e6
         mean = res.mean
         agree = float(np.nanmean(np.abs(mean - ref)))
 
         # CONUS estimates from the time per computed cell (the part's windows may be smaller)
         part_layout = WindowLayout.fitted(g.height, g.width, size, ov)
-        per_cell_ours = best_ours / max(1, res.window_evaluations * part_layout.rows.size * part_layout.cols.size)
+        per_cell_ours = best_ours * draws / max(1, res.window_evaluations * part_layout.rows.size
+                                                * part_layout.cols.size)
         n_part_tiles = _valid_tiles(open_stack_source(stack), tile)
         per_tile = best_naive / max(1, n_part_tiles)
         layout = WindowLayout.fitted(full.grid.height, full.grid.width, size, ov)
@@ -197,7 +253,9 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
         n_tiles = _valid_tiles(full, tile)
         est_ours = EVALUATIONS * n_windows * layout.rows.size * layout.cols.size * per_cell_ours
         est_naive = EVALUATIONS * n_tiles * per_tile
+        est_whole = est_ours * best_whole / best_ours
         load1 = os.getloadavg()[0]
+        peak_rss = _peak_rss_gib()
         out = {"device": why, "threads": torch.get_num_threads(), "model": member.name, "where": where,
                "load_average_before_after": [load0, load1],
                "cells": cells, "window": size, "overlap": ov, "batch_size": batch_size,
@@ -205,28 +263,40 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
                "cpu_seconds_ours": cpu_ours, "cpu_seconds_naive": cpu_naive,
                "cpu_time_ratio": min(cpu_naive) / min(cpu_ours),
                "mcells_per_s_ours": rate_ours, "mcells_per_s_naive": rate_naive,
-               "ratio": rate_ours / rate_naive,
+               "ratio": rate_ours / rate_naive, "draws": draws,
+               "seconds_whole_model": t_whole, "ratio_whole_model": best_naive / best_whole,
+               "ratio_ours_vs_whole_model": best_whole / best_ours,
+               "peak_resident_memory_gib": peak_rss,
                "mean_abs_difference_ours_vs_naive": agree,
                "conus_grid": [full.grid.height, full.grid.width], "conus_windows": n_windows,
                "conus_layout": layout.describe(),
                "conus_tiles": n_tiles,
                "conus_150_evaluations_hours_ours": est_ours / 3600,
                "conus_150_evaluations_hours_naive": est_naive / 3600,
+               "conus_150_evaluations_hours_whole_model": est_whole / 3600,
                "conus_ratio": est_naive / est_ours}
         if dev.type == "cuda":
             out["gpu_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
-        log(f"ours : {rate_ours:.3f} Mcells/s (best of {repeats}: {best_ours:.2f} s)")
+            out["gpu_utilisation_percent"] = utilisation.mean
+        log(f"ours : {rate_ours:.3f} Mcells/s per evaluation (best of {repeats}: {best_ours:.2f} s)")
+        log(f"whole model per evaluation: {cells / best_whole / 1e6:.3f} Mcells/s ({best_whole:.2f} s)")
         log(f"naive: {rate_naive:.3f} Mcells/s (best of {repeats}: {best_naive:.2f} s)")
         log(f"ratio: {out['ratio']:.2f}x wall-clock, {out['cpu_time_ratio']:.2f}x process CPU time   "
-            f"(mean |ours - naive| = {agree:.4f}: blended windows vs hard tiles)")
+            f"(mean |ours - naive| = {agree:.4f}: blended windows vs hard tiles); whole model "
+            f"{out['ratio_whole_model']:.2f}x; ours vs whole model {out['ratio_ours_vs_whole_model']:.2f}x")
         if max(load0, load1) > 1.5:
             log(f"note: load average {load0:.1f} → {load1:.1f}: other work shared the CPU; rerun on an idle machine "
                 "for numbers to quote (the naive reference's many small steps suffer more from sharing)")
         log(f"CONUS {full.grid.height} x {full.grid.width}, {EVALUATIONS} evaluations at these rates: ours "
-            f"{n_windows} active windows ({layout.describe()}) → {est_ours / 3600:.2f} h; naive {n_tiles} tiles "
-            f"x {per_tile * 1000:.0f} ms → {est_naive / 3600:.2f} h (ratio {est_naive / est_ours:.2f}x)")
+            f"{n_windows} active windows ({layout.describe()}) → {est_ours / 60:.1f} min; whole model "
+            f"→ {est_whole / 60:.1f} min; naive {n_tiles} tiles x {per_tile * 1000:.0f} ms → {est_naive / 60:.1f} min "
+            f"(ratio {est_naive / est_ours:.2f}x; ours counts the aux share once per {draws} draws, a map of 50 "
+            "draws per model pays it less often)")
+        log(f"peak resident memory of this process: {peak_rss:.2f} GiB")
         if "gpu_peak_memory_gib" in out:
-            log(f"GPU peak memory: {out['gpu_peak_memory_gib']:.2f} GiB")
+            util = out["gpu_utilisation_percent"]
+            log(f"GPU peak memory: {out['gpu_peak_memory_gib']:.2f} GiB; utilisation while ours ran: "
+                f"{'unknown (no NVML)' if util is None else f'{util:.0f}% on average'}")
         return out
     finally:
         full.close()

@@ -55,6 +55,7 @@ from ..device import pick_device
 from ..errors import InputError, ModelMismatchError
 from ..masks.hiding import HideSpec
 from ..model.inputs import model_inputs
+from ..model.shared_aux import AuxTerms, SharedAuxModel
 from ..model.model_file import ModelCard, check_ensemble, ensemble_threshold, load_model
 from ..progress import Progress, SilentProgress, check_cancelled
 from .sliding_windows import WindowLayout, round_up
@@ -71,6 +72,7 @@ class EnsembleMember:
     card: ModelCard
     name: str
     aux_index: Optional[torch.Tensor] = None   # the model's aux bands among the stack's (None: all, in order)
+    shared: Optional[SharedAuxModel] = None     # the same model split for many draws of a window (None: run ``model``)
 
     @property
     def with_aux(self) -> bool:
@@ -145,14 +147,24 @@ def prepare_for_inference(model: nn.Module) -> nn.Module:
     return model.to(memory_format=torch.channels_last)
 
 
-def load_members(model_paths: Sequence[str | Path], device: torch.device) -> list[EnsembleMember]:
-    """Load model files for inference (eval mode, BatchNorm folded, channels-last, on the device)."""
+def inference_member(model: nn.Module, card: ModelCard, name: str, shared_aux: bool = True) -> EnsembleMember:
+    """A loaded model ready for inference: BatchNorm folded, channels-last, and (``shared_aux``,
+    for a context U-Net) split so that what the aux bands alone determine is computed once per
+    window (:class:`core.model.shared_aux.SharedAuxModel`)."""
+    model = model.eval()
+    shared = SharedAuxModel(model, prepare_for_inference) if shared_aux and SharedAuxModel.supports(model) else None
+    return EnsembleMember(prepare_for_inference(model), card, name, shared=shared)
+
+
+def load_members(model_paths: Sequence[str | Path], device: torch.device,
+                 shared_aux: bool = True) -> list[EnsembleMember]:
+    """Load model files for inference (see :func:`inference_member`), on the device."""
     if not model_paths:
         raise InputError("No model file given; pass at least one .safetensors model.")
     members = []
     for p in model_paths:
         model, card = load_model(p, device)
-        members.append(EnsembleMember(prepare_for_inference(model), card, Path(p).name))
+        members.append(inference_member(model, card, Path(p).name, shared_aux))
     return members
 
 
@@ -257,20 +269,30 @@ class _Infiller:
             self._weights[key] = torch.from_numpy(self.layout.weights(i, j)).to(self.device)
         return self._weights[key]
 
-    def _run_batch(self, member: EnsembleMember, jobs: list[tuple], acc: torch.Tensor) -> None:
-        """jobs: (i, j, presence, hidden, aux, valid, target) window views; adds to ``acc``."""
+    def _member_aux(self, member: EnsembleMember, aux: torch.Tensor) -> torch.Tensor:
+        """The member's aux bands among the stack's (none for a model trained without them)."""
+        if not member.with_aux:
+            return aux[:0]
+        return aux if member.aux_index is None else aux.index_select(0, member.aux_index)
+
+    def _run_batch(self, member: EnsembleMember, jobs: list[tuple], acc: torch.Tensor,
+                   terms: Optional[AuxTerms] = None) -> None:
+        """jobs: (i, j, presence, hidden, aux, valid, target) window views; adds to ``acc``.
+        With ``terms`` (all jobs then draws of one window) the member's split model runs on the
+        per-draw channels only."""
         check_cancelled(self.progress)
         presence = torch.stack([jb[2] for jb in jobs])
         hidden = torch.stack([jb[3] for jb in jobs])
-        aux = torch.stack([jb[4] for jb in jobs])
         valid = torch.stack([jb[5] for jb in jobs])
-        if not member.with_aux:
-            aux = aux[:, :0]
-        elif member.aux_index is not None:
-            aux = aux.index_select(1, member.aux_index)
-        x = model_inputs(presence, hidden, aux, valid).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self.autocast:
-            logits = member.model(x)
+            if terms is not None:
+                x = model_inputs(presence, hidden, presence.new_zeros((len(jobs), 0) + presence.shape[2:],
+                                                                      dtype=torch.float32), valid)
+                logits = member.shared(x.contiguous(memory_format=torch.channels_last), terms)
+            else:
+                aux = torch.stack([jb[4] for jb in jobs])
+                x = model_inputs(presence, hidden, aux, valid).contiguous(memory_format=torch.channels_last)
+                logits = member.model(x)
         with torch.inference_mode():
             p = torch.sigmoid(logits.float()).index_select(1, self.out_index)
             for b, (i, j, *_rest, target) in enumerate(jobs):
@@ -283,8 +305,23 @@ class _Infiller:
         self.window_evaluations += len(jobs)
         self.progress.advance(len(jobs))
 
+    def _aux_terms(self, member: EnsembleMember, aux: torch.Tensor, valid: torch.Tensor) -> AuxTerms:
+        """The aux bands' share of the member's model on one window (once for all its draws)."""
+        with torch.inference_mode(), self.autocast:
+            return member.shared.aux_terms((aux * valid.to(aux.dtype)).unsqueeze(0))
+
+    def _draw(self, m: int, d: int, r: int, user: torch.Tensor, valid: torch.Tensor,
+              user_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden, target) over the strip at row ``r`` in draw ``d`` of model ``m``."""
+        check_cancelled(self.progress)
+        hidden = (user | self._extra_hidden(m, d, r)) if self.extra else user
+        target = (hidden & valid).index_select(0, self.out_index) if self.discovery else user_target
+        return hidden, target
+
     def _strip(self, i: int, cols: list[int], acc: torch.Tensor) -> None:
-        """All evaluations of the active windows of window row ``i``."""
+        """All evaluations of the active windows of window row ``i``. A split model
+        (``member.shared``) runs batches of draws of one window, with the aux bands' share
+        computed once per window; any other model batches windows and draws as they come."""
         r, size = self.rows[i], self.width
         win = self.source.read_window(r, self.col0, self.height, self.span)
         dev = self.device
@@ -295,25 +332,44 @@ class _Infiller:
         user = torch.from_numpy(self.flags).to(dev).view(-1, 1, 1) & need
         user_target = user.index_select(0, self.out_index)
         for m, member in enumerate(self.members):
-            jobs: list[tuple] = []
-            for d in range(self.draws):
-                check_cancelled(self.progress)
-                hidden = (user | self._extra_hidden(m, d, r)) if self.extra else user
-                target = ((hidden & valid).index_select(0, self.out_index) if self.discovery
-                          else user_target)
+            aux_m = self._member_aux(member, aux)
+
+            def job(j: int, hidden: torch.Tensor, target: torch.Tensor) -> Optional[tuple]:
+                c = self.cols[j] - self.col0
+                t = target[:, :, c:c + size]
+                if self.discovery and not bool(t.any()):
+                    self.progress.advance(1)
+                    return None
+                return (i, j, presence[:, :, c:c + size], hidden[:, :, c:c + size], aux_m[:, :, c:c + size],
+                        valid[:, c:c + size], t)
+
+            if member.shared is None:
+                jobs: list[tuple] = []
+                for d in range(self.draws):
+                    hidden, target = self._draw(m, d, r, user, valid, user_target)
+                    for j in cols:
+                        if (jb := job(j, hidden, target)) is not None:
+                            jobs.append(jb)
+                        if len(jobs) == self.batch_size:
+                            self._run_batch(member, jobs, acc)
+                            jobs = []
+                if jobs:
+                    self._run_batch(member, jobs, acc)
+                continue
+            # the strip's masks of batch_size draws at a time (memory does not grow with the draws);
+            # the aux terms of each window once (memory: one model's, for one strip of windows)
+            terms: dict[int, AuxTerms] = {}
+            for d0 in range(0, self.draws, self.batch_size):
+                draws = [self._draw(m, d, r, user, valid, user_target)
+                         for d in range(d0, min(d0 + self.batch_size, self.draws))]
                 for j in cols:
-                    c = self.cols[j] - self.col0
-                    t = target[:, :, c:c + size]
-                    if self.discovery and not bool(t.any()):
-                        self.progress.advance(1)
+                    jobs = [jb for hidden, target in draws if (jb := job(j, hidden, target)) is not None]
+                    if not jobs:
                         continue
-                    jobs.append((i, j, presence[:, :, c:c + size], hidden[:, :, c:c + size],
-                                 aux[:, :, c:c + size], valid[:, c:c + size], t))
-                    if len(jobs) == self.batch_size:
-                        self._run_batch(member, jobs, acc)
-                        jobs = []
-            if jobs:
-                self._run_batch(member, jobs, acc)
+                    if j not in terms:
+                        c = self.cols[j] - self.col0
+                        terms[j] = self._aux_terms(member, aux_m[:, :, c:c + size], valid[:, c:c + size])
+                    self._run_batch(member, jobs, acc, terms[j])
 
     def _emit(self, i: int, acc: torch.Tensor, sink) -> None:
         """Write the rows that no later window touches, then slide the accumulators up."""

@@ -112,14 +112,18 @@ class AuxFeatures(GaussianScales):
         return x[:, 2 * self.n_species:2 * self.n_species + self.n_aux]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.of_bands(self.bands(x))
+
+    def of_bands(self, bands: torch.Tensor) -> torch.Tensor:
+        """The features of the aux bands alone (B, A, H, W), as :meth:`forward` on inputs holding them."""
         if not self.channels:
-            return x.new_zeros(x.shape[0], 0, x.shape[2], x.shape[3])
-        aux = self.bands(x).float()
+            return bands.new_zeros(bands.shape[0], 0, bands.shape[2], bands.shape[3])
+        aux = bands.float()
         out = []
         for k in self.kernels():
             mean = blur(aux, k)
             out += [mean, (blur(aux * aux, k) - mean * mean).clamp_min(0.0).sqrt()]
-        return torch.cat(out, dim=1).to(x.dtype)
+        return torch.cat(out, dim=1).to(bands.dtype)
 
 
 class AuxPrior(nn.Module):

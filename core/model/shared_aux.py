@@ -1,0 +1,152 @@
+"""A :class:`core.model.context.ContextModel` with a U-Net backbone split for inference into what
+the aux bands alone determine, computed once per window, and what each mask draw changes.
+
+Every evaluation of a window (one model × one mask draw) sees the same aux bands; only the
+visible presence and hidden-indicator channels change. Everything the model computes from the
+aux bands alone is linear up to the backbone's first convolution and in the head, so it
+separates exactly (up to float rounding):
+
+- the aux bands' local means and spreads (:class:`core.model.context.AuxFeatures`);
+- their share of the backbone's first convolution (the ResNet stem: 7 × 7, stride 2, BatchNorm
+  folded in): ``conv(x, W) = conv(x_draw, W_draw) + conv(x_aux, W_aux)``, so each draw convolves
+  ``2S + 3·S·len(sigmas)`` channels instead of all the backbone's inputs (the stem is the
+  dearest layer of the model: it runs at full resolution on the most channels);
+- their share of the linear head, its bias, and the aux prior's logits when they are added.
+
+:meth:`SharedAuxModel.aux_terms` computes those once per window; :meth:`SharedAuxModel.forward`
+then runs a batch of draws of that window. The model's own ``forward`` stays the reference
+(checked equal in ``tests/test_infer_shared_aux.py``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .context import HEAD_GAIN, ContextModel
+
+
+@dataclass
+class AuxTerms:
+    """What a window's aux bands contribute, the same for every draw of every batch of it.
+
+    ``stem``: (1, C, H/2, W/2) their share of the backbone's first convolution (None without aux
+    bands); ``logits``: (1, S, H, W) their share of the head (with its bias, times the head's
+    gain) plus the aux prior's logits when the model adds them."""
+
+    stem: Optional[torch.Tensor]
+    logits: torch.Tensor
+
+
+class StemWithAux(nn.Module):
+    """The backbone's first convolution on the per-draw channels only, plus the aux share set
+    in :attr:`aux` for the window being run."""
+
+    def __init__(self, conv: nn.Conv2d, draw_channels: torch.Tensor) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(len(draw_channels), conv.out_channels, conv.kernel_size, conv.stride,
+                              conv.padding, conv.dilation, conv.groups, bias=conv.bias is not None)
+        with torch.no_grad():
+            self.conv.weight.copy_(conv.weight.index_select(1, draw_channels))
+            if conv.bias is not None:
+                self.conv.bias.copy_(conv.bias)
+        self.conv.to(conv.weight.device, memory_format=torch.channels_last)
+        self.aux: Optional[torch.Tensor] = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y if self.aux is None else y + self.aux
+
+
+def _stem_of(backbone: nn.Module) -> Optional[nn.Conv2d]:
+    encoder = getattr(backbone, "encoder", None)
+    conv = getattr(encoder, "conv1", None)
+    return conv if isinstance(conv, nn.Conv2d) and conv.groups == 1 else None
+
+
+class SharedAuxModel(nn.Module):
+    """Inference form of a :class:`ContextModel` with an smp U-Net (ResNet) backbone: ``forward``
+    takes the per-draw channels of a batch of draws of one window and that window's
+    :class:`AuxTerms`, and returns the logits the model's own ``forward`` gives on the full inputs.
+
+    ``prepare`` turns the backbone into its inference form (BatchNorm folded, channels-last)
+    before its stem is split."""
+
+    def __init__(self, model: ContextModel, prepare: Callable[[nn.Module], nn.Module]) -> None:
+        super().__init__()
+        model = model.eval()
+        s, a = model.context.n_species, model.aux_context.n_aux
+        n_ctx, n_auxf = model.context.channels, model.aux_context.channels
+        self.n_species, self.n_aux = s, a
+        self.context, self.aux_context = model.context, model.aux_context
+        self.prior = model.prior if model.prior_added else None
+        backbone = prepare(model.backbone)
+        stem = _stem_of(backbone)
+        if stem is None:
+            raise ValueError("the backbone has no plain first convolution at encoder.conv1")
+        dev = stem.weight.device
+        # backbone inputs: [visible S, hidden S, aux A, context n_ctx, aux features n_auxf]
+        draw = torch.cat([torch.arange(2 * s), torch.arange(2 * s + a, 2 * s + a + n_ctx)]).to(dev)
+        aux = torch.cat([torch.arange(2 * s, 2 * s + a),
+                         torch.arange(2 * s + a + n_ctx, 2 * s + a + n_ctx + n_auxf)]).to(dev)
+        self.register_buffer("stem_aux_weight", stem.weight.detach().index_select(1, aux).contiguous(),
+                             persistent=False)
+        self.stem_args = dict(stride=stem.stride, padding=stem.padding, dilation=stem.dilation)
+        self.stem = StemWithAux(stem, draw)
+        encoder = backbone.encoder
+        encoder.conv1 = self.stem
+        self.backbone = backbone
+        # head inputs: [context n_ctx, aux features n_auxf, visible S, (aux bands A)]
+        w = model.head.weight.detach()[:, :, 0, 0]
+        self.register_buffer("head_context", w[:, :n_ctx].contiguous(), persistent=False)
+        self.register_buffer("head_visible", w[:, n_ctx + n_auxf:n_ctx + n_auxf + s].contiguous(), persistent=False)
+        self.register_buffer("head_aux_features", w[:, n_ctx:n_ctx + n_auxf].contiguous(), persistent=False)
+        head_aux = (w[:, n_ctx + n_auxf + s:] if model.head_sees_aux else w[:, :0])
+        self.register_buffer("head_aux", head_aux.contiguous(), persistent=False)
+        self.register_buffer("head_bias", model.head.bias.detach().clone(), persistent=False)
+
+    @staticmethod
+    def supports(model: nn.Module) -> bool:
+        """Whether ``model`` is a context model whose backbone has a splittable first convolution."""
+        return isinstance(model, ContextModel) and _stem_of(model.backbone) is not None
+
+    @staticmethod
+    def _linear(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """A 1 × 1 convolution without bias: (O, C) weights on (B, C, H, W) (a matrix product
+        over the channels of channels-last tensors)."""
+        if not w.shape[1]:
+            return x.new_zeros(x.shape[0], w.shape[0], x.shape[2], x.shape[3])
+        return torch.matmul(x.permute(0, 2, 3, 1), w.t().to(x.dtype)).permute(0, 3, 1, 2)
+
+    def aux_terms(self, aux: torch.Tensor) -> AuxTerms:
+        """The shares of one window's aux bands (1, A, H, W), as in the model inputs (0 outside
+        the valid area)."""
+        aux = aux.contiguous(memory_format=torch.channels_last)
+        feats = self.aux_context.of_bands(aux)
+        both = torch.cat([aux, feats], dim=1)
+        stem = (F.conv2d(both, self.stem_aux_weight.to(both.dtype), None, **self.stem_args)
+                if both.shape[1] else None)
+        logits = self._linear(self.head_aux_features, feats) + self.head_bias.to(feats.dtype).view(1, -1, 1, 1)
+        if self.head_aux.shape[1]:
+            logits = logits + self._linear(self.head_aux, aux)
+        logits = HEAD_GAIN * logits
+        if self.prior is not None:
+            logits = logits + self.prior(both)
+        return AuxTerms(stem, logits)
+
+    def forward(self, draw_inputs: torch.Tensor, terms: AuxTerms) -> torch.Tensor:
+        """Logits (B, S, H, W) of a batch of draws of one window: ``draw_inputs`` the first 2S
+        channels of the model inputs (visible presence, hidden indicators)."""
+        s = self.n_species
+        ctx = self.context(draw_inputs)
+        x = torch.cat([draw_inputs, ctx], dim=1).contiguous(memory_format=torch.channels_last)
+        self.stem.aux = terms.stem
+        try:
+            logits = self.backbone(x)
+        finally:
+            self.stem.aux = None
+        head = self._linear(self.head_context, ctx) + self._linear(self.head_visible, draw_inputs[:, :s])
+        return logits + HEAD_GAIN * head + terms.logits
