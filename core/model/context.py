@@ -82,6 +82,11 @@ class ContextFeatures(GaussianScales):
         return FEATURES_PER_SCALE * self.n_species * len(self.sigmas)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self.features(x), dim=1).to(x.dtype)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The features as a list of (B, S, H, W) float tensors, in the order of :meth:`forward`'s
+        channels (for a caller that concatenates them with more channels in one copy)."""
         s = self.n_species
         visible_presence = x[:, :s].float()
         visible = 1.0 - x[:, s:2 * s].float()
@@ -92,7 +97,7 @@ class ContextFeatures(GaussianScales):
             num, den = blurred[:, :s], blurred[:, s:]
             share = (num / den.clamp_min(EPS)).clamp(0.0, 1.0) * (den > EPS)
             out += [share, torch.log(share + LOG_FLOOR), den]
-        return torch.cat(out, dim=1).to(x.dtype)
+        return out
 
 
 class AuxFeatures(GaussianScales):

@@ -101,8 +101,9 @@ class SharedAuxModel(nn.Module):
         self.backbone = backbone
         # head inputs: [context n_ctx, aux features n_auxf, visible S, (aux bands A)]
         w = model.head.weight.detach()[:, :, 0, 0]
-        self.register_buffer("head_context", w[:, :n_ctx].contiguous(), persistent=False)
-        self.register_buffer("head_visible", w[:, n_ctx + n_auxf:n_ctx + n_auxf + s].contiguous(), persistent=False)
+        # the head on the per-draw backbone inputs [visible S, hidden S (not seen), context n_ctx]
+        head_draw = torch.cat([w[:, n_ctx + n_auxf:n_ctx + n_auxf + s], torch.zeros_like(w[:, :s]), w[:, :n_ctx]], 1)
+        self.register_buffer("head_draw", head_draw.contiguous(), persistent=False)
         self.register_buffer("head_aux_features", w[:, n_ctx:n_ctx + n_auxf].contiguous(), persistent=False)
         head_aux = (w[:, n_ctx + n_auxf + s:] if model.head_sees_aux else w[:, :0])
         self.register_buffer("head_aux", head_aux.contiguous(), persistent=False)
@@ -140,13 +141,11 @@ class SharedAuxModel(nn.Module):
     def forward(self, draw_inputs: torch.Tensor, terms: AuxTerms) -> torch.Tensor:
         """Logits (B, S, H, W) of a batch of draws of one window: ``draw_inputs`` the first 2S
         channels of the model inputs (visible presence, hidden indicators)."""
-        s = self.n_species
-        ctx = self.context(draw_inputs)
-        x = torch.cat([draw_inputs, ctx], dim=1).contiguous(memory_format=torch.channels_last)
+        x = torch.cat([draw_inputs.float()] + self.context.features(draw_inputs), dim=1).to(draw_inputs.dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
         self.stem.aux = terms.stem
         try:
             logits = self.backbone(x)
         finally:
             self.stem.aux = None
-        head = self._linear(self.head_context, ctx) + self._linear(self.head_visible, draw_inputs[:, :s])
-        return logits + HEAD_GAIN * head + terms.logits
+        return logits + HEAD_GAIN * self._linear(self.head_draw, x) + terms.logits
