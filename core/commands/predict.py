@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..errors import InputError
@@ -95,9 +96,17 @@ def run(args: argparse.Namespace) -> int:
                 write_quicklook(args.out, png, source)
                 print(f"quick-look: {png}")
             return 0
-        result = infill(source, models, hide, draws=args.draws, batch_size=args.batch_size, device=args.device,
-                        progress=TqdmProgress(), out=args.out, window=args.window, overlap=args.overlap,
-                        seed=args.seed)
+        device, main = args.device, True
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: windows shared out, rank 0 writes
+            from ..training.train import init_distributed
+
+            dist, device, _ = init_distributed(args.device)
+            main = dist.main
+        result = infill(source, models, hide, draws=args.draws, batch_size=args.batch_size, device=device,
+                        progress=TqdmProgress() if main else None, out=args.out, window=args.window,
+                        overlap=args.overlap, seed=args.seed)
+        if not main:
+            return 0
         g = result.grid
         print(f"device: {result.device}")
         print(f"hidden: {result.hide}")

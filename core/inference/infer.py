@@ -121,6 +121,13 @@ class InfillResult:
                 "overlap": self.overlap, "threshold": self.threshold}
 
 
+class _NoSink:
+    """Where a rank other than 0 sends its rows (rank 0 writes the file)."""
+
+    def write_rows(self, row0: int, mean: np.ndarray, std: np.ndarray) -> None:
+        pass
+
+
 class _ArraySink:
     """Keeps the whole result in memory (small grids, tests, the plugin's previews)."""
 
@@ -221,6 +228,11 @@ class _Infiller:
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                          else contextlib.nullcontext())
         self._weights: dict[tuple[int, int], torch.Tensor] = {}
+        # under torchrun: each rank runs every world-th active window of a strip; the strip's sums
+        # are added over the ranks before its finished rows are emitted
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        self.world = torch.distributed.get_world_size() if distributed else 1
+        self.rank = torch.distributed.get_rank() if distributed else 0
         self.window_evaluations = 0
         self.predicted = np.zeros(len(self.out_species), np.int64)
 
@@ -399,6 +411,9 @@ class _Infiller:
                 self.predicted[k] += int(has.sum())
             sink.write_rows(lo, mean, std)
         if not last:
+            if self.rank != 0:  # rank 0 carries the rows already summed over the ranks
+                acc.zero_()
+                return
             for k in range(acc.shape[1]):  # slide up, one species at a time
                 acc[:, k, :size - stride] = acc[:, k, stride:].clone()
             acc[:, :, size - stride:] = 0
@@ -410,9 +425,16 @@ class _Infiller:
                           device=self.device)
         for i, cols in enumerate(active):
             check_cancelled(self.progress)
-            if cols:
-                self._strip(i, cols, acc)
+            mine = [j for k, j in enumerate(cols) if (k + i) % self.world == self.rank]  # rotates by strip
+            if mine:
+                self._strip(i, mine, acc)
+            if self.world > 1:
+                torch.distributed.all_reduce(acc)
             self._emit(i, acc, sink)
+        if self.world > 1:
+            count = torch.tensor([self.window_evaluations], dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(count)
+            self.window_evaluations = int(count.item())
 
 
 def _resolve_device(device: Optional[str | torch.device]) -> tuple[torch.device, str]:
@@ -455,6 +477,8 @@ def infill(stack: Stack | StackSource | str | Path,
     ``window``/``overlap`` (cells) default to :func:`default_window`/:func:`default_overlap` of
     the models' tile size; ``offset`` (rows, cols) shifts the window lattice (for seam tests).
     Cancel through ``progress.cancelled()``: checked between batches; nothing is written then.
+    In a process group (``torchrun``; :func:`torch.distributed.is_initialized`) the windows of each
+    strip are shared out over the ranks, their sums added, and rank 0 alone writes ``out``.
     """
     t0 = time.perf_counter()
     hide = hide or HideSpec()
@@ -492,8 +516,11 @@ def infill(stack: Stack | StackSource | str | Path,
                 from ..data.prediction_io import prediction_file
 
                 tags = {**result.tags(), "stack": stack_fingerprint(source)}  # clusters checks its stack
-                with prediction_file(out, g, engine.out_species, tags) as writer:
-                    engine.run(writer)
+                if engine.rank == 0:
+                    with prediction_file(out, g, engine.out_species, tags) as writer:
+                        engine.run(writer)
+                else:
+                    engine.run(_NoSink())
             else:
                 sink = _ArraySink(g, len(engine.out_species))
                 engine.run(sink)
