@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 from .errors import M3Error
 
 COMMAND_MODULES = ("build_stack", "train", "evaluate", "compare", "sweep", "interdependence", "predict", "clusters",
-                   "bench", "demo", "discover", "aux_map")
+                   "bench", "demo", "discover", "aux_map", "combine_maps")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

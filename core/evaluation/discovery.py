@@ -307,12 +307,12 @@ def map_on_grid(path: str | Path, stack: Stack) -> np.ndarray:
 
 def combined(model: np.ndarray, *others: np.ndarray) -> np.ndarray:
     """Maps as one ranking (e.g. the infill map and the aux prior): the sum of their log-odds
-    (each map's odds multiplied, as independent pieces of evidence; no weight fitted)."""
-    def logit(p: np.ndarray) -> np.ndarray:
-        p = np.clip(np.nan_to_num(p, nan=1e-6), 1e-6, 1 - 1e-6)
-        return np.log(p / (1 - p))
+    (each map's odds multiplied, as independent pieces of evidence; no weight fitted; a cell a map
+    lacks counts as probability 0 there). The same rule as ``combine-maps``
+    (:mod:`core.inference.combine`), here on any-species maps."""
+    from ..inference.combine import EPS, logit
 
-    return logit(model) + sum(logit(o) for o in others)
+    return sum(logit(np.nan_to_num(m, nan=EPS)) for m in (model, *others))
 
 
 # --- the test ----------------------------------------------------------------------------------
