@@ -89,14 +89,15 @@ def _random_member(source) -> EnsembleMember:
 
 
 def _active_windows(source, layout: WindowLayout) -> int:
-    """Windows of the layout holding a valid cell (what infill runs per evaluation)."""
+    """Windows of the layout holding a valid cell of blend weight above 0 (what infill runs per
+    evaluation)."""
     n = 0
     cols, h, w = layout.cols.starts, layout.rows.size, layout.cols.size
     c0 = cols[0]
     span = cols[-1] + w - c0
-    for r in layout.rows.starts:
+    for i, r in enumerate(layout.rows.starts):
         v = source.read_valid(r, c0, h, span)
-        n += sum(bool(v[:, c - c0:c - c0 + w].any()) for c in cols)
+        n += sum(bool((v[:, c - c0:c - c0 + w] & (layout.weights(i, j) > 0)).any()) for j, c in enumerate(cols))
     return n
 
 
