@@ -69,7 +69,8 @@ INFO_KEY = "discovery_holdout"
 # hidden, the dock): the discovery test's standing, measured (README, Results).
 RIVALS_NOTE = ("note: on the discovery test (README) no M3 map yet finds a held-out survey's records better than "
                "the rivals on every survey: the aux-only map (train_cli.py aux-map) ranks Alabama's better, a "
-               "blur of the visible records Utah's and Idaho's. Look at them beside this map.")
+               "blur of the visible records Utah's and Idaho's. Look at them beside this map, or combine this "
+               "map with the aux-only one (train_cli.py combine-maps).")
 
 
 @dataclass
