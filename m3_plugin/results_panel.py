@@ -151,6 +151,11 @@ class ResultsPanel(QWidget):
         layout.addWidget(self.table)
         self.curve = CaptureCurve(self)
         layout.addWidget(self.curve)
+        self.caveat = QLabel(self)
+        self.caveat.setObjectName("m3DiscoveryCaveat")
+        self.caveat.setWordWrap(True)
+        self.caveat.hide()
+        layout.addWidget(self.caveat)
         self.export_widget = QgsFileWidget(self)
         self.export_widget.setStorageMode(QgsFileWidget.GetDirectory)
         self.export_widget.setToolTip("Where Export writes the run's folder; empty: 'M3 exports' beside the "
@@ -175,6 +180,11 @@ class ResultsPanel(QWidget):
         self.threshold_slider.setEnabled(bool(outputs.species))
         self.export_button.setEnabled(True)
         self.set_threshold(outputs.threshold, restyle=False)
+        from .core.evaluation.discovery import DISCOVERY_CAVEAT
+
+        self.caveat.setText(f"<small>{DISCOVERY_CAVEAT} The curve's blurred-record baseline is that "
+                            "rival on this region.</small>")
+        self.caveat.show()
 
     def _slider_moved(self, value: int) -> None:
         self.set_threshold(value / 100.0)

@@ -213,6 +213,11 @@ def test_infill_run_adds_a_group_and_fills_the_comparison_table(dock, qgis_iface
         assert table[sym][6].endswith("%") and table[sym][7].startswith(("×", "—"))
     assert len(list((tmp_path / "runs").iterdir())) == runs
     assert dock.results.curve.curves and dock.results.curve.marks
+    # the dock says what the discovery test says of M3's maps, as predict does
+    from core.evaluation.discovery import DISCOVERY_CAVEAT, RIVALS_NOTE
+
+    assert DISCOVERY_CAVEAT in dock.results.caveat.text() and DISCOVERY_CAVEAT in RIVALS_NOTE
+    assert not dock.results.caveat.isHidden()
 
     # the export: GeoTIFF, curve PNG + CSV, table CSV, HTML report, in a folder the user chose
     folder = dock.results.export(tmp_path / "exports")

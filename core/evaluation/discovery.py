@@ -67,10 +67,12 @@ MARGIN = 64                     # cells of context around an area for the maps
 INFO_KEY = "discovery_holdout"
 # What the product tells a user of the "where might minerals be" map (predict with nothing
 # hidden, the dock): the discovery test's standing, measured (README, Results).
-RIVALS_NOTE = ("note: on the discovery test (README) no M3 map yet finds a held-out survey's records better than "
-               "the rivals on every survey: the aux-only map (train_cli.py aux-map) ranks Alabama's better, a "
-               "blur of the visible records Utah's and Idaho's. Look at them beside this map, or combine this "
-               "map with the aux-only one (train_cli.py combine-maps).")
+# What the discovery test says of every M3 map so far, for the CLI's predict and the dock alike.
+DISCOVERY_CAVEAT = ("On the discovery test (README, Results) no M3 map yet ranks a held-out survey's records "
+                    "better than its rivals on every survey: a map of the aux layers alone ranks Alabama's "
+                    "better, a blur of the visible records Utah's and Idaho's.")
+RIVALS_NOTE = ("note: " + DISCOVERY_CAVEAT + " Make the aux-only map with train_cli.py aux-map, or combine it "
+               "with this one (train_cli.py combine-maps), and look at them beside this map.")
 
 
 @dataclass
