@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import InputError
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("combine-maps", help="several prediction GeoTIFFs as one ranking (sum of log-odds)",
@@ -22,8 +20,6 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.combine import combine_predictions
     from ..output_paths import check_outputs
 
-    if len(args.maps) < 2:
-        raise InputError("Give at least two prediction GeoTIFFs to combine.")
     check_outputs({"--out": args.out}, inputs={"maps": list(args.maps)})
     species = combine_predictions(args.maps, args.out)
     print(f"wrote {args.out}: {' + '.join(str(m) for m in args.maps)} combined (sum of log-odds) for {', '.join(species)}")

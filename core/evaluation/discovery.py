@@ -65,9 +65,8 @@ BLOCK = 10                      # cells per side of the aggregated AUC's blocks
 BLUR_SIGMAS = (1.0, 2.0, 4.0, 8.0, 16.0)
 MARGIN = 64                     # cells of context around an area for the maps
 INFO_KEY = "discovery_holdout"
-# What the product tells a user of the "where might minerals be" map (predict with nothing
-# hidden, the dock): the discovery test's standing, measured (README, Results).
-# What the discovery test says of every M3 map so far, for the CLI's predict and the dock alike.
+# What the discovery test says of every M3 map so far (README, Results), for the CLI's predict
+# with nothing hidden and the dock alike.
 DISCOVERY_CAVEAT = ("On the discovery test (README, Results) no M3 map yet ranks a held-out survey's records "
                     "better than its rivals on every survey: a map of the aux layers alone ranks Alabama's "
                     "better, a blur of the visible records Utah's and Idaho's.")

@@ -19,6 +19,7 @@ then runs a batch of draws of that window. The model's own ``forward`` stays the
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -84,6 +85,8 @@ class SharedAuxModel(nn.Module):
         self.context, self.aux_context = model.context, model.aux_context
         self.prior = model.prior if model.prior_added else None
         backbone = prepare(model.backbone)
+        if backbone is model.backbone:  # prepared in place: split a copy, never the caller's model
+            backbone = copy.deepcopy(backbone)
         stem = _stem_of(backbone)
         if stem is None:
             raise ValueError("the backbone has no plain first convolution at encoder.conv1")
