@@ -68,3 +68,44 @@ def test_aux_map_command_writes_a_prediction_the_readers_take(tmp_path, capsys):
                  "--out", str(tmp_path / "clusters.gpkg")]) == 0
     assert main(["aux-map", "--stack", str(stack_path), "--out", str(stack_path)]) != 0
     assert "is the input --stack" in capsys.readouterr().err
+
+
+def test_out_of_fold_map_never_fits_a_cell_to_its_own_records(monkeypatch):
+    """Each fold is mapped by a classifier whose fitting cells exclude that fold."""
+    stack = synthetic_stack(96, 96, n_species=1, n_aux=2, seed=6)
+    fold = ab.spatial_folds(stack.grid.shape, 3, 32, seed=0)
+    assert set(np.unique(fold)) <= {0, 1, 2} and fold.shape == (96, 96)
+    seen = []
+    real_fit = ab.AuxBoosting.fit.__func__
+
+    def spy(cls, stack_, target, seed, cells=None, **kw):
+        seen.append(cells.copy())
+        return real_fit(cls, stack_, target, seed, cells=cells, **kw)
+
+    monkeypatch.setattr(ab.AuxBoosting, "fit", classmethod(spy))
+    out = ab.out_of_fold_maps(stack, stack.presence.astype(bool), seed=0, folds=3, block=32)
+    assert len(seen) == len(np.unique(fold))
+    for k, cells in zip(np.unique(fold), seen):
+        assert not cells[fold == k].any() and cells[fold != k].all()
+    assert np.isfinite(out[0][stack.valid]).all() and np.isnan(out[0][~stack.valid]).all()
+
+
+def test_aux_map_stack_out_adds_the_map_as_aux_bands(tmp_path, capsys):
+    from core.data.stack import Stack
+
+    stack = synthetic_stack(64, 64, n_species=2, n_aux=2, seed=5)
+    stack_path = tmp_path / "stack.tif"
+    stack.write(stack_path)
+    assert main(["aux-map", "--stack", str(stack_path), "--out", str(tmp_path / "m.tif"),
+                 "--stack-out", str(tmp_path / "s2.tif"), "--no-quicklook"]) != 0
+    assert "--out-of-fold" in capsys.readouterr().err and not (tmp_path / "m.tif").exists()
+    assert main(["aux-map", "--stack", str(stack_path), "--out", str(tmp_path / "m.tif"), "--out-of-fold", "2",
+                 "--fold-block", "16", "--stack-out", str(tmp_path / "s2.tif"), "--no-quicklook"]) == 0
+    got = Stack.read(tmp_path / "s2.tif")
+    assert got.aux_names == stack.aux_names + [f"aux_map_{s}" for s in stack.species]
+    np.testing.assert_array_equal(got.presence, stack.presence)
+    np.testing.assert_allclose(got.aux[:2], stack.aux)
+    new = got.aux[2:][:, got.valid]
+    assert np.abs(new.mean(axis=1)).max() < 1e-3 and np.all(new.std(axis=1) > 0.5)
+    assert (got.aux[2:][:, ~got.valid] == 0).all()
+    assert "out of fold" in read_prediction_info(tmp_path / "m.tif")[2]["method"]

@@ -27,6 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stack", type=Path, help="stack GeoTIFF (default: the embedded CONUS stack)")
     p.add_argument("--species", nargs="+", metavar="SYMBOL", help="species to map (default: all the stack's)")
     p.add_argument("--seeds", type=int, default=1, help="fits per species (mean and spread over them; default 1)")
+    p.add_argument("--out-of-fold", type=int, default=0, metavar="K",
+                   help="fit on K-1 of K spatial folds (blocks of --fold-block cells dealt at random) and map the "
+                        "K-th, so that no cell's value was fitted to its own records (default 0: one fit on all)")
+    p.add_argument("--fold-block", type=int, default=64, metavar="CELLS", help="side of a fold's blocks (default 64)")
+    p.add_argument("--stack-out", type=Path, metavar="STACK",
+                   help="also write a copy of the stack with the out-of-fold map as aux bands (aux_map_<species>: "
+                        "z-scored log-odds), for training and predicting with M3 on it (needs --out-of-fold)")
     p.add_argument("--out", type=Path, required=True, help="output GeoTIFF (mean_* and std_* bands)")
     p.add_argument("--quicklook", type=Path, help="PNG quick-look (default: the output with .png)")
     p.add_argument("--no-quicklook", action="store_true", help="write no PNG")
@@ -37,14 +44,20 @@ def run(args: argparse.Namespace) -> int:
     from ..data.build_stack import default_stack_path
     from ..data.prediction_io import prediction_file, write_quicklook
     from ..data.stack import Stack, stack_fingerprint
-    from ..evaluation.aux_boosting import aux_boosting_maps
+    from ..evaluation.aux_boosting import aux_boosting_maps, out_of_fold_maps
     from ..output_paths import check_outputs
 
     if args.seeds < 1:
         raise InputError("--seeds must be at least 1.")
+    if args.out_of_fold == 1 or args.out_of_fold < 0:
+        raise InputError("--out-of-fold takes K >= 2 folds (or 0 for one fit on all cells).")
+    if args.stack_out and not args.out_of_fold:
+        raise InputError("--stack-out needs --out-of-fold K: a map fitted to every record, given to a model as an "
+                         "input, hands it the records it is trained to find. Add e.g. --out-of-fold 3.")
     stack_path = Path(args.stack or default_stack_path())
     png = None if args.no_quicklook else (args.quicklook or args.out.with_suffix(".png"))
-    check_outputs({"--out": args.out, "--quicklook": png}, inputs={"--stack": stack_path})
+    check_outputs({"--out": args.out, "--quicklook": png, "--stack-out": args.stack_out},
+                  inputs={"--stack": stack_path})
     t0 = time.perf_counter()
     stack = Stack.read(stack_path)
     species = list(args.species or stack.species)
@@ -52,17 +65,45 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise InputError(f"The stack has no species {unknown}; it has {stack.species}.")
     targets = np.stack([stack.presence[stack.species.index(s)].astype(bool) for s in species])
-    mean, std = aux_boosting_maps(stack, targets, list(range(args.seeds)), progress=TqdmProgress())
+    seeds = list(range(args.seeds))
+    method = "aux-only gradient boosting"
+    if args.out_of_fold:
+        runs = [out_of_fold_maps(stack, targets, s, args.out_of_fold, args.fold_block, TqdmProgress())
+                for s in seeds]
+        mean, std = np.mean(runs, axis=0), np.std(runs, axis=0)
+        method += f", out of fold ({args.out_of_fold} spatial folds of {args.fold_block}-cell blocks)"
+    else:
+        mean, std = aux_boosting_maps(stack, targets, seeds, progress=TqdmProgress())
     tags = {"species": species, "models": [], "draws": 0, "evaluations": args.seeds,
             "hide": "nothing: aux-only gradient boosting (no model, no record as input)",
-            "method": "aux-only gradient boosting", "aux_bands": stack.aux_names, "seeds": args.seeds,
+            "method": method, "aux_bands": stack.aux_names, "seeds": args.seeds,
             "stack": stack_fingerprint(stack)}  # clusters checks its stack
     with prediction_file(args.out, stack.grid, species, tags) as writer:
         writer.write_rows(0, mean, std)
     print(f"wrote {args.out}: aux-only map of {', '.join(species)} ({args.seeds} seed(s), "
           f"{len(stack.aux_bands)} aux bands), {stack.grid.width} x {stack.grid.height} cells, CPU, "
           f"{time.perf_counter() - t0:.0f} s")
+    if args.stack_out:
+        with_map = stack_with_aux_map(stack, species, mean, method)
+        with_map.write(args.stack_out)
+        print(f"wrote {args.stack_out}: the stack with {len(species)} more aux band(s) "
+              f"({', '.join(b.name for b in with_map.aux_bands[-len(species):])})")
     if png:
         write_quicklook(args.out, png, stack)
         print(f"quick-look: {png}")
     return 0
+
+
+def stack_with_aux_map(stack, species: list[str], probability: np.ndarray, method: str):
+    """The stack with each species' map as an aux band ``aux_map_<species>``: its log-odds,
+    z-scored over valid cells like any aux band."""
+    from ..data.aux_layers import normalised_band
+
+    bands, arrays = [], []
+    for s, p in zip(species, probability):
+        q = np.clip(np.nan_to_num(p, nan=0.5), 1e-6, 1 - 1e-6)
+        z, band = normalised_band(np.log(q / (1 - q)).astype(np.float32), stack.valid, f"aux_map_{s}",
+                                  "log-odds", f"train_cli.py aux-map: {method}")
+        bands.append(band)
+        arrays.append(z)
+    return stack.with_aux(bands, np.stack(arrays))

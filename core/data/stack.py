@@ -111,6 +111,15 @@ class Stack:
         return replace(self, aux_bands=[self.aux_bands[i] for i in index],
                        aux=self.aux[index] if index else self.aux[:0])
 
+    def with_aux(self, bands: list[AuxBand], normalised: np.ndarray) -> "Stack":
+        """A copy with these aux bands (normalised (B, H, W), 0 outside valid) appended."""
+        clash = sorted({b.name for b in bands} & set(self.aux_names))
+        if clash:
+            raise InputError(f"The stack already has aux band(s) {', '.join(clash)}; start from a stack "
+                             "without them.")
+        return replace(self, aux_bands=self.aux_bands + list(bands),
+                       aux=np.concatenate([self.aux, normalised.astype(np.float32)]))
+
     def band_names(self) -> list[str]:
         return ([f"presence_{s}" for s in self.species] + [f"aux_{n}" for n in self.aux_names] + ["valid"])
 

@@ -81,18 +81,20 @@ class AuxBoosting:
 
     @classmethod
     def fit(cls, stack: Stack, target: np.ndarray, seed: int, negatives: int = NEGATIVES,
-            sigmas: Sequence[float] = AUX_SIGMAS) -> "AuxBoosting":
-        """Fit to ``target`` (H, W bool: cells with a record) on the stack's valid cells."""
+            sigmas: Sequence[float] = AUX_SIGMAS, cells: Optional[np.ndarray] = None) -> "AuxBoosting":
+        """Fit to ``target`` (H, W bool: cells with a record) on the stack's valid cells (and only
+        on ``cells``, H × W bool, when given: the other folds of an out-of-fold map)."""
         if not stack.aux_bands:
             raise InputError("The stack has no aux band; the aux-only map needs some (build-stack --aux ...).")
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        present = target & stack.valid
+        usable = stack.valid if cells is None else stack.valid & cells
+        present = target & usable
         pr, pc = np.nonzero(present)
         if len(pr) < 10:
             raise InputError(f"Only {len(pr)} cells hold a record of this target: too few to learn from.")
         rng = np.random.default_rng(seed)
-        er, ec = np.nonzero(stack.valid & ~present)
+        er, ec = np.nonzero(usable & ~present)
         pick = rng.choice(len(er), min(negatives, len(er)), replace=False)
         rows, cols = np.concatenate([pr, er[pick]]), np.concatenate([pc, ec[pick]])
         y = np.concatenate([np.ones(len(pr)), np.zeros(len(pick))])
@@ -139,3 +141,41 @@ def aux_boosting_maps(stack: Stack, targets: np.ndarray, seeds: Sequence[int],
     finally:
         progress.close()
     return mean, std
+
+
+def spatial_folds(shape: tuple[int, int], folds: int, block: int, seed: int) -> np.ndarray:
+    """(H, W) fold index of each cell: square blocks of ``block`` cells dealt to ``folds`` folds
+    at random (seeded), so a fold's cells lie in blocks whose records the other folds never see."""
+    h, w = shape
+    bh, bw = -(-h // block), -(-w // block)
+    blocks = np.random.default_rng(seed).integers(0, folds, (bh, bw))
+    return np.repeat(np.repeat(blocks, block, 0), block, 1)[:h, :w]
+
+
+def out_of_fold_maps(stack: Stack, targets: np.ndarray, seed: int, folds: int = 3, block: int = 64,
+                     progress: Optional[Progress] = None) -> np.ndarray:
+    """Per target (T, H, W bool), the aux-only probability of each valid cell from a classifier
+    fitted on the other folds' cells only (:func:`spatial_folds`), NaN outside valid cells.
+
+    A map a model may take as an input band: no cell's value was fitted to that cell's records
+    (nor to those of its block), so a model trained to fill hidden records cannot read them back
+    from it. An in-sample fit would hand them over."""
+    if folds < 2:
+        raise InputError("An out-of-fold map needs at least 2 folds.")
+    progress = progress or SilentProgress()
+    fold = spatial_folds(stack.grid.shape, folds, block, seed)
+    vr, vc, x = window_features(stack)
+    out = np.full((len(targets),) + stack.grid.shape, np.nan, np.float32)
+    progress.start(len(targets) * folds, f"aux-only gradient boosting, {folds} spatial folds")
+    try:
+        for t, target in enumerate(targets):
+            for k in range(folds):
+                check_cancelled(progress)
+                at = fold[vr, vc] == k
+                if at.any():
+                    model = AuxBoosting.fit(stack, target, seed, cells=fold != k)
+                    out[t, vr[at], vc[at]] = model.predict(x[at])
+                progress.advance()
+    finally:
+        progress.close()
+    return out
