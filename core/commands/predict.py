@@ -49,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write the models' aux prior instead (what their aux-only branch says from the aux "
                         "bands alone, no record; models trained with --preset quick_prior): on the discovery "
                         "test it ranks some held-out surveys better than the infill map (README)")
+    p.add_argument("--observation", action="store_true",
+                   help="write the observation probability of PU models (train --pu) instead of the presence "
+                        "probability: where a survey would have recorded a mineral that is there, from the "
+                        "visible records' coverage; same layout (mean_*/std_* per species, equal across species)")
     p.set_defaults(func=run)
 
 
@@ -84,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), GeoTiffStackSource(stack_path) as source:
         hide = hide_spec(args, source.grid.crs)
         if args.aux_prior:
+            if args.observation:
+                raise InputError("--aux-prior and --observation are two different maps: choose one.")
             if not hide.is_empty or args.draws != 1:
                 raise InputError("--aux-prior maps what the aux layers say with no record: it takes no "
                                  "--hide-* option and no --draws.")
@@ -104,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
             main = dist.main
         result = infill(source, models, hide, draws=args.draws, batch_size=args.batch_size, device=device,
                         progress=TqdmProgress() if main else None, out=args.out, window=args.window,
-                        overlap=args.overlap, seed=args.seed)
+                        overlap=args.overlap, seed=args.seed,
+                        output="observation" if args.observation else "presence")
         if not main:
             return 0
         g = result.grid
@@ -114,12 +121,13 @@ def run(args: argparse.Namespace) -> int:
               f"{result.windows}; {result.window_evaluations} window evaluations in {result.seconds:.1f} s "
               f"({result.seconds / max(1, result.window_evaluations):.2f} s each)")
         print(f"wrote {args.out}: {g.width} x {g.height} cells, {g.crs.to_string()}, bands "
-              + ", ".join(f"mean_{s}/std_{s}" for s in result.species))
+              + ", ".join(f"mean_{s}/std_{s}" for s in result.species)
+              + (" (the PU models' observation probability, the same for every species)" if args.observation else ""))
         print("predicted cells: " + ", ".join(f"{s} {n}" for s, n in result.predicted_cells.items()))
         if png is not None:
             write_quicklook(args.out, png, source)
             print(f"quick-look: {png}")
-        if hide.is_empty:
+        if hide.is_empty and not args.observation:
             from ..evaluation.discovery import RIVALS_NOTE
 
             print(RIVALS_NOTE)

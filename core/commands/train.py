@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import InputError
 from ..masks.masking import REGION_SHAPES
 from ..model.model_file import card_path
-from ..model.models import RESNET_DEPTHS, model_option_names, unknown_model_options
+from ..model.models import PU_OPTION, RESNET_DEPTHS, model_option_names, unknown_model_options
 from ..output_paths import check_outputs
 from ..progress import TqdmProgress
 from ..training.presets import PRESETS, preset
@@ -63,6 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="feed the aux bands to the model (default yes)")
     g.add_argument("--aux-dropout", type=float, metavar="P",
                    help="chance that an aux band is blanked for a training tile, each band on its own (default 0)")
+    g.add_argument("--pu", action="store_true",
+                   help="positive-unlabeled learning with two M3 instances: the records are fitted as presence x "
+                        "observation, the observation instance seeing only the visible records' coverage (no aux); "
+                        "predict writes the presence probability (predict --observation the other). Same as the "
+                        "model option pu=true; its settings: --model-option 'pu={\"sigmas\":[2,8,24],...}'")
     g.add_argument("--min-valid", type=float, help="least share of land in a tile")
     g.add_argument("--require-record", action=argparse.BooleanOptionalAction, default=None,
                    help="training tiles hold at least one record (default yes)")
@@ -125,6 +130,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.model_option:
         base = overrides.get("model_options", config.model_options)
         overrides["model_options"] = dict(base, **dict(args.model_option))
+    if getattr(args, "pu", False):
+        base = overrides.get("model_options", config.model_options)
+        if not base.get(PU_OPTION):
+            overrides["model_options"] = dict(base, **{PU_OPTION: True})
     return config.with_overrides(overrides)
 
 
@@ -136,6 +145,15 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise InputError(f"The '{config.arch}' architecture takes no model option {', '.join(unknown)} "
                          f"(it takes {', '.join(sorted(model_option_names(config.arch))) or 'none'}).")
+    if config.model_options.get(PU_OPTION):
+        from ..model.pu import pu_spec
+
+        try:
+            pu_spec(config.model_options[PU_OPTION])
+        except ValueError as e:
+            raise InputError(f"--pu / --model-option pu: {e}.") from None
+        if config.model_options.get("aux_prior"):
+            raise InputError("--pu does not go with the aux prior (model option aux_prior): choose one.")
     ckpt = args.checkpoint_dir or args.out.with_name(args.out.stem + ".ckpt")
     check_outputs({"--out": args.out, "the model card (--out with .json)": card_path(args.out)},
                   inputs={"--stack": args.stack},

@@ -164,15 +164,33 @@ def inference_member(model: nn.Module, card: ModelCard, name: str, shared_aux: b
 
 
 def load_members(model_paths: Sequence[str | Path], device: torch.device,
-                 shared_aux: bool = True) -> list[EnsembleMember]:
-    """Load model files for inference (see :func:`inference_member`), on the device."""
+                 shared_aux: bool = True, output: str = "presence") -> list[EnsembleMember]:
+    """Load model files for inference (see :func:`inference_member`), on the device. ``output``
+    "observation" runs the observation instance of PU models instead (:mod:`core.model.pu`)."""
     if not model_paths:
         raise InputError("No model file given; pass at least one .safetensors model.")
     members = []
     for p in model_paths:
         model, card = load_model(p, device)
+        if output != "presence":
+            model = model_output(model, output, Path(p).name)
         members.append(inference_member(model, card, Path(p).name, shared_aux))
     return members
+
+
+def model_output(model: nn.Module, output: str, name: str) -> nn.Module:
+    """The model set to return ``output`` ("presence": its usual logits; "observation": a PU
+    model's observation logits, one map repeated for every species)."""
+    from ..model.pu import OUTPUTS, PUModel
+
+    if output not in OUTPUTS:
+        raise InputError(f"Unknown model output '{output}'; choose one of {', '.join(OUTPUTS)}.")
+    if output == "observation" and not isinstance(model, PUModel):
+        raise InputError(f"{name} is not a PU model, so it has no observation map; train one with "
+                         "train --pu (or --preset quick_pu).")
+    if isinstance(model, PUModel):
+        model.output = output
+    return model
 
 
 def mask_spec_of(card: ModelCard):
@@ -467,7 +485,8 @@ def infill(stack: Stack | StackSource | str | Path,
            window: Optional[int] = None,
            overlap: Optional[int] = None,
            seed: int = 0,
-           offset: tuple[int, int] = (0, 0)) -> InfillResult:
+           offset: tuple[int, int] = (0, 0),
+           output: str = "presence") -> InfillResult:
     """Infill a stack (in memory, or a stack GeoTIFF read by windows) with an ensemble of model
     files × ``draws`` mask draws and return per-species mean probability and spread.
 
@@ -476,6 +495,9 @@ def infill(stack: Stack | StackSource | str | Path,
     kept in memory.
     ``window``/``overlap`` (cells) default to :func:`default_window`/:func:`default_overlap` of
     the models' tile size; ``offset`` (rows, cols) shifts the window lattice (for seam tests).
+    ``output`` "observation" maps the observation probability of PU models (:mod:`core.model.pu`)
+    instead of the presence probability, in the same layout (one band pair per species, equal
+    bands: the observation is shared by the species).
     Cancel through ``progress.cancelled()``: checked between batches; nothing is written then.
     In a process group (``torchrun``; :func:`torch.distributed.is_initialized`) the windows of each
     strip are shared out over the ranks, their sums added, and rank 0 alone writes ``out``.
@@ -497,7 +519,7 @@ def infill(stack: Stack | StackSource | str | Path,
     source = open_stack_source(stack)
     try:
         members = (list(model_paths) if model_paths and isinstance(model_paths[0], EnsembleMember)
-                   else load_members(model_paths, dev))
+                   else load_members(model_paths, dev, output=output))
         check_ensemble([m.card for m in members], [m.name for m in members])
         check_members(members, source)
         hide.species_flags(source.species)  # unknown species → InputError before any work
@@ -516,6 +538,8 @@ def infill(stack: Stack | StackSource | str | Path,
                 from ..data.prediction_io import prediction_file
 
                 tags = {**result.tags(), "stack": stack_fingerprint(source)}  # clusters checks its stack
+                if output != "presence":
+                    tags["output"] = output
                 if engine.rank == 0:
                     with prediction_file(out, g, engine.out_species, tags) as writer:
                         engine.run(writer)

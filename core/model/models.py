@@ -15,6 +15,7 @@ CONTEXT_OPTION = "context_sigmas"  # model options shared by every architecture
 AUX_CONTEXT_OPTION = "aux_sigmas"
 AUX_PRIOR_OPTION = "aux_prior"  # width of the aux-only prior branch (core.model.context.AuxPrior); 0: none
 AUX_PRIOR_ADDED_OPTION = "aux_prior_added"  # add its logits to the model's (default: a separate output)
+PU_OPTION = "pu"  # a second M3 instance for survey coverage (core.model.pu.PUModel): true or its settings
 
 
 @dataclass
@@ -63,12 +64,20 @@ MODEL_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {
 def build_model(cfg: ModelConfig) -> nn.Module:
     """The registered architecture; with ``options["context_sigmas"]`` (a list of cell counts),
     wrapped in :class:`core.model.context.ContextModel` (neighbourhood-context features and head;
-    ``options["aux_sigmas"]`` adds the aux bands' local mean and spread to both)."""
+    ``options["aux_sigmas"]`` adds the aux bands' local mean and spread to both); with
+    ``options["pu"]``, that model is the presence instance of a :class:`core.model.pu.PUModel`."""
     try:
         builder = MODEL_BUILDERS[cfg.arch]
     except KeyError:
         raise ValueError(f"unknown architecture '{cfg.arch}'; known: {', '.join(MODEL_BUILDERS)}") from None
     options = dict(cfg.options)
+    pu = options.pop(PU_OPTION, None)
+    if pu:
+        from .pu import PUModel, pu_spec
+
+        if options.get(AUX_PRIOR_OPTION):
+            raise ValueError(f"the {PU_OPTION} and {AUX_PRIOR_OPTION} model options do not go together")
+        return PUModel(build_model(replace(cfg, options=options)), cfg.classes, pu_spec(pu))
     sigmas = options.pop(CONTEXT_OPTION, None)
     aux_sigmas = options.pop(AUX_CONTEXT_OPTION, None) or ()
     aux_prior = int(options.pop(AUX_PRIOR_OPTION, 0) or 0)
@@ -83,7 +92,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
                         cfg.in_channels, cfg.classes, sigmas, aux_sigmas, aux_prior, aux_prior_added)
 
 
-SHARED_OPTIONS = (CONTEXT_OPTION, AUX_CONTEXT_OPTION, AUX_PRIOR_OPTION, AUX_PRIOR_ADDED_OPTION)
+SHARED_OPTIONS = (CONTEXT_OPTION, AUX_CONTEXT_OPTION, AUX_PRIOR_OPTION, AUX_PRIOR_ADDED_OPTION, PU_OPTION)
 FIXED_UNET_ARGUMENTS = ("encoder_name", "encoder_weights", "in_channels", "classes")
 
 

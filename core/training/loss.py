@@ -92,3 +92,18 @@ def prior_sum(prior_logits: torch.Tensor, target: torch.Tensor, valid: torch.Ten
     the global number of valid (cell, species) pairs."""
     bce = F.binary_cross_entropy_with_logits(prior_logits.float(), target.float(), reduction="none")
     return (bce * valid.unsqueeze(1).float()).sum()
+
+
+def target_group_cells(hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) bool: valid cells where any species is hidden (those the target-group term scores)."""
+    return hidden.any(1) & valid
+
+
+def target_group_sum(observation_logits: torch.Tensor, target: torch.Tensor, hidden: torch.Tensor,
+                     valid: torch.Tensor) -> torch.Tensor:
+    """Sum over valid cells where any species is hidden of the BCE of a PU model's observation
+    logits (B, 1, H, W) against "a record of any species is here" (core.model.pu: the target-group
+    pin of the observation instance). The trainer divides by the global count of those cells."""
+    any_record = (target > 0.5).any(1).float()
+    bce = F.binary_cross_entropy_with_logits(observation_logits[:, 0].float(), any_record, reduction="none")
+    return (bce * target_group_cells(hidden, valid).float()).sum()

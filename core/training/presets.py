@@ -33,6 +33,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                     "loss.prior": 1.0,
                     "model_options": {"decoder_channels": [128, 64, 32, 16, 16], "context_sigmas": [2, 6],
                                       "aux_sigmas": [2, 6], "aux_prior": 32}},
+    # quick with positive-unlabeled learning (core/model/pu.py): quick's model is the presence
+    # instance; a small U-Net on the visible records' coverage is the observation instance; the
+    # records are fitted as presence x observation. ``train --pu`` adds the same option to any preset.
+    "quick_pu": {"tiles": 2000, "tile_size": 64, "encoder_depth": 18, "steps": 800, "batch_size": 8,
+                 "lr": 1e-3, "warmup_steps": 40, "checkpoint_every": 200, "val_every": 200,
+                 "model_options": {"decoder_channels": [128, 64, 32, 16, 16], "context_sigmas": [2, 6],
+                                   "aux_sigmas": [2, 6], "pu": True}},
     # The poster's configuration, as read above.
     "paper": {"tiles": 10000, "tile_size": 64, "encoder_depth": 152, "steps": 30000, "batch_size": 32,
               "lr": 3e-4, "warmup_steps": 500, "checkpoint_every": 500, "val_every": 1000,

@@ -38,7 +38,8 @@ from ..model.models import AUX_CONTEXT_OPTION, CONTEXT_OPTION, ModelConfig, buil
 from ..model.predictors import ModelPredictor
 from ..progress import Progress, check_cancelled
 from .checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
-from .loss import LossWeights, combine, loss_counts, loss_sums, prior_sum
+from ..model.pu import PU_OPTION, PUModel, card_description, pu_spec, record_logits
+from .loss import LossWeights, combine, loss_counts, loss_sums, prior_sum, target_group_cells, target_group_sum
 from .validation import HoldoutMasks, collect, pooled_threshold
 
 # Fields that may change between a run and its resumption without changing the result.
@@ -212,6 +213,9 @@ class Trainer:
             group["lr"] = lr_at(c, self.step)
         counts = self.dist.all_reduce(loss_counts(tiles.presence, hidden, tiles.valid))
         prior_cells = self.dist.all_reduce(tiles.valid.sum().double() * tiles.presence.shape[1])
+        pu = isinstance(self.model, PUModel)
+        if pu:
+            group_cells = self.dist.all_reduce(target_group_cells(hidden, tiles.valid).sum().double())
         self.wrapped.train()
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         n_micro = self.local_batch // self.micro
@@ -225,8 +229,15 @@ class Trainer:
             with ctx:
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
                     logits = self.wrapped(x)
+                if pu:  # the records are explained by presence x observation (core.model.pu)
+                    observation = self.model.last_observation
+                    logits = record_logits(logits, observation)
                 sums = loss_sums(logits, part.presence, h, part.valid, c.loss)
                 loss = combine(sums, counts, c.loss) * self.dist.world
+                if pu and self.model.target_group > 0:
+                    own = target_group_sum(observation, part.presence, h, part.valid)
+                    loss = loss + (self.model.target_group * own / group_cells.clamp_min(1.0).to(own.dtype)
+                                   * self.dist.world)
                 if c.loss.prior > 0 and getattr(self.model, "prior", None) is not None:
                     own = prior_sum(self.model.last_prior, part.presence, part.valid)
                     loss = loss + c.loss.prior * own / prior_cells.clamp_min(1.0).to(own.dtype) * self.dist.world
@@ -354,6 +365,7 @@ def model_card(trainer: Trainer, validation: dict[str, Any], run: dict[str, Any]
     stack, c = trainer.stack, trainer.config
     split = c.holdout
     summary = split.summary(stack.valid)
+    pu = trainer.model_config.options.get(PU_OPTION)
     return ModelCard(
         species=list(stack.species), aux_bands=[vars(b) for b in stack.aux_bands],
         grid={"crs": stack.grid.crs.to_string(), "crs_wkt": stack.grid.crs.to_wkt(),
@@ -363,7 +375,8 @@ def model_card(trainer: Trainer, validation: dict[str, Any], run: dict[str, Any]
         threshold=float(validation["threshold"]), git_commit=git_commit(),
         data={"holdout": {"split": split.to_dict(), **summary},
               "train_frequency": train_frequency(stack, split), "training_tiles": int(len(trainer.origins)),
-              "stack_info": {k: v for k, v in stack.info.items() if isinstance(v, (str, int, float))}})
+              "stack_info": {k: v for k, v in stack.info.items() if isinstance(v, (str, int, float))},
+              **({"pu": card_description(pu_spec(pu))} if pu else {})})
 
 
 def train(stack: Stack, config: TrainConfig, out: str | Path, checkpoint_dir: Optional[str | Path] = None,
@@ -388,6 +401,9 @@ def train(stack: Stack, config: TrainConfig, out: str | Path, checkpoint_dir: Op
         arch += f" + aux mean and spread at {c.model_options[AUX_CONTEXT_OPTION]} cells"
     if c.use_aux and c.aux_dropout:
         arch += f" (aux bands blanked with probability {c.aux_dropout} in training)"
+    if c.model_options.get(PU_OPTION):
+        arch = (f"positive-unlabeled: records = presence x observation; presence: {arch}; observation: "
+                "a small U-Net on the visible records' coverage (no aux)")
     say(f"model: {arch}, {trainer.model_config.in_channels} input channels, "
         f"{sum(p.numel() for p in trainer.model.parameters()) / 1e6:.1f} M parameters; "
         f"{len(trainer.origins)} training tiles of {c.tile_size} cells; {c.steps} steps of {c.batch_size} tiles")
