@@ -23,6 +23,7 @@ from core.model.inputs import model_inputs
 from core.model.model_file import load_model, save_model
 from core.model.models import ModelConfig, build_model
 from core.model.pu import PUModel, record_logits
+from core.training.presets import PU_LOSS
 from core.training.train import TrainConfig, Trainer, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +49,7 @@ def _tiny_pu_config(steps: int, seed: int = 0) -> TrainConfig:
     return TrainConfig(seed=seed, steps=steps, tiles=200, tile_size=32, batch_size=8, lr=3e-3, warmup_steps=5,
                        holdout=HoldoutSplit(block_size=32, val_fraction=0.0, test_fraction=0.0, seed=1),
                        val_every=0, checkpoint_every=1000, require_record=False,
-                       model_options=dict(SMALL, pu=PU_SMALL))
+                       model_options=dict(SMALL, pu=PU_SMALL)).with_overrides(PU_LOSS)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +140,9 @@ def test_pu_model_file_round_trips(pu_model_file, tmp_path):
     assert isinstance(model, PUModel)
     card_json = json.loads(out.with_suffix(".json").read_text())
     assert card_json["model"]["options"]["pu"] == PU_SMALL
-    assert "presence" in card_json["data"]["pu"]["scheme"] and "no aux" in card_json["data"]["pu"]["observation_instance"]
+    described = card_json["data"]["pu"]
+    assert "presence" in described["scheme"] and "no aux" in described["observation_instance"]
+    assert described["loss"].startswith("1 BCE on hidden cells")      # Dice and recall off (PU_LOSS)
     stored = load_file(str(out))
     assert any(k.startswith("observation.") for k in stored) and any(k.startswith("presence.") for k in stored)
     again = tmp_path / "again.safetensors"
@@ -185,6 +188,16 @@ def test_predict_writes_presence_and_observation_on_request(pu_model_file, tmp_p
     assert species == ["Au"] and meta["output"] == "observation"
     assert np.allclose(read_band(tif, "mean_Au")[v], observation[v], atol=1e-4)
 
+    from script_support import load_script
+
+    figure = load_script("observation_map")
+    png = figure.observation_map(tif, tmp_path / "obs.png", stack_path)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    presence_tif = tmp_path / "presence.tif"
+    infill(stack, [out], hide, device="cpu", window=128, out=presence_tif)
+    with pytest.raises(InputError, match="not an observation map"):
+        figure.observation_map(presence_tif, tmp_path / "no.png")
+
 
 def test_observation_of_a_model_without_pu_is_refused(pu_model_file, tmp_path):
     out, _, stack = pu_model_file
@@ -203,6 +216,9 @@ def test_cli_pu_flag_and_preset():
 
     cfg = config_from_args(parser().parse_args(["train", "--out", "m.safetensors", "--pu"]))
     assert cfg.model_options["pu"] is True and cfg.model_options["context_sigmas"] == [2, 6]
+    assert (cfg.loss.bce, cfg.loss.dice, cfg.loss.recall) == (1.0, 0.0, 0.0)
+    given = config_from_args(parser().parse_args(["train", "--out", "m.safetensors", "--pu", "--loss-dice", "0.5"]))
+    assert (given.loss.dice, given.loss.recall) == (0.5, 0.0)
     assert PRESETS["quick_pu"]["model_options"]["pu"] is True
     quick = {k: v for k, v in PRESETS["quick"].items() if k != "model_options"}
-    assert {k: v for k, v in PRESETS["quick_pu"].items() if k != "model_options"} == quick
+    assert {k: v for k, v in PRESETS["quick_pu"].items() if k != "model_options"} == dict(quick, **PU_LOSS)

@@ -12,7 +12,7 @@ from ..model.model_file import card_path
 from ..model.models import PU_OPTION, RESNET_DEPTHS, model_option_names, unknown_model_options
 from ..output_paths import check_outputs
 from ..progress import TqdmProgress
-from ..training.presets import PRESETS, preset
+from ..training.presets import PRESETS, PU_LOSS, preset
 from ..training.train import TrainConfig, train
 from .common_args import add_stack_argument, load_stack
 
@@ -65,9 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="chance that an aux band is blanked for a training tile, each band on its own (default 0)")
     g.add_argument("--pu", action="store_true",
                    help="positive-unlabeled learning with two M3 instances: the records are fitted as presence x "
-                        "observation, the observation instance seeing only the visible records' coverage (no aux); "
-                        "predict writes the presence probability (predict --observation the other). Same as the "
-                        "model option pu=true; its settings: --model-option 'pu={\"sigmas\":[2,8,24],...}'")
+                        "observation by BCE (the Dice and recall weights default to 0), the observation instance "
+                        "seeing only the visible records' coverage (no aux); predict writes the presence probability "
+                        "(predict --observation the other). Adds the model option pu=true; its settings: --model-option 'pu={\"sigmas\":[2,8,24],...}'")
     g.add_argument("--min-valid", type=float, help="least share of land in a tile")
     g.add_argument("--require-record", action=argparse.BooleanOptionalAction, default=None,
                    help="training tiles hold at least one record (default yes)")
@@ -134,6 +134,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         base = overrides.get("model_options", config.model_options)
         if not base.get(PU_OPTION):
             overrides["model_options"] = dict(base, **{PU_OPTION: True})
+        for key, value in PU_LOSS.items():  # BCE on P(record) unless a weight is given (core/model/pu.py)
+            if overrides.get(key) is None:
+                overrides[key] = value
     return config.with_overrides(overrides)
 
 

@@ -28,10 +28,14 @@ How the split is pinned (the product alone does not identify its factors):
    species is there. Then σ(presence_s) ≈ P(record_s) / P(any record): how likely a survey that
    records something here records species ``s``.
 
-The loss of the records is the house loss (:mod:`core.training.loss`: BCE + soft Dice + recall
-on hidden cells) applied to P(record) through :func:`record_logits`; its BCE is then the
-likelihood of the presence-observation model of occupancy studies (a record needs both), which
-is a PU risk that treats empty cells as unlabeled, not negative.
+The loss of the records is the house loss (:mod:`core.training.loss`) applied to P(record)
+through :func:`record_logits`, with the Dice and recall weights at 0 by default (``train --pu``,
+preset ``quick_pu``: ``core.training.presets.PU_LOSS``): BCE on P(record) on hidden cells, the
+likelihood of the presence-observation model of occupancy studies (a record needs both), a PU
+risk that treats empty cells as unlabeled, not negative. Dice and recall on the product are
+what saturated the presence instance: P(record) can never exceed σ(observation), so they keep
+pushing σ(presence) up everywhere, to 1 where its gradient vanishes (seed 0 of ``quick`` with
+``pu``, default stack: validation AUPRC 0.002-0.004, threshold 1.0).
 """
 from __future__ import annotations
 
@@ -135,8 +139,11 @@ class PUModel(nn.Module):
         return logits
 
 
-def card_description(spec: dict[str, Any]) -> dict[str, Any]:
-    """What a PU model's card says of how it was trained and what each instance sees."""
+def card_description(spec: dict[str, Any], loss: dict[str, Any]) -> dict[str, Any]:
+    """What a PU model's card says of how it was trained and what each instance sees (``loss``:
+    the weights of the house loss's terms, :class:`core.training.loss.LossWeights` as a dict)."""
+    terms = " + ".join(f"{loss[t]:g} {name}" for t, name in (("bce", "BCE"), ("dice", "soft Dice"),
+                                                               ("recall", "recall")) if loss.get(t))
     return {
         "scheme": "positive-unlabeled: P(record_s) = sigmoid(presence_s) * sigmoid(observation)",
         "presence_instance": "the M3 model of model.arch/options: visible records, hidden indicators, aux bands; "
@@ -147,7 +154,7 @@ def card_description(spec: dict[str, Any]) -> dict[str, Any]:
                                 "Gaussian share of cells with a visible record of any species (and its log, and "
                                 "the visible weight) at sigmas {sigmas} cells; no aux band, no hidden record; "
                                 "one map shared by all species".format(**spec),
-        "loss": "the house loss (BCE + soft Dice + recall, hidden cells) on P(record) = presence x observation",
+        "loss": f"{terms or 'nothing'} on hidden cells, on P(record) = presence x observation",
         "target_group": f"weight {spec['target_group']}: BCE of sigmoid(observation) against a record of any "
                         "species on hidden cells (pins the observation instance to survey effort)",
         "observation_output": "predict --observation",

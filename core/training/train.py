@@ -376,7 +376,7 @@ def model_card(trainer: Trainer, validation: dict[str, Any], run: dict[str, Any]
         data={"holdout": {"split": split.to_dict(), **summary},
               "train_frequency": train_frequency(stack, split), "training_tiles": int(len(trainer.origins)),
               "stack_info": {k: v for k, v in stack.info.items() if isinstance(v, (str, int, float))},
-              **({"pu": card_description(pu_spec(pu))} if pu else {})})
+              **({"pu": card_description(pu_spec(pu), c.loss.to_dict())} if pu else {})})
 
 
 def train(stack: Stack, config: TrainConfig, out: str | Path, checkpoint_dir: Optional[str | Path] = None,
