@@ -56,9 +56,9 @@ def observation_map(prediction: Path, out: Path, stack: Path | None = None, max_
                 rows.append(rr + r)
                 cols.append(cc)
         rr, cc = np.concatenate(rows), np.concatenate(cols)
-        ax.scatter((cc + 0.5) / k - 0.5, (rr + 0.5) / k - 0.5, s=0.15, c="#19c3ff", alpha=0.35, linewidths=0,
+        ax.scatter((cc + 0.5) / k - 0.5, (rr + 0.5) / k - 0.5, s=0.04, c="#19c3ff", alpha=0.5, linewidths=0,
                    label=f"cells with a record of any species ({len(rr):,})")
-        ax.legend(loc="lower left", fontsize=8, markerscale=12)
+        ax.legend(loc="lower left", fontsize=8, markerscale=25)
     fig.colorbar(im, ax=ax, fraction=0.025, label="observation probability (mean over draws)")
     models = ", ".join(meta.get("models", []))
     ax.set_title(f"Observation probability of the PU model {models} ({meta.get('evaluations', '?')} evaluations): "
