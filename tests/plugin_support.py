@@ -28,8 +28,9 @@ def stack_metadata(path: Path) -> dict:
         return json.loads(src.tags()["M3_STACK"])
 
 
-def tiny_model(path: Path, meta: dict, tile: int = TINY_TILE, threshold: float = 0.5) -> Path:
-    """A random-weight U-Net (resnet18, thin decoder) with a card that fits the stack ``meta``."""
+def tiny_model(path: Path, meta: dict, tile: int = TINY_TILE, threshold: float = 0.5, pu: bool = False) -> Path:
+    """A random-weight U-Net (resnet18, thin decoder) with a card that fits the stack ``meta``;
+    ``pu``: the presence instance of a PU model (core.model.pu) with its observation instance."""
     import torch
 
     from core.model.model_file import ModelCard, save_model
@@ -38,7 +39,7 @@ def tiny_model(path: Path, meta: dict, tile: int = TINY_TILE, threshold: float =
     torch.manual_seed(0)
     species, aux = meta["species"], meta["aux_bands"]
     cfg = ModelConfig(arch="unet", in_channels=2 * len(species) + len(aux), classes=len(species), encoder_depth=18,
-                      options={"decoder_channels": [16, 16, 16, 16, 16]})
+                      options={"decoder_channels": [16, 16, 16, 16, 16], **({"pu": True} if pu else {})})
     model = build_model(cfg)
     grid = meta["grid"]
     card = ModelCard(species=list(species), aux_bands=list(aux),

@@ -170,6 +170,27 @@ def test_infill_algorithm_in_a_region_equals_core(processing, coarse, model, tmp
     assert hidden.sum() > 100
 
 
+def test_infill_algorithm_runs_a_pu_model_and_writes_its_presence(processing, coarse, tmp_path):
+    """A PU model (two instances) runs like any other; the map is the presence instance's alone."""
+    from core.model.model_file import load_model, save_model
+
+    pu = tiny_model(tmp_path / "pu.safetensors", stack_metadata(coarse), pu=True)
+    net, card = load_model(pu)
+    card.model = dict(card.model, options={k: v for k, v in card.model["options"].items() if k != "pu"})
+    presence_only = save_model(tmp_path / "presence.safetensors", net.presence, card)
+    out = tmp_path / "infill_pu.tif"
+    processing.run("m3:infill", {"STACK": str(coarse), "MODEL": str(pu), "SPECIES": "Au", "REGION": region_layer(),
+                                 "DRAWS": 1, "DEVICE": 1, "OUTPUT": str(out)})
+    with rasterio.open(out) as src:
+        got = src.read(1)
+    stack = Stack.read(coarse)
+    grid = model_context_grid(as_region(region_shapes()), stack.grid.crs, stack.grid.resolution, 32)
+    window = open_stack_source(stack).read_window(*window_in(stack.grid, grid))
+    expected = infill(window, [presence_only], HideSpec(("Au",), as_region(region_shapes())), device="cpu")
+    assert np.isfinite(got).sum() > 100
+    np.testing.assert_allclose(got, expected.mean[0], atol=1e-5, equal_nan=True)
+
+
 def test_clusters_algorithm_equals_core(processing, coarse, model, tmp_path):
     pred = tmp_path / "infill.tif"
     processing.run("m3:infill", {"STACK": str(coarse), "MODEL": str(model), "SPECIES": "Au",
