@@ -9,7 +9,8 @@ from typing import Any
 from ..errors import InputError
 from ..masks.masking import REGION_SHAPES
 from ..model.model_file import card_path
-from ..model.models import PU_OPTION, RESNET_DEPTHS, model_option_names, unknown_model_options
+from ..model.models import RESNET_DEPTHS, model_option_names, unknown_model_options
+from ..model.pu import PU_OPTION
 from ..output_paths import check_outputs
 from ..progress import TqdmProgress
 from ..training.presets import PRESETS, PU_LOSS, preset

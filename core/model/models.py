@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .context import ContextModel
+from .pu import PU_OPTION, PUModel, pu_spec  # PU_OPTION: a second M3 instance for survey coverage
 from .vit import build_vit
 
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
@@ -15,7 +16,6 @@ CONTEXT_OPTION = "context_sigmas"  # model options shared by every architecture
 AUX_CONTEXT_OPTION = "aux_sigmas"
 AUX_PRIOR_OPTION = "aux_prior"  # width of the aux-only prior branch (core.model.context.AuxPrior); 0: none
 AUX_PRIOR_ADDED_OPTION = "aux_prior_added"  # add its logits to the model's (default: a separate output)
-PU_OPTION = "pu"  # a second M3 instance for survey coverage (core.model.pu.PUModel): true or its settings
 
 
 @dataclass
@@ -73,8 +73,6 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     options = dict(cfg.options)
     pu = options.pop(PU_OPTION, None)
     if pu:
-        from .pu import PUModel, pu_spec
-
         if options.get(AUX_PRIOR_OPTION):
             raise ValueError(f"the {PU_OPTION} and {AUX_PRIOR_OPTION} model options do not go together")
         return PUModel(build_model(replace(cfg, options=options)), cfg.classes, pu_spec(pu))

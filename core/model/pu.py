@@ -48,8 +48,8 @@ from torch import nn
 
 from .context import HEAD_GAIN
 from .coverage import CoverageFeatures
-from .models import PU_OPTION
 
+PU_OPTION = "pu"  # the model option that makes a PUModel (core.model.models.build_model)
 DEFAULT_SPEC: dict[str, Any] = {"sigmas": [2, 8, 24], "encoder_depth": 3, "decoder_channels": [32, 16, 8],
                                 "target_group": 1.0}
 LOG_P_MAX = math.log1p(-1e-6)  # P(record) at most 1 - 1e-6, so its logit stays finite
