@@ -36,9 +36,9 @@ from ..model.inputs import model_inputs
 from ..model.model_file import ModelCard, git_commit, save_model
 from ..model.models import AUX_CONTEXT_OPTION, CONTEXT_OPTION, ModelConfig, build_model
 from ..model.predictors import ModelPredictor
+from ..model.pu import PU_OPTION, PUModel, card_description, pu_spec, record_logits
 from ..progress import Progress, check_cancelled
 from .checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
-from ..model.pu import PU_OPTION, PUModel, card_description, pu_spec, record_logits
 from .loss import LossWeights, combine, loss_counts, loss_sums, prior_sum, target_group_cells, target_group_sum
 from .validation import HoldoutMasks, collect, pooled_threshold
 
