@@ -80,6 +80,13 @@ def test_instances_combine_as_presence_times_observation(trained_on_half):
     assert torch.allclose(product, expected, rtol=0, atol=1e-7)
     assert torch.allclose(trained_on, expected, rtol=1e-5, atol=1e-6)
     assert (product <= torch.sigmoid(a) + 1e-7).all() and float((torch.sigmoid(a) - product).max()) > 0.05
+    model.output = "record"                                   # predict --record
+    try:
+        with torch.no_grad():
+            record = torch.sigmoid(model(x))
+    finally:
+        model.output = "presence"
+    assert torch.allclose(record, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_observation_map_is_higher_where_the_survey_looked(trained_on_half):
@@ -175,6 +182,9 @@ def test_predict_writes_presence_and_observation_on_request(pu_model_file, tmp_p
     assert np.allclose(presence[v], _direct(model, stack, 0, "presence")[v], atol=1e-4)
     assert np.allclose(observation[v], _direct(model, stack, 0, "observation")[v], atol=1e-4)
     assert not np.allclose(presence[v], observation[v], atol=1e-3)
+    record = infill(stack, [out], hide, device="cpu", window=128, output="record").mean[0]
+    assert np.allclose(record[v], _direct(model, stack, 0, "record")[v], atol=1e-4)
+    assert np.allclose(record[v], presence[v] * observation[v], atol=1e-4)   # one draw: the product
 
     tif = tmp_path / "obs.tif"
     run = subprocess.run([sys.executable, str(ROOT / "train_cli.py"), "predict", "--stack", str(stack_path),

@@ -53,7 +53,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write the observation probability of PU models (train --pu) instead of the presence "
                         "probability: where a survey would have recorded a mineral that is there, from the "
                         "visible records' coverage; same layout (mean_*/std_* per species, equal across species)")
+    p.add_argument("--record", action="store_true",
+                   help="write PU models' record probability instead: presence x observation, what their loss fits "
+                        "to the records (where a record would be made)")
     p.set_defaults(func=run)
+
+
+def pu_output(args: argparse.Namespace) -> str:
+    """Which map of the models to write: "presence" (every model), or a PU model's "observation" or "record"."""
+    if args.observation and args.record:
+        raise InputError("--observation and --record are two different maps: choose one.")
+    return "observation" if args.observation else "record" if args.record else "presence"
 
 
 def hide_spec(args: argparse.Namespace, grid_crs) -> HideSpec:
@@ -88,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), GeoTiffStackSource(stack_path) as source:
         hide = hide_spec(args, source.grid.crs)
         if args.aux_prior:
-            if args.observation:
-                raise InputError("--aux-prior and --observation are two different maps: choose one.")
+            if args.observation or args.record:
+                raise InputError("--aux-prior, --observation and --record are different maps: choose one.")
             if not hide.is_empty or args.draws != 1:
                 raise InputError("--aux-prior maps what the aux layers say with no record: it takes no "
                                  "--hide-* option and no --draws.")
@@ -111,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         result = infill(source, models, hide, draws=args.draws, batch_size=args.batch_size, device=device,
                         progress=TqdmProgress() if main else None, out=args.out, window=args.window,
                         overlap=args.overlap, seed=args.seed,
-                        output="observation" if args.observation else "presence")
+                        output=pu_output(args))
         if not main:
             return 0
         g = result.grid
@@ -122,12 +132,13 @@ def run(args: argparse.Namespace) -> int:
               f"({result.seconds / max(1, result.window_evaluations):.2f} s each)")
         print(f"wrote {args.out}: {g.width} x {g.height} cells, {g.crs.to_string()}, bands "
               + ", ".join(f"mean_{s}/std_{s}" for s in result.species)
-              + (" (the PU models' observation probability, the same for every species)" if args.observation else ""))
+              + {"observation": " (the PU models' observation probability, the same for every species)",
+                 "record": " (the PU models' record probability, presence x observation)"}.get(pu_output(args), ""))
         print("predicted cells: " + ", ".join(f"{s} {n}" for s, n in result.predicted_cells.items()))
         if png is not None:
             write_quicklook(args.out, png, source)
             print(f"quick-look: {png}")
-        if hide.is_empty and not args.observation:
+        if hide.is_empty and pu_output(args) == "presence":
             from ..evaluation.discovery import RIVALS_NOTE
 
             print(RIVALS_NOTE)

@@ -180,13 +180,14 @@ def load_members(model_paths: Sequence[str | Path], device: torch.device,
 
 def model_output(model: nn.Module, output: str, name: str) -> nn.Module:
     """The model set to return ``output`` ("presence": its usual logits; "observation": a PU
-    model's observation logits, one map repeated for every species)."""
+    model's observation logits, one map repeated for every species; "record": a PU model's
+    P(record) = presence × observation, as logits)."""
     from ..model.pu import OUTPUTS, PUModel
 
     if output not in OUTPUTS:
         raise InputError(f"Unknown model output '{output}'; choose one of {', '.join(OUTPUTS)}.")
-    if output == "observation" and not isinstance(model, PUModel):
-        raise InputError(f"{name} is not a PU model, so it has no observation map; train one with "
+    if output != "presence" and not isinstance(model, PUModel):
+        raise InputError(f"{name} is not a PU model, so it has no {output} map; train one with "
                          "train --pu (or --preset quick_pu).")
     if isinstance(model, PUModel):
         model.output = output
@@ -497,7 +498,7 @@ def infill(stack: Stack | StackSource | str | Path,
     the models' tile size; ``offset`` (rows, cols) shifts the window lattice (for seam tests).
     ``output`` "observation" maps the observation probability of PU models (:mod:`core.model.pu`)
     instead of the presence probability, in the same layout (one band pair per species, equal
-    bands: the observation is shared by the species).
+    bands: the observation is shared by the species); "record" maps their P(record).
     Cancel through ``progress.cancelled()``: checked between batches; nothing is written then.
     In a process group (``torchrun``; :func:`torch.distributed.is_initialized`) the windows of each
     strip are shared out over the ranks, their sums added, and rank 0 alone writes ``out``.

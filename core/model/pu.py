@@ -53,7 +53,7 @@ PU_OPTION = "pu"  # the model option that makes a PUModel (core.model.models.bui
 DEFAULT_SPEC: dict[str, Any] = {"sigmas": [2, 8, 24], "encoder_depth": 3, "decoder_channels": [32, 16, 8],
                                 "target_group": 1.0}
 LOG_P_MAX = math.log1p(-1e-6)  # P(record) at most 1 - 1e-6, so its logit stays finite
-OUTPUTS = ("presence", "observation")
+OUTPUTS = ("presence", "observation", "record")
 
 
 def pu_spec(value: Any) -> dict[str, Any]:
@@ -110,7 +110,9 @@ class PUModel(nn.Module):
     """Two M3 instances (see the module docstring). ``forward`` returns the presence logits (B, S,
     H, W); in training it also keeps the observation logits (B, 1, H, W) in ``last_observation``
     for the loss. ``output = "observation"`` makes ``forward`` return the observation logits
-    broadcast to (B, S, H, W) instead (``predict --observation``)."""
+    broadcast to (B, S, H, W) instead (``predict --observation``); ``output = "record"`` the
+    logits of P(record) = σ(presence) · σ(observation), what the loss fits to the records
+    (``predict --record``)."""
 
     def __init__(self, presence: nn.Module, n_species: int, spec: dict[str, Any]) -> None:
         super().__init__()
@@ -131,6 +133,8 @@ class PUModel(nn.Module):
         return torch.sigmoid(a.float()) * torch.sigmoid(b.float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.output == "record":
+            return record_logits(*self.both(x))
         if self.output == "observation":
             b = self.observation(x)
             return b.expand(-1, self.n_species, -1, -1)
