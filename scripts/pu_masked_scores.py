@@ -20,26 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.data.build_stack import default_stack_path  # noqa: E402
 from core.data.stack import Stack  # noqa: E402
 from core.evaluation.evaluate import holdout_masks, score_predictor  # noqa: E402
+from core.inference.infer import model_output  # noqa: E402
 from core.masks.masking import SCENARIOS, MaskSpec  # noqa: E402
 from core.masks.tiles import HoldoutSplit, StackTensors  # noqa: E402
-from core.model.inputs import model_inputs  # noqa: E402
 from core.model.model_file import load_model  # noqa: E402
 from core.model.predictors import ModelPredictor  # noqa: E402
 from core.model.pu import PUModel  # noqa: E402
 from core.training.validation import EVAL_SEED  # noqa: E402
-
-
-class RecordPredictor(ModelPredictor):
-    """A PU model's P(record) = σ(presence) · σ(observation) as a predictor."""
-
-    @torch.no_grad()
-    def predict(self, presence, hidden, aux, valid):
-        out = []
-        for i in range(0, presence.shape[0], self.batch_size):
-            sl = slice(i, i + self.batch_size)
-            x = model_inputs(presence[sl], hidden[sl], aux[sl], valid[sl])
-            out.append(self.model.record_probability(x).float().cpu())
-        return torch.cat(out, 0)
 
 
 def scores(pu_path: Path, plain: Optional[Path], stack_path: Path) -> dict[str, dict]:
@@ -56,8 +43,10 @@ def scores(pu_path: Path, plain: Optional[Path], stack_path: Path) -> dict[str, 
     tensors = StackTensors(stack, torch.device("cpu"))
     species = list(stack.species)
     n, c = card.model_config.classes, card.model_config.in_channels
+    record_model, _ = load_model(pu_path)  # a second copy set to the record output (predict --record)
     rows = {"PU presence (predict's map)": ModelPredictor(model, "presence", c, n),
-            "PU record = presence x observation": RecordPredictor(model, "record", c, n)}
+            "PU record = presence x observation": ModelPredictor(model_output(record_model, "record", pu_path.name),
+                                                                 "record", c, n)}
     if plain is not None:
         rows["plain"] = ModelPredictor.from_file(plain)
     return {name: score_predictor(p, tensors, test, val, species, None, per_scenario=True).reports
