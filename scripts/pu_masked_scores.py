@@ -1,6 +1,7 @@
 """The masked scenarios of ``evaluate`` for a PU model's two readings, on the same test masks:
 the presence map (what ``predict`` writes) and the record map (presence × observation, what the
-loss fits to the records); optionally a plain model beside them. Thresholds are chosen per
+loss fits to the records); optionally a plain model beside them, and the baselines (frequency,
+neighbour density, co-presence, fitted on the training cells as ``compare`` does). Thresholds are chosen per
 scenario on the validation blocks (Dice-best) for every row alike; AUPRC needs none.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/pu_masked_scores.py --pu out/pu/quick_pu_seed0.safetensors \
@@ -19,10 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.data.build_stack import default_stack_path  # noqa: E402
 from core.data.stack import Stack  # noqa: E402
+from core.evaluation.baselines import CoPresencePredictor, FrequencyPredictor, NeighbourDensityPredictor  # noqa: E402
 from core.evaluation.evaluate import holdout_masks, score_predictor  # noqa: E402
 from core.inference.infer import model_output  # noqa: E402
 from core.masks.masking import SCENARIOS, MaskSpec  # noqa: E402
-from core.masks.tiles import HoldoutSplit, StackTensors  # noqa: E402
+from core.masks.tiles import TRAIN, HoldoutSplit, StackTensors  # noqa: E402
 from core.model.model_file import load_model  # noqa: E402
 from core.model.predictors import ModelPredictor  # noqa: E402
 from core.model.pu import PUModel  # noqa: E402
@@ -49,6 +51,10 @@ def scores(pu_path: Path, plain: Optional[Path], stack_path: Path) -> dict[str, 
                                                                  "record", c, n)}
     if plain is not None:
         rows["plain"] = ModelPredictor.from_file(plain)
+    train_cells = (split.cell_labels(stack.valid) == TRAIN) & stack.valid
+    frequency = FrequencyPredictor.fit(stack.presence, train_cells)
+    rows.update({"frequency": frequency, "neighbour density": NeighbourDensityPredictor(frequency.frequency),
+                 "co-presence": CoPresencePredictor.fit(stack.presence, train_cells)})
     return {name: score_predictor(p, tensors, test, val, species, None, per_scenario=True).reports
             for name, p in rows.items()}
 
