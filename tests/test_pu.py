@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from core.data.stack import Stack
 from core.data.synthetic import synthetic_stack
 from core.errors import InputError
-from core.inference.infer import infill
+from core.inference.infer import infill, load_members
 from core.masks.hiding import HideSpec
 from core.masks.tiles import HoldoutSplit
 from core.model.inputs import model_inputs
@@ -207,6 +207,17 @@ def test_predict_writes_presence_and_observation_on_request(pu_model_file, tmp_p
     infill(stack, [out], hide, device="cpu", window=128, out=presence_tif)
     with pytest.raises(InputError, match="not an observation map"):
         figure.observation_map(presence_tif, tmp_path / "no.png")
+
+
+def test_loaded_members_map_only_the_output_they_were_loaded_for(pu_model_file):
+    out, _, stack = pu_model_file
+    hide = HideSpec(("Au",))
+    members = load_members([out], torch.device("cpu"), output="observation")
+    from_members = infill(stack, members, hide, device="cpu", window=128, output="observation").mean[0]
+    from_file = infill(stack, [out], hide, device="cpu", window=128, output="observation").mean[0]
+    np.testing.assert_allclose(from_members[stack.valid], from_file[stack.valid], atol=1e-6)
+    with pytest.raises(ValueError, match="loaded for output"):
+        infill(stack, members, hide, device="cpu", window=128)          # presence asked of observation members
 
 
 def test_observation_of_a_model_without_pu_is_refused(pu_model_file, tmp_path):

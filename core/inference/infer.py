@@ -73,6 +73,7 @@ class EnsembleMember:
     name: str
     aux_index: Optional[torch.Tensor] = None   # the model's aux bands among the stack's (None: all, in order)
     shared: Optional[SharedAuxModel] = None     # the same model split for many draws of a window (None: run ``model``)
+    output: str = "presence"                    # which map the model returns (:func:`model_output`)
 
     @property
     def with_aux(self) -> bool:
@@ -154,27 +155,26 @@ def prepare_for_inference(model: nn.Module) -> nn.Module:
     return model.to(memory_format=torch.channels_last)
 
 
-def inference_member(model: nn.Module, card: ModelCard, name: str, shared_aux: bool = True) -> EnsembleMember:
-    """A loaded model ready for inference: BatchNorm folded, channels-last, and (``shared_aux``,
-    for a context U-Net) split so that what the aux bands alone determine is computed once per
-    window (:class:`core.model.shared_aux.SharedAuxModel`)."""
-    model = model.eval()
+def inference_member(model: nn.Module, card: ModelCard, name: str, shared_aux: bool = True,
+                     output: str = "presence") -> EnsembleMember:
+    """A loaded model ready for inference: set to return ``output`` (:func:`model_output`; fixed
+    from then on, since the preparation traces the model), BatchNorm folded, channels-last, and
+    (``shared_aux``, for a context U-Net) split so that what the aux bands alone determine is
+    computed once per window (:class:`core.model.shared_aux.SharedAuxModel`)."""
+    model = model_output(model.eval(), output, name)
     shared = SharedAuxModel(model, prepare_for_inference) if shared_aux and SharedAuxModel.supports(model) else None
-    return EnsembleMember(prepare_for_inference(model), card, name, shared=shared)
+    return EnsembleMember(prepare_for_inference(model), card, name, shared=shared, output=output)
 
 
 def load_members(model_paths: Sequence[str | Path], device: torch.device,
                  shared_aux: bool = True, output: str = "presence") -> list[EnsembleMember]:
-    """Load model files for inference (see :func:`inference_member`), on the device. ``output``
-    "observation" runs the observation instance of PU models instead (:mod:`core.model.pu`)."""
+    """Load model files for inference (see :func:`inference_member`), on the device."""
     if not model_paths:
         raise InputError("No model file given; pass at least one .safetensors model.")
     members = []
     for p in model_paths:
         model, card = load_model(p, device)
-        if output != "presence":
-            model = model_output(model, output, Path(p).name)
-        members.append(inference_member(model, card, Path(p).name, shared_aux))
+        members.append(inference_member(model, card, Path(p).name, shared_aux, output))
     return members
 
 
@@ -519,8 +519,14 @@ def infill(stack: Stack | StackSource | str | Path,
             "model": [m for m in model_paths if isinstance(m, (str, Path))]})
     source = open_stack_source(stack)
     try:
-        members = (list(model_paths) if model_paths and isinstance(model_paths[0], EnsembleMember)
-                   else load_members(model_paths, dev, output=output))
+        if model_paths and isinstance(model_paths[0], EnsembleMember):
+            members = list(model_paths)
+            other = sorted({m.output for m in members} - {output})
+            if other:  # a loaded member returns the map it was prepared for
+                raise ValueError(f"members loaded for output {other} cannot map '{output}': load them "
+                                 f"with load_members(..., output='{output}')")
+        else:
+            members = load_members(model_paths, dev, output=output)
         check_ensemble([m.card for m in members], [m.name for m in members])
         check_members(members, source)
         hide.species_flags(source.species)  # unknown species → InputError before any work
