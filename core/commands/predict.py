@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     from ..model.model_file import card_path
     from ..output_paths import check_outputs
 
+    output = pu_output(args)
+    if args.aux_prior and output != "presence":
+        raise InputError("--aux-prior, --observation and --record are different maps: choose one.")
     models = args.models or [BUNDLED_MODEL]
     png = None if args.no_quicklook else (args.quicklook or args.out.with_suffix(".png"))
     check_outputs({"--out": args.out, "--quicklook" if args.quicklook else "--quicklook (default: --out with .png)": png},
@@ -98,8 +101,6 @@ def run(args: argparse.Namespace) -> int:
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), GeoTiffStackSource(stack_path) as source:
         hide = hide_spec(args, source.grid.crs)
         if args.aux_prior:
-            if args.observation or args.record:
-                raise InputError("--aux-prior, --observation and --record are different maps: choose one.")
             if not hide.is_empty or args.draws != 1:
                 raise InputError("--aux-prior maps what the aux layers say with no record: it takes no "
                                  "--hide-* option and no --draws.")
@@ -120,8 +121,7 @@ def run(args: argparse.Namespace) -> int:
             main = dist.main
         result = infill(source, models, hide, draws=args.draws, batch_size=args.batch_size, device=device,
                         progress=TqdmProgress() if main else None, out=args.out, window=args.window,
-                        overlap=args.overlap, seed=args.seed,
-                        output=pu_output(args))
+                        overlap=args.overlap, seed=args.seed, output=output)
         if not main:
             return 0
         g = result.grid
@@ -133,12 +133,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}: {g.width} x {g.height} cells, {g.crs.to_string()}, bands "
               + ", ".join(f"mean_{s}/std_{s}" for s in result.species)
               + {"observation": " (the PU models' observation probability, the same for every species)",
-                 "record": " (the PU models' record probability, presence x observation)"}.get(pu_output(args), ""))
+                 "record": " (the PU models' record probability, presence x observation)"}.get(output, ""))
         print("predicted cells: " + ", ".join(f"{s} {n}" for s, n in result.predicted_cells.items()))
         if png is not None:
             write_quicklook(args.out, png, source)
             print(f"quick-look: {png}")
-        if hide.is_empty and pu_output(args) == "presence":
+        if hide.is_empty and output == "presence":
             from ..evaluation.discovery import RIVALS_NOTE
 
             print(RIVALS_NOTE)

@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import InputError
 from ..masks.masking import REGION_SHAPES
 from ..model.model_file import card_path
-from ..model.models import RESNET_DEPTHS, model_option_names, unknown_model_options
+from ..model.models import AUX_PRIOR_OPTION, RESNET_DEPTHS, model_option_names, unknown_model_options
 from ..model.pu import PU_OPTION
 from ..output_paths import check_outputs
 from ..progress import TqdmProgress
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
             pu_spec(config.model_options[PU_OPTION])
         except ValueError as e:
             raise InputError(f"--pu / --model-option pu: {e}.") from None
-        if config.model_options.get("aux_prior"):
+        if config.model_options.get(AUX_PRIOR_OPTION):
             raise InputError("--pu does not go with the aux prior (model option aux_prior): choose one.")
     ckpt = args.checkpoint_dir or args.out.with_name(args.out.stem + ".ckpt")
     check_outputs({"--out": args.out, "the model card (--out with .json)": card_path(args.out)},
