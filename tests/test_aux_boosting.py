@@ -83,7 +83,7 @@ def test_out_of_fold_map_never_fits_a_cell_to_its_own_records(monkeypatch):
         return real_fit(cls, stack_, target, seed, cells=cells, **kw)
 
     monkeypatch.setattr(ab.AuxBoosting, "fit", classmethod(spy))
-    out = ab.out_of_fold_maps(stack, stack.presence.astype(bool), seed=0, folds=3, block=32)
+    out, _ = ab.out_of_fold_maps(stack, stack.presence.astype(bool), seeds=[0], folds=3, block=32)
     assert len(seen) == len(np.unique(fold))
     for k, cells in zip(np.unique(fold), seen):
         assert not cells[fold == k].any() and cells[fold != k].all()

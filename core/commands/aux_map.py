@@ -68,9 +68,7 @@ def run(args: argparse.Namespace) -> int:
     seeds = list(range(args.seeds))
     method = "aux-only gradient boosting"
     if args.out_of_fold:
-        runs = [out_of_fold_maps(stack, targets, s, args.out_of_fold, args.fold_block, TqdmProgress())
-                for s in seeds]
-        mean, std = np.mean(runs, axis=0), np.std(runs, axis=0)
+        mean, std = out_of_fold_maps(stack, targets, seeds, args.out_of_fold, args.fold_block, TqdmProgress())
         method += f", out of fold ({args.out_of_fold} spatial folds of {args.fold_block}-cell blocks)"
     else:
         mean, std = aux_boosting_maps(stack, targets, seeds, progress=TqdmProgress())
@@ -98,12 +96,12 @@ def stack_with_aux_map(stack, species: list[str], probability: np.ndarray, metho
     """The stack with each species' map as an aux band ``aux_map_<species>``: its log-odds,
     z-scored over valid cells like any aux band."""
     from ..data.aux_layers import normalised_band
+    from ..inference.combine import logit
 
     bands, arrays = [], []
     for s, p in zip(species, probability):
-        q = np.clip(np.nan_to_num(p, nan=0.5), 1e-6, 1 - 1e-6)
-        z, band = normalised_band(np.log(q / (1 - q)).astype(np.float32), stack.valid, f"aux_map_{s}",
-                                  "log-odds", f"train_cli.py aux-map: {method}")
+        z, band = normalised_band(logit(np.nan_to_num(p, nan=0.5)).astype(np.float32), stack.valid,
+                                  f"aux_map_{s}", "log-odds", f"train_cli.py aux-map: {method}")
         bands.append(band)
         arrays.append(z)
     return stack.with_aux(bands, np.stack(arrays))

@@ -152,10 +152,12 @@ def spatial_folds(shape: tuple[int, int], folds: int, block: int, seed: int) -> 
     return np.repeat(np.repeat(blocks, block, 0), block, 1)[:h, :w]
 
 
-def out_of_fold_maps(stack: Stack, targets: np.ndarray, seed: int, folds: int = 3, block: int = 64,
-                     progress: Optional[Progress] = None) -> np.ndarray:
-    """Per target (T, H, W bool), the aux-only probability of each valid cell from a classifier
-    fitted on the other folds' cells only (:func:`spatial_folds`), NaN outside valid cells.
+def out_of_fold_maps(stack: Stack, targets: np.ndarray, seeds: Sequence[int], folds: int = 3, block: int = 64,
+                     progress: Optional[Progress] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per target (T, H, W bool), the mean and standard deviation over ``seeds`` of the aux-only
+    probability of each valid cell from a classifier fitted on the other folds' cells only
+    (:func:`spatial_folds`, dealt anew for each seed), NaN outside valid cells. Features are
+    computed once for all targets, seeds and folds.
 
     A map a model may take as an input band: no cell's value was fitted to that cell's records
     (nor to those of its block), so a model trained to fill hidden records cannot read them back
@@ -163,19 +165,23 @@ def out_of_fold_maps(stack: Stack, targets: np.ndarray, seed: int, folds: int = 
     if folds < 2:
         raise InputError("An out-of-fold map needs at least 2 folds.")
     progress = progress or SilentProgress()
-    fold = spatial_folds(stack.grid.shape, folds, block, seed)
     vr, vc, x = window_features(stack)
-    out = np.full((len(targets),) + stack.grid.shape, np.nan, np.float32)
-    progress.start(len(targets) * folds, f"aux-only gradient boosting, {folds} spatial folds")
+    runs = np.full((len(seeds), len(targets), len(vr)), np.nan, np.float32)
+    progress.start(len(seeds) * len(targets) * folds, f"aux-only gradient boosting, {folds} spatial folds")
     try:
-        for t, target in enumerate(targets):
-            for k in range(folds):
-                check_cancelled(progress)
-                at = fold[vr, vc] == k
-                if at.any():
-                    model = AuxBoosting.fit(stack, target, seed, cells=fold != k)
-                    out[t, vr[at], vc[at]] = model.predict(x[at])
-                progress.advance()
+        for i, seed in enumerate(seeds):
+            fold = spatial_folds(stack.grid.shape, folds, block, seed)
+            for t, target in enumerate(targets):
+                for k in range(folds):
+                    check_cancelled(progress)
+                    at = fold[vr, vc] == k
+                    if at.any():
+                        runs[i, t, at] = AuxBoosting.fit(stack, target, seed, cells=fold != k).predict(x[at])
+                    progress.advance()
     finally:
         progress.close()
-    return out
+    mean = np.full((len(targets),) + stack.grid.shape, np.nan, np.float32)
+    std = np.full_like(mean, np.nan)
+    mean[:, vr, vc] = runs.mean(axis=0)
+    std[:, vr, vc] = runs.std(axis=0)
+    return mean, std
