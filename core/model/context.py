@@ -53,6 +53,21 @@ def blur(a: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return F.conv2d(a, ky, padding=(r, 0), groups=c)
 
 
+def shares_at_scales(present: torch.Tensor, visible: torch.Tensor, kernels: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Per kernel, :data:`FEATURES_PER_SCALE` tensors shaped like ``present`` (B, C, H, W): the
+    Gaussian-weighted share of ``present`` among the ``visible`` weight (0 where almost nothing is
+    visible), its logarithm, and the Gaussian weight of visible cells."""
+    c = present.shape[1]
+    both = torch.cat([present, visible], dim=1)
+    out = []
+    for k in kernels:
+        blurred = blur(both, k)
+        num, den = blurred[:, :c], blurred[:, c:]
+        share = (num / den.clamp_min(EPS)).clamp(0.0, 1.0) * (den > EPS)
+        out += [share, torch.log(share + LOG_FLOOR), den]
+    return out
+
+
 class GaussianScales(nn.Module):
     """Holds one 1-D Gaussian kernel per smoothing scale σ (in cells)."""
 
@@ -88,16 +103,7 @@ class ContextFeatures(GaussianScales):
         """The features as a list of (B, S, H, W) float tensors, in the order of :meth:`forward`'s
         channels (for a caller that concatenates them with more channels in one copy)."""
         s = self.n_species
-        visible_presence = x[:, :s].float()
-        visible = 1.0 - x[:, s:2 * s].float()
-        both = torch.cat([visible_presence, visible], dim=1)
-        out = []
-        for k in self.kernels():
-            blurred = blur(both, k)
-            num, den = blurred[:, :s], blurred[:, s:]
-            share = (num / den.clamp_min(EPS)).clamp(0.0, 1.0) * (den > EPS)
-            out += [share, torch.log(share + LOG_FLOOR), den]
-        return out
+        return shares_at_scales(x[:, :s].float(), 1.0 - x[:, s:2 * s].float(), self.kernels())
 
 
 class AuxFeatures(GaussianScales):

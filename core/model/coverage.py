@@ -20,10 +20,9 @@ from typing import Sequence
 
 import torch
 
-from .context import EPS, LOG_FLOOR, GaussianScales, blur
+from .context import FEATURES_PER_SCALE, GaussianScales, shares_at_scales
 
 CELL_FEATURES = 3
-FEATURES_PER_SCALE = 3
 
 
 class CoverageFeatures(GaussianScales):
@@ -47,10 +46,5 @@ class CoverageFeatures(GaussianScales):
         richness = visible_presence.sum(1, keepdim=True) / s
         visible_share = visible.mean(1, keepdim=True)
         out = [any_record, richness, visible_share]
-        both = torch.cat([any_record * visible_share, visible_share], dim=1)
-        for k in self.kernels():
-            blurred = blur(both, k)
-            num, den = blurred[:, :1], blurred[:, 1:]
-            share = (num / den.clamp_min(EPS)).clamp(0.0, 1.0) * (den > EPS)
-            out += [share, torch.log(share + LOG_FLOOR), den]
+        out += shares_at_scales(any_record * visible_share, visible_share, self.kernels())
         return torch.cat(out, dim=1).to(x.dtype)
