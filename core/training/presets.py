@@ -18,6 +18,18 @@ from ..errors import InputError
 # The loss weights ``train --pu`` sets unless given: BCE on P(record) alone (core/model/pu.py).
 PU_LOSS = {"loss.dice": 0.0, "loss.recall": 0.0}
 
+# The quick preset (its reading is in PRESETS below); quick_prior and quick_pu are it with one change each.
+QUICK: dict[str, Any] = {"tiles": 2000, "tile_size": 64, "encoder_depth": 18, "steps": 800, "batch_size": 8,
+                         "lr": 1e-3, "warmup_steps": 40, "checkpoint_every": 200, "val_every": 200,
+                         "model_options": {"decoder_channels": [128, 64, 32, 16, 16], "context_sigmas": [2, 6],
+                                           "aux_sigmas": [2, 6]}}
+
+
+def _quick_with(overrides: dict[str, Any], **model_options: Any) -> dict[str, Any]:
+    """The quick preset with these overrides and these model options added."""
+    return {**QUICK, **overrides, "model_options": {**QUICK["model_options"], **model_options}}
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     # About 6 minutes on one CPU core (0.35 s a step): for tests, demos and `compare`. At 300 steps
     # the validation Dice was still rising steeply; 800 is where this preset's budget ends. The
@@ -25,27 +37,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     # from 0.024 / 0.253 / 0.262 to 0.063 / 0.496 / 0.497 (region / species / both); the aux bands'
     # local mean and spread (``aux_sigmas``) raised the mean validation AUPRC over 3 seeds with one
     # species hidden from 0.376 (no-aux U-Net 0.382) to 0.397, Dice from 0.501 (0.510) to 0.510.
-    "quick": {"tiles": 2000, "tile_size": 64, "encoder_depth": 18, "steps": 800, "batch_size": 8,
-              "lr": 1e-3, "warmup_steps": 40, "checkpoint_every": 200, "val_every": 200,
-              "model_options": {"decoder_channels": [128, 64, 32, 16, 16], "context_sigmas": [2, 6],
-                                "aux_sigmas": [2, 6]}},
+    "quick": QUICK,
     # quick with the aux prior (core/context.py: AuxPrior): an aux-only branch trained on every valid
     # cell, whose logits are added to the model's. Compared with quick on the discovery test (README).
-    "quick_prior": {"tiles": 2000, "tile_size": 64, "encoder_depth": 18, "steps": 800, "batch_size": 8,
-                    "lr": 1e-3, "warmup_steps": 40, "checkpoint_every": 200, "val_every": 200,
-                    "loss.prior": 1.0,
-                    "model_options": {"decoder_channels": [128, 64, 32, 16, 16], "context_sigmas": [2, 6],
-                                      "aux_sigmas": [2, 6], "aux_prior": 32}},
+    "quick_prior": _quick_with({"loss.prior": 1.0}, aux_prior=32),
     # quick with positive-unlabeled learning (core/model/pu.py): quick's model is the presence
     # instance; a small U-Net on the visible records' coverage is the observation instance; the
     # records are fitted as presence x observation by BCE alone (PU_LOSS: with Dice and recall on
     # the product, seed 0 on the default stack, the presence map saturated at 1: validation AUPRC
     # 0.002-0.004). ``train --pu`` adds the option and PU_LOSS to any preset.
-    "quick_pu": {"tiles": 2000, "tile_size": 64, "encoder_depth": 18, "steps": 800, "batch_size": 8,
-                 "lr": 1e-3, "warmup_steps": 40, "checkpoint_every": 200, "val_every": 200,
-                 **PU_LOSS,
-                 "model_options": {"decoder_channels": [128, 64, 32, 16, 16], "context_sigmas": [2, 6],
-                                   "aux_sigmas": [2, 6], "pu": True}},
+    "quick_pu": _quick_with(PU_LOSS, pu=True),
     # The poster's configuration, as read above.
     "paper": {"tiles": 10000, "tile_size": 64, "encoder_depth": 152, "steps": 30000, "batch_size": 32,
               "lr": 3e-4, "warmup_steps": 500, "checkpoint_every": 500, "val_every": 1000,
