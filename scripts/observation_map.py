@@ -18,19 +18,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.data.maps import figure, save_figure  # noqa: E402
+from core.data.maps import block_mean, figure, save_figure  # noqa: E402
 from core.data.prediction_io import read_band, read_prediction_info  # noqa: E402
 from core.errors import InputError  # noqa: E402
-
-
-def block_mean(a: np.ndarray, k: int) -> np.ndarray:
-    """NaN-aware mean over k × k blocks."""
-    h, w = a.shape
-    pad = np.full((-(-h // k) * k, -(-w // k) * k), np.nan, np.float32)
-    pad[:h, :w] = a
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # blocks with no predicted cell stay NaN
-        return np.nanmean(pad.reshape(pad.shape[0] // k, k, pad.shape[1] // k, k), axis=(1, 3))
 
 
 def observation_map(prediction: Path, out: Path, stack: Path | None = None, max_pixels: int = 900) -> Path:

@@ -1,6 +1,7 @@
 """PNG quick-looks of grids (matplotlib, headless): stack overviews and probability maps."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -32,14 +33,26 @@ def figure(ncols: int, nrows: int, grid_shape: tuple[int, int], panel_width: flo
     return fig, axes
 
 
+def _blocks(arr: np.ndarray, k: int, fill: float) -> np.ndarray:
+    """(H/k, k, W/k, k) view of ``arr`` padded with ``fill`` to whole k×k blocks."""
+    h, w = arr.shape
+    pad = np.full((-(-h // k) * k, -(-w // k) * k), fill, arr.dtype)
+    pad[:h, :w] = arr
+    return pad.reshape(pad.shape[0] // k, k, pad.shape[1] // k, k)
+
+
 def block_max(arr: np.ndarray, k: int) -> np.ndarray:
     """Max over k×k blocks, so that single cells stay visible when a large grid is drawn small."""
     if k <= 1:
         return arr
-    h, w = arr.shape
-    pad = np.zeros((-(-h // k) * k, -(-w // k) * k), arr.dtype)
-    pad[:h, :w] = arr
-    return pad.reshape(pad.shape[0] // k, k, pad.shape[1] // k, k).max(axis=(1, 3))
+    return _blocks(arr, k, 0).max(axis=(1, 3))
+
+
+def block_mean(arr: np.ndarray, k: int) -> np.ndarray:
+    """Mean over k×k blocks of a float map, ignoring NaN (a block with no value stays NaN)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(_blocks(arr.astype(np.float32), k, np.nan), axis=(1, 3))
 
 
 def presence_image(valid: np.ndarray, presence: np.ndarray, color=(0.80, 0.10, 0.10),
