@@ -323,3 +323,15 @@ def test_bench_infer_runs_both_pipelines_on_the_same_cells(stack_file):
     assert out["ratio"] == pytest.approx(out["mcells_per_s_ours"] / out["mcells_per_s_naive"])
     assert out["conus_150_evaluations_hours_ours"] > 0 and out["conus_windows"] >= 1
     assert any(line.startswith("ratio:") for line in lines)
+
+
+def test_hide_unrecorded_predicts_every_valid_cell_without_a_record(stack, stack_file, unet_file, tmp_path):
+    out = tmp_path / "unrecorded.tif"
+    rc = cli_main(["predict", "--stack", str(stack_file), "--models", str(unet_file), "--hide-unrecorded",
+                   "--window", "96", "--overlap", "16", "--device", "cpu", "--no-quicklook", "--out", str(out)])
+    assert rc == 0
+    recorded = stack.presence.astype(bool).any(0)
+    assert recorded.any() and (stack.valid & ~recorded).any()
+    with rasterio.open(out) as src:
+        mean = src.read(1)
+    np.testing.assert_array_equal(np.isfinite(mean), stack.valid & ~recorded)

@@ -103,3 +103,33 @@ def test_a_users_hiding_maps_to_the_scenario_whose_threshold_applies():
     assert hiding_scenario(everything, True, everything) == "region"
     assert hiding_scenario(["Cu"], True, everything) == "both"
     assert hiding_scenario([], False, everything) is None
+
+
+def test_unrecorded_scenario_hides_the_region_but_a_share_of_its_record_cells():
+    from core.masks.masking import DRAW_SCENARIOS, UNRECORDED, reveal_draws, reveal_records
+
+    spec = MaskSpec({"region": 1.0, UNRECORDED: 1.0}, record_share=(0.3, 0.3))
+    g = generator_for(0, 5)
+    hidden, scenario = draw_masks(spec, 64, 3, 32, 32, g)
+    presence = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(1)) < 0.1
+    after = reveal_records(hidden, presence, reveal_draws(spec, scenario, 32, 32, g))
+    unrec = scenario == DRAW_SCENARIOS.index(UNRECORDED)
+    assert 0 < int(unrec.sum()) < 64
+    assert torch.equal(after[~unrec], hidden[~unrec])          # other draws untouched
+    assert not (after & ~hidden).any()                          # nothing newly hidden
+    recorded = presence.any(1, keepdim=True).expand_as(hidden)
+    uncovered = hidden & ~after
+    assert not (uncovered & ~recorded).any()                    # only record cells uncovered...
+    assert torch.equal(uncovered.all(1), uncovered.any(1))      # ... every species of them
+    share = uncovered[unrec].float().sum() / (hidden & recorded)[unrec].float().sum()
+    assert abs(float(share) - 0.3) < 0.05
+    assert torch.equal(hidden[unrec].all(1), hidden[unrec].any(1))  # before: the whole region, all species
+
+
+def test_mixtures_without_unrecorded_draw_as_before():
+    # the fourth scenario's weight only enters the draw when named, so older cards' streams are kept
+    a, sa = draw_masks(MaskSpec(), 16, 5, 32, 32, generator_for(2, 9))
+    b, sb = draw_masks(MaskSpec.from_dict(MaskSpec().to_dict()), 16, 5, 32, 32, generator_for(2, 9))
+    assert torch.equal(a, b) and torch.equal(sa, sb) and int(sa.max()) < len(SCENARIOS)
+    with pytest.raises(InputError, match="Record share"):
+        MaskSpec(record_share=(0.5, 0.2))

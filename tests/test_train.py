@@ -170,3 +170,26 @@ def test_aux_dropout_blanks_whole_bands_and_leaves_the_rest_of_the_batch_alone()
     assert torch.equal(tiles.aux[~blanked], plain[0].aux[~blanked])        # kept bands are untouched
     with pytest.raises(InputError, match="aux_dropout"):
         Trainer(stack, cfg.with_overrides({"aux_dropout": 1.0}), torch.device("cpu"))
+
+
+def test_unrecorded_training_draws_leave_some_record_cells_visible_and_train():
+    from core.commands.train import config_from_args
+    from core.cli import parser
+
+    stack = synthetic_stack(128, 128, n_species=3, n_aux=2, seed=4)
+    args = parser().parse_args(["train", "--out", "m.safetensors", "--mask-scenarios", "unrecorded=1",
+                                "--record-share", "0.5", "0.5"])
+    assert config_from_args(args).mask.record_share == (0.5, 0.5)
+    cfg = TrainConfig(steps=2, tiles=20, tile_size=32, batch_size=8, holdout=HoldoutSplit(block_size=32),
+                      val_every=0, model_options={"decoder_channels": [16, 16, 8, 8, 8]})
+    cfg = cfg.with_overrides({"mask.scenarios": {"unrecorded": 1.0}, "mask.record_share": [0.5, 0.5]})
+    region_only = Trainer(stack, cfg.with_overrides({"mask.scenarios": {"region": 1.0}}), torch.device("cpu"))
+    trainer = Trainer(stack, cfg, torch.device("cpu"))
+    tiles, hidden = trainer.batch(0)
+    _, region = region_only.batch(0)  # the same regions: unrecorded draws them as the region scenario
+    recorded = tiles.presence.bool().any(1, keepdim=True).expand_as(hidden)
+    uncovered = region & ~hidden
+    assert not (hidden & ~region).any() and not (uncovered & ~recorded).any()
+    share = uncovered.sum() / (region & recorded).sum()
+    assert 0.35 < float(share) < 0.65
+    assert torch.isfinite(torch.tensor(trainer.train_step()))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..inference.infer import infill
-from ..masks.hiding import HideSpec, region_from_bounds, region_from_vector
+from ..masks.hiding import HideSpec, UnrecordedRegion, region_from_bounds, region_from_vector
 from ..progress import TqdmProgress
 
 GDAL_CACHE_BYTES = 128 * 2 ** 20
@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="rectangle to hide in (see --bounds-crs)")
     where.add_argument("--hide-vector", type=Path, help="polygon layer to hide in (GeoPackage, Shapefile, ...)")
     p.add_argument("--hide-layer", help="layer of --hide-vector (default: its first)")
+    p.add_argument("--hide-unrecorded", action="store_true",
+                   help="hide every cell that holds no record (inside --hide-bounds/--hide-vector if given), every "
+                        "record visible: where are the records nobody made? (asked of models trained with the "
+                        "'unrecorded' masking scenario; use --draws 1)")
     p.add_argument("--bounds-crs", default="EPSG:4326",
                    help="CRS of --hide-bounds (default EPSG:4326: lon/lat degrees; 'grid' for the stack's CRS)")
     p.add_argument("--draws", type=int, default=1,
@@ -66,15 +70,17 @@ def pu_output(args: argparse.Namespace) -> str:
     return "observation" if args.observation else "record" if args.record else "presence"
 
 
-def hide_spec(args: argparse.Namespace, grid_crs) -> HideSpec:
+def hide_spec(args: argparse.Namespace, source) -> HideSpec:
     region = None
     if args.hide_bounds is not None:
-        crs = grid_crs if str(args.bounds_crs).lower() == "grid" else args.bounds_crs
+        crs = source.grid.crs if str(args.bounds_crs).lower() == "grid" else args.bounds_crs
         region = region_from_bounds(args.hide_bounds, crs)
     elif args.hide_vector is not None:
         region = region_from_vector(args.hide_vector, args.hide_layer)
     elif args.hide_layer:
         raise InputError("--hide-layer needs --hide-vector.")
+    if getattr(args, "hide_unrecorded", False):
+        region = UnrecordedRegion(source, region)
     return HideSpec(tuple(args.hide_species), region)
 
 
@@ -99,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     stack_path = args.stack or default_stack_path()
     # GDAL's block cache would otherwise grow to 5% of the machine's memory while strips are read
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), GeoTiffStackSource(stack_path) as source:
-        hide = hide_spec(args, source.grid.crs)
+        hide = hide_spec(args, source)
         if args.aux_prior:
             if not hide.is_empty or args.draws != 1:
                 raise InputError("--aux-prior maps what the aux layers say with no record: it takes no "

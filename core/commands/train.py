@@ -89,7 +89,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="weight of the aux prior's own loss on every valid cell (model option aux_prior)")
     g = p.add_argument_group("masking")
     g.add_argument("--mask-scenarios", type=_scenarios, metavar="NAME=W,...",
-                   help="scenario mixture, e.g. region=1,species=1,both=1")
+                   help="scenario mixture, e.g. region=1,species=1,both=1; 'unrecorded' (training only) hides "
+                        "every species in the region but a random share of its record cells, the discovery "
+                        "question (predict --hide-unrecorded asks it)")
+    g.add_argument("--record-share", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="share of the region's record cells left visible in the unrecorded scenario, uniform "
+                        "in [LO, HI] (default 0.05 1)")
     g.add_argument("--mask-species-k", type=int, nargs=2, metavar=("LO", "HI"),
                    help="number of species hidden, uniform in [LO, HI]")
     g.add_argument("--mask-fraction", type=float, help="A: masked-area fraction of the hidden region")
@@ -116,6 +121,7 @@ OPTION_KEYS = {  # argparse dest -> TrainConfig key
     "micro_batch": "micro_batch", "lr": "lr", "weight_decay": "weight_decay", "warmup_steps": "warmup_steps",
     "grad_clip": "grad_clip", "loss_bce": "loss.bce", "loss_dice": "loss.dice", "loss_recall": "loss.recall",
     "pos_weight": "loss.pos_weight", "loss_prior": "loss.prior", "mask_scenarios": "mask.scenarios", "mask_species_k": "mask.species_k",
+    "record_share": "mask.record_share",
     "mask_fraction": "mask.region_fraction", "mask_shape": "mask.region_shape", "blob_scale": "mask.blob_scale",
     "block_size": "holdout.block_size", "val_fraction": "holdout.val_fraction",
     "test_fraction": "holdout.test_fraction", "split_seed": "holdout.seed", "holdout_buffer": "holdout.buffer",

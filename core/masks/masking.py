@@ -10,6 +10,12 @@ cases of that one form:
 - ``both``: the k chosen species hidden inside the region only (the plugin's question
   "where would species X be in this area?").
 
+A fourth, training-only scenario asks the discovery question: ``unrecorded`` hides every species
+inside the region except at a random share of the region's record cells, which stay visible
+(:func:`reveal_records`); the model learns where records are that nobody recorded near the
+visible ones, from those records and the aux bands. ``predict --hide-unrecorded`` asks it on the
+whole grid: every cell without a record hidden, every record visible.
+
 Every generator is vectorised over the batch and draws from an explicit ``torch.Generator``
 in a fixed order, so a batch of masks is a pure function of the generator's seed.
 """
@@ -25,7 +31,9 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 
-SCENARIOS = ("region", "species", "both")
+SCENARIOS = ("region", "species", "both")  # the scenarios evaluated and thresholded
+UNRECORDED = "unrecorded"
+DRAW_SCENARIOS = SCENARIOS + (UNRECORDED,)  # those a training mixture may draw
 REGION_SHAPES = ("rect", "blob", "mixed")
 
 
@@ -37,7 +45,9 @@ class MaskSpec:
     ``species_k`` is the inclusive range of the number of species hidden (uniform).
     ``region_fraction`` is the share of the tile's area inside the hidden region (the poster's
     "A = 0.8", as this project reads it). ``blob_scale`` is the size, in cells, of the noise
-    lattice behind irregular blobs: larger gives fewer, rounder blobs.
+    lattice behind irregular blobs: larger gives fewer, rounder blobs. ``record_share`` is the
+    inclusive range (uniform) of the share of the region's record cells left visible in the
+    ``unrecorded`` scenario.
     """
 
     scenarios: dict[str, float] = field(default_factory=lambda: {s: 1.0 for s in SCENARIOS})
@@ -45,18 +55,23 @@ class MaskSpec:
     region_fraction: float = 0.8
     region_shape: str = "mixed"
     blob_scale: int = 16
+    record_share: tuple[float, float] = (0.05, 1.0)
 
     def __post_init__(self) -> None:
         self.species_k = (int(self.species_k[0]), int(self.species_k[1]))
+        self.record_share = (float(self.record_share[0]), float(self.record_share[1]))
         self.scenarios = {str(k): float(v) for k, v in self.scenarios.items()}
         self.validate()
 
     def validate(self, n_species: Optional[int] = None) -> None:
-        unknown = set(self.scenarios) - set(SCENARIOS)
+        unknown = set(self.scenarios) - set(DRAW_SCENARIOS)
         if unknown or not self.scenarios or any(v < 0 for v in self.scenarios.values()) \
                 or sum(self.scenarios.values()) <= 0:
-            raise InputError(f"Mask scenarios {self.scenarios} are not valid: use names from {SCENARIOS} "
+            raise InputError(f"Mask scenarios {self.scenarios} are not valid: use names from {DRAW_SCENARIOS} "
                              "with non-negative weights, at least one positive.")
+        lo, hi = self.record_share
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise InputError(f"Record share range {self.record_share} is not valid: need 0 <= lo <= hi <= 1.")
         lo, hi = self.species_k
         if lo < 1 or hi < lo:
             raise InputError(f"Mask species k range {self.species_k} is not valid: need 1 <= lo <= hi.")
@@ -73,17 +88,20 @@ class MaskSpec:
     def only(self, scenario: str, species_k: Optional[int] = None) -> "MaskSpec":
         """The same spec restricted to one scenario (and optionally a fixed k)."""
         k = self.species_k if species_k is None else (species_k, species_k)
-        return MaskSpec({scenario: 1.0}, k, self.region_fraction, self.region_shape, self.blob_scale)
+        return MaskSpec({scenario: 1.0}, k, self.region_fraction, self.region_shape, self.blob_scale,
+                        self.record_share)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["species_k"] = list(self.species_k)
+        d["record_share"] = list(self.record_share)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MaskSpec":
         d = dict(d)
         d["species_k"] = tuple(d.get("species_k", (1, 3)))
+        d["record_share"] = tuple(d.get("record_share", (0.05, 1.0)))
         return cls(**d)
 
 
@@ -160,14 +178,16 @@ def species_sets(n: int, n_species: int, k_range: tuple[int, int], gen: torch.Ge
 
 def draw_masks(spec: MaskSpec, n: int, n_species: int, h: int, w: int, gen: torch.Generator,
                species: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hidden cells (n, S, h, w) bool and the scenario index of each sample (n,) into SCENARIOS,
-    on the generator's device.
+    """Hidden cells (n, S, h, w) bool and the scenario index of each sample (n,) into
+    DRAW_SCENARIOS, on the generator's device. An ``unrecorded`` draw hides every species in the
+    region here; :func:`reveal_records` then uncovers its share of record cells.
 
     ``species`` (n, S) bool, optional, overrides the random choice of hidden species (used by
     evaluation to hide each species in turn). The generator is advanced identically either way.
     """
     dev = gen.device
-    weights = torch.tensor([spec.scenarios.get(s, 0.0) for s in SCENARIOS], dtype=torch.float64, device=dev)
+    names = DRAW_SCENARIOS if UNRECORDED in spec.scenarios else SCENARIOS  # older mixtures draw as before
+    weights = torch.tensor([spec.scenarios.get(s, 0.0) for s in names], dtype=torch.float64, device=dev)
     scenario = torch.multinomial(weights, n, replacement=True, generator=gen)
     chosen = species_sets(n, n_species, spec.species_k, gen)
     if species is not None:
@@ -177,8 +197,29 @@ def draw_masks(spec: MaskSpec, n: int, n_species: int, h: int, w: int, gen: torc
     all_species = torch.ones(n, n_species, 1, 1, dtype=torch.bool, device=dev)
     sc = scenario.view(n, 1, 1, 1)
     spatial = torch.where(sc == SCENARIOS.index("species"), everywhere, region.unsqueeze(1))
-    which = torch.where(sc == SCENARIOS.index("region"), all_species, chosen.view(n, n_species, 1, 1))
+    every = (sc == SCENARIOS.index("region")) | (sc == DRAW_SCENARIOS.index(UNRECORDED))
+    which = torch.where(every, all_species, chosen.view(n, n_species, 1, 1))
     return spatial & which, scenario
+
+
+def reveal_draws(spec: MaskSpec, scenario: torch.Tensor, h: int, w: int, gen: torch.Generator) -> torch.Tensor:
+    """(n, 1, h, w) bool: the cells an ``unrecorded`` draw leaves visible if they hold a record.
+    Per sample a share is drawn uniformly in ``spec.record_share`` and each cell is kept with that
+    chance; samples of other scenarios keep none. Drawn for the whole batch (so every process of a
+    distributed run draws alike) without looking at the records: :func:`reveal_records` applies it."""
+    n = scenario.shape[0]
+    lo, hi = spec.record_share
+    share = lo + (hi - lo) * torch.rand(n, generator=gen, device=gen.device)
+    chance = torch.rand(n, 1, h, w, generator=gen, device=gen.device) < share.view(n, 1, 1, 1)
+    unrecorded = (scenario == DRAW_SCENARIOS.index(UNRECORDED)).view(n, 1, 1, 1)
+    return chance & unrecorded
+
+
+def reveal_records(hidden: torch.Tensor, presence: torch.Tensor, reveal: torch.Tensor) -> torch.Tensor:
+    """Hidden cells (n, S, h, w) less the record cells (a record of any species in ``presence``,
+    (n, S, h, w)) that ``reveal`` (from :func:`reveal_draws`) keeps visible, every species of them."""
+    recorded = presence.to(torch.bool).any(dim=1, keepdim=True)
+    return hidden & ~(reveal.to(hidden.device) & recorded)
 
 
 def drop_aux_bands(probability: float, batch: int, n_aux: int, generator: torch.Generator) -> torch.Tensor:

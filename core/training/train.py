@@ -30,7 +30,8 @@ from ..atomic import atomic_path, check_writable
 from ..data.stack import Stack
 from ..device import pick_device
 from ..errors import InputError
-from ..masks.masking import SCENARIOS, MaskSpec, draw_masks, drop_aux_bands, generator_for
+from ..masks.masking import (SCENARIOS, UNRECORDED, MaskSpec, draw_masks, drop_aux_bands, generator_for,
+                             reveal_draws, reveal_records)
 from ..masks.tiles import HoldoutSplit, StackTensors, TileBatch, holdout_tiles, train_frequency, training_tiles
 from ..model.inputs import model_inputs
 from ..model.model_file import ModelCard, git_commit, save_model
@@ -197,13 +198,17 @@ class Trainer:
         idx = torch.randint(len(self.origins), (c.batch_size,), generator=g, device=self.device)
         codes = torch.randint(8, (c.batch_size,), generator=g, device=self.device)
         n_s = len(self.stack.species)
-        hidden, _ = draw_masks(c.mask, c.batch_size, n_s, c.tile_size, c.tile_size, g)
+        hidden, scenario = draw_masks(c.mask, c.batch_size, n_s, c.tile_size, c.tile_size, g)
         lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
         tiles = self.tensors.gather(self.origins[idx[lo:hi]], c.tile_size, codes[lo:hi] if c.augment else None)
         if c.use_aux and c.aux_dropout > 0:  # drawn last: without dropout the batch is what it always was
             kept = drop_aux_bands(c.aux_dropout, c.batch_size, tiles.aux.shape[1], g)[lo:hi]
             tiles = TileBatch(tiles.presence, tiles.aux * kept, tiles.valid)
-        return tiles, hidden[lo:hi]
+        hidden = hidden[lo:hi]
+        if UNRECORDED in c.mask.scenarios:  # after the rest, for the same reason
+            reveal = reveal_draws(c.mask, scenario, c.tile_size, c.tile_size, g)[lo:hi]
+            hidden = reveal_records(hidden, tiles.presence, reveal)
+        return tiles, hidden
 
     def train_step(self) -> float:
         """One optimizer step; returns the global batch's loss."""
