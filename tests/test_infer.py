@@ -325,7 +325,7 @@ def test_bench_infer_runs_both_pipelines_on_the_same_cells(stack_file):
     assert any(line.startswith("ratio:") for line in lines)
 
 
-def test_hide_unrecorded_predicts_every_valid_cell_without_a_record(stack, stack_file, unet_file, tmp_path):
+def test_hide_unrecorded_predicts_every_cell_without_a_record_and_shows_the_records(stack, stack_file, unet_file, tmp_path):
     out = tmp_path / "unrecorded.tif"
     rc = cli_main(["predict", "--stack", str(stack_file), "--models", str(unet_file), "--hide-unrecorded",
                    "--window", "96", "--overlap", "16", "--device", "cpu", "--no-quicklook", "--out", str(out)])
@@ -333,5 +333,10 @@ def test_hide_unrecorded_predicts_every_valid_cell_without_a_record(stack, stack
     recorded = stack.presence.astype(bool).any(0)
     assert recorded.any() and (stack.valid & ~recorded).any()
     with rasterio.open(out) as src:
-        mean = src.read(1)
-    np.testing.assert_array_equal(np.isfinite(mean), stack.valid & ~recorded)
+        names = list(src.descriptions)
+        mean, std = (src.read(names.index(f"{k}_{stack.species[0]}") + 1) for k in ("mean", "std"))
+    predicted = stack.valid & ~recorded
+    known = stack.presence[0].astype(bool)                     # the first species' own records show as 1
+    np.testing.assert_array_equal(np.isfinite(mean), predicted | known)
+    assert np.all(mean[known] == 1.0) and np.all(std[known] == 0.0)
+    assert np.all(mean[predicted] < 1.0)

@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hide-unrecorded", action="store_true",
                    help="hide every cell that holds no record (inside --hide-bounds/--hide-vector if given), every "
                         "record visible: where are the records nobody made? (asked of models trained with the "
-                        "'unrecorded' masking scenario; use --draws 1)")
+                        "'unrecorded' masking scenario; use --draws 1). The records show as probability 1 of "
+                        "their species")
     p.add_argument("--bounds-crs", default="EPSG:4326",
                    help="CRS of --hide-bounds (default EPSG:4326: lon/lat degrees; 'grid' for the stack's CRS)")
     p.add_argument("--draws", type=int, default=1,

@@ -53,7 +53,7 @@ from ..data.stack import Stack, stack_fingerprint
 from ..data.stack_sources import StackSource, open_stack_source
 from ..device import pick_device
 from ..errors import InputError, ModelMismatchError
-from ..masks.hiding import HideSpec
+from ..masks.hiding import HideSpec, UnrecordedRegion
 from ..model.inputs import model_inputs
 from ..model.shared_aux import AuxTerms, SharedAuxModel
 from ..model.model_file import ModelCard, check_ensemble, ensemble_threshold, load_model
@@ -233,6 +233,8 @@ class _Infiller:
         self.flags = hide.species_flags(self.species)
         self.out_species = hide.output_species(self.species)
         self.out_index = torch.tensor([self.species.index(s) for s in self.out_species], device=device)
+        # asked where the unrecorded minerals are, the map shows the records themselves as known (1)
+        self.show_records = isinstance(hide.region, UnrecordedRegion)
         self.extra = self.discovery or draws > 1
         self.specs = [mask_spec_of(m.card) if self.extra else None for m in members]
         self.rows, self.cols = layout.rows.starts, layout.cols.starts
@@ -428,6 +430,10 @@ class _Infiller:
                 mean[k] = m.masked_fill_(~has, float("nan")).cpu().numpy()
                 std[k] = var.sqrt_().masked_fill_(~has, float("nan")).cpu().numpy()
                 self.predicted[k] += int(has.sum())
+                if self.show_records:
+                    known = self.source.read_presence(self.species.index(self.out_species[k]), lo, 0, hi - lo, w)
+                    known &= ~has.cpu().numpy()
+                    mean[k][known], std[k][known] = 1.0, 0.0
             sink.write_rows(lo, mean, std)
         if not last:
             if self.rank != 0:  # rank 0 carries the rows already summed over the ranks
