@@ -198,3 +198,23 @@ def test_vector_files_without_gdal_bindings_say_how_to_install_them(monkeypatch)
     monkeypatch.setitem(sys.modules, "osgeo", None)   # makes `from osgeo import ...` fail
     with pytest.raises(SetupError, match="scripts/setup.sh"):
         read_geometries(defaults.OUTLINE)
+
+
+def test_source_bits_mark_each_cell_with_the_sources_that_recorded_it():
+    import numpy as np
+    from core.data.grid import Grid
+    from core.data.record_sources import source_bits
+    from core.data.records import Records
+    from rasterio.transform import from_origin
+
+    grid = Grid("EPSG:4326", from_origin(0, 4, 1, 1), 4, 4)
+    recs = Records(lon=np.array([0.5, 0.5, 1.5, 2.5, 3.5]), lat=np.array([3.5, 3.5, 3.5, 0.5, 0.5]),
+                   species=np.ones((5, 1), bool), symbols=["Au"], names=[""] * 5, commodities=["Au"] * 5,
+                   datasets=["a", "b", "a", "c", "held"])
+    recorded = np.ones((4, 4), bool)
+    names, bits = source_bits(recs, grid, recorded, exclude=["held"])
+    assert names[0] == "a" and set(names) == {"a", "b", "c"}
+    ia, ib, ic = (1 << names.index(n) for n in "abc")
+    assert bits[0, 0] == ia | ib and bits[0, 1] == ia and bits[3, 2] == ic and bits[3, 3] == 0
+    recorded[0, 1] = False
+    assert source_bits(recs, grid, recorded)[1][0, 1] == 0

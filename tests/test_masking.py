@@ -133,3 +133,24 @@ def test_mixtures_without_unrecorded_draw_as_before():
     assert torch.equal(a, b) and torch.equal(sa, sb) and int(sa.max()) < len(SCENARIOS)
     with pytest.raises(InputError, match="Record share"):
         MaskSpec(record_share=(0.5, 0.2))
+
+
+def test_hiding_by_source_keeps_the_other_sources_record_cells_visible():
+    from core.masks.masking import source_reveal
+
+    sources = torch.zeros(2, 4, 4, dtype=torch.int64)
+    sources[0, 0, :3] = 0b01          # source 0: three cells
+    sources[0, 1, 0] = 0b10           # source 1: one cell
+    sources[0, 2, 0] = 0b11           # a cell both recorded
+    # pick 0.1 falls on source 0 (4 of its 6 record-cell slots come first): only cells source 1 recorded stay
+    keep = source_reveal(sources, torch.tensor([0.1, 0.5]), torch.tensor([True, True]))
+    assert keep.shape == (2, 1, 4, 4)
+    expect = torch.zeros(4, 4, dtype=torch.bool)
+    expect[1, 0] = expect[2, 0] = True
+    assert torch.equal(keep[0, 0], expect)
+    assert not keep[1].any()          # a tile without records keeps nothing
+    keep = source_reveal(sources, torch.tensor([0.9, 0.5]), torch.tensor([True, True]))   # source 1 hidden
+    expect = torch.zeros(4, 4, dtype=torch.bool)
+    expect[0, :3] = expect[2, 0] = True
+    assert torch.equal(keep[0, 0], expect)
+    assert not source_reveal(sources, torch.tensor([0.1, 0.5]), torch.tensor([False, True])).any()

@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ..errors import InputError
-from ..masks.masking import REGION_SHAPES
+from ..masks.masking import HIDE_BY, REGION_SHAPES, UNRECORDED
 from ..model.model_file import card_path
 from ..model.models import AUX_PRIOR_OPTION, RESNET_DEPTHS, model_option_names, unknown_model_options
 from ..model.pu import PU_OPTION
@@ -95,6 +95,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--record-share", type=float, nargs=2, metavar=("LO", "HI"),
                    help="share of the region's record cells left visible in the unrecorded scenario, uniform "
                         "in [LO, HI] (default 0.05 1)")
+    g.add_argument("--unrecorded-by", choices=HIDE_BY,
+                   help="what the unrecorded scenario hides: a random share of the region's record cells "
+                        "(share, default) or every record of one source data set in the tile, the others' "
+                        "visible (source: the records' 'dataset' column, read from --records)")
+    g.add_argument("--records", type=Path, default=None,
+                   help="the records CSV the stack was built from, for --unrecorded-by source (default: the "
+                        "embedded records)")
     g.add_argument("--mask-species-k", type=int, nargs=2, metavar=("LO", "HI"),
                    help="number of species hidden, uniform in [LO, HI]")
     g.add_argument("--mask-fraction", type=float, help="A: masked-area fraction of the hidden region")
@@ -121,7 +128,7 @@ OPTION_KEYS = {  # argparse dest -> TrainConfig key
     "micro_batch": "micro_batch", "lr": "lr", "weight_decay": "weight_decay", "warmup_steps": "warmup_steps",
     "grad_clip": "grad_clip", "loss_bce": "loss.bce", "loss_dice": "loss.dice", "loss_recall": "loss.recall",
     "pos_weight": "loss.pos_weight", "loss_prior": "loss.prior", "mask_scenarios": "mask.scenarios", "mask_species_k": "mask.species_k",
-    "record_share": "mask.record_share",
+    "record_share": "mask.record_share", "unrecorded_by": "mask.hide_by",
     "mask_fraction": "mask.region_fraction", "mask_shape": "mask.region_shape", "blob_scale": "mask.blob_scale",
     "block_size": "holdout.block_size", "val_fraction": "holdout.val_fraction",
     "test_fraction": "holdout.test_fraction", "split_seed": "holdout.seed", "holdout_buffer": "holdout.buffer",
@@ -145,6 +152,23 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             if overrides.get(key) is None:
                 overrides[key] = value
     return config.with_overrides(overrides)
+
+
+def record_sources(config: TrainConfig, stack, records: Optional[Path]):
+    """The sources' bits for the unrecorded scenario hiding by source (None when not asked): the
+    records read on the stack's species, less the sources a discovery stack holds out."""
+    if UNRECORDED not in config.mask.scenarios or config.mask.hide_by != "source":
+        return None
+    from ..data import defaults
+    from ..data.record_sources import source_bits
+    from ..data.records import read_records
+    from ..evaluation.discovery import INFO_KEY
+    from ..inference.layer_inputs import catalog_for
+
+    recs = read_records(records or defaults.RECORDS, catalog_for(stack.species))
+    names, bits = source_bits(recs, stack.grid, stack.presence.any(axis=0), stack.info.get(INFO_KEY) or ())
+    print(f"unrecorded scenario hides one source at a time, among {len(names)} with records on the stack")
+    return bits
 
 
 def run(args: argparse.Namespace) -> int:
@@ -171,5 +195,5 @@ def run(args: argparse.Namespace) -> int:
                            ckpt})
     stack = load_stack(args.stack)
     train(stack, config, args.out, checkpoint_dir=args.checkpoint_dir, resume=args.resume, device=args.device,
-          progress=TqdmProgress())
+          progress=TqdmProgress(), record_sources=record_sources(config, stack, args.records))
     return 0

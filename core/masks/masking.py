@@ -35,6 +35,7 @@ SCENARIOS = ("region", "species", "both")  # the scenarios evaluated and thresho
 UNRECORDED = "unrecorded"
 DRAW_SCENARIOS = SCENARIOS + (UNRECORDED,)  # those a training mixture may draw
 REGION_SHAPES = ("rect", "blob", "mixed")
+HIDE_BY = ("share", "source")  # what the unrecorded scenario leaves visible
 
 
 @dataclass
@@ -47,7 +48,9 @@ class MaskSpec:
     "A = 0.8", as this project reads it). ``blob_scale`` is the size, in cells, of the noise
     lattice behind irregular blobs: larger gives fewer, rounder blobs. ``record_share`` is the
     inclusive range (uniform) of the share of the region's record cells left visible in the
-    ``unrecorded`` scenario.
+    ``unrecorded`` scenario when ``hide_by`` is "share"; with "source" it hides instead every
+    record of one source data set present in the tile, the other sources' record cells visible
+    (:func:`source_reveal`; the trainer needs the records' sources).
     """
 
     scenarios: dict[str, float] = field(default_factory=lambda: {s: 1.0 for s in SCENARIOS})
@@ -56,6 +59,7 @@ class MaskSpec:
     region_shape: str = "mixed"
     blob_scale: int = 16
     record_share: tuple[float, float] = (0.05, 1.0)
+    hide_by: str = "share"
 
     def __post_init__(self) -> None:
         self.species_k = (int(self.species_k[0]), int(self.species_k[1]))
@@ -72,6 +76,8 @@ class MaskSpec:
         lo, hi = self.record_share
         if not 0.0 <= lo <= hi <= 1.0:
             raise InputError(f"Record share range {self.record_share} is not valid: need 0 <= lo <= hi <= 1.")
+        if self.hide_by not in HIDE_BY:
+            raise InputError(f"Unrecorded hiding '{self.hide_by}' unknown; use one of {HIDE_BY}.")
         lo, hi = self.species_k
         if lo < 1 or hi < lo:
             raise InputError(f"Mask species k range {self.species_k} is not valid: need 1 <= lo <= hi.")
@@ -89,7 +95,7 @@ class MaskSpec:
         """The same spec restricted to one scenario (and optionally a fixed k)."""
         k = self.species_k if species_k is None else (species_k, species_k)
         return MaskSpec({scenario: 1.0}, k, self.region_fraction, self.region_shape, self.blob_scale,
-                        self.record_share)
+                        self.record_share, self.hide_by)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -213,6 +219,23 @@ def reveal_draws(spec: MaskSpec, scenario: torch.Tensor, h: int, w: int, gen: to
     chance = torch.rand(n, 1, h, w, generator=gen, device=gen.device) < share.view(n, 1, 1, 1)
     unrecorded = (scenario == DRAW_SCENARIOS.index(UNRECORDED)).view(n, 1, 1, 1)
     return chance & unrecorded
+
+
+def source_reveal(sources: torch.Tensor, pick: torch.Tensor, unrecorded: torch.Tensor) -> torch.Tensor:
+    """(n, 1, h, w) bool: for each ``unrecorded`` sample (n,) bool, the cells recorded by a source
+    other than the one hidden. The hidden source is drawn among those with a record in the tile
+    with chances proportional to their record cells there (as a held-out survey is usually the
+    tile's main source), by ``pick`` (n,) uniform in [0, 1). ``sources``: (n, h, w) int64 bits
+    (:mod:`core.data.record_sources`). A tile without a source record keeps nothing visible."""
+    n = sources.shape[0]
+    bit = torch.arange(63, device=sources.device).view(1, 63, 1)
+    cells = ((sources.view(n, 1, -1) >> bit) & 1).sum(dim=2).double()                 # (n, 63) per source
+    total = cells.sum(dim=1)
+    target = pick.to(sources.device).double() * total
+    chosen = (cells.cumsum(dim=1) <= target.view(n, 1)).sum(dim=1).clamp_max(62)      # first source past it
+    others = sources & ~(torch.ones_like(chosen) << chosen).view(n, 1, 1)
+    keep = (others != 0) & (total > 0).view(n, 1, 1) & unrecorded.view(n, 1, 1).to(sources.device)
+    return keep.unsqueeze(1)
 
 
 def reveal_records(hidden: torch.Tensor, presence: torch.Tensor, reveal: torch.Tensor) -> torch.Tensor:

@@ -162,24 +162,28 @@ def train_frequency(stack: Stack, split: HoldoutSplit) -> dict[str, float]:
 
 @dataclass
 class TileBatch:
-    """Tiles as tensors: presence (B, S, K, K) uint8, aux (B, A, K, K) float32, valid (B, K, K) bool."""
+    """Tiles as tensors: presence (B, S, K, K) uint8, aux (B, A, K, K) float32, valid (B, K, K) bool;
+    optionally the records' sources (B, K, K) int64 bits (:mod:`core.data.record_sources`)."""
 
     presence: torch.Tensor
     aux: torch.Tensor
     valid: torch.Tensor
+    sources: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return self.presence.shape[0]
 
     def slice(self, start: int, stop: int) -> "TileBatch":
-        return TileBatch(self.presence[start:stop], self.aux[start:stop], self.valid[start:stop])
+        return TileBatch(self.presence[start:stop], self.aux[start:stop], self.valid[start:stop],
+                         None if self.sources is None else self.sources[start:stop])
 
 
 class StackTensors:
     """A stack's arrays as tensors on one device, channels last, for fast tile gathering."""
 
-    def __init__(self, stack: Stack, device: torch.device) -> None:
+    def __init__(self, stack: Stack, device: torch.device, sources: Optional[np.ndarray] = None) -> None:
         self.device = device
+        self.sources = None if sources is None else torch.from_numpy(np.ascontiguousarray(sources, np.int64)).to(device)
         self.presence = torch.from_numpy(np.ascontiguousarray(np.moveaxis(stack.presence, 0, -1), np.uint8)).to(device)
         self.aux = torch.from_numpy(np.ascontiguousarray(np.moveaxis(stack.aux, 0, -1), np.float32)).to(device)
         self.valid = torch.from_numpy(np.ascontiguousarray(stack.valid, bool)).to(device)
@@ -210,4 +214,5 @@ class StackTensors:
         cols = cols + origins[:, 1].view(b, 1, 1)
         presence = self.presence[rows, cols].permute(0, 3, 1, 2).contiguous()
         aux = self.aux[rows, cols].permute(0, 3, 1, 2).contiguous()
-        return TileBatch(presence, aux, self.valid[rows, cols])
+        return TileBatch(presence, aux, self.valid[rows, cols],
+                         None if self.sources is None else self.sources[rows, cols])

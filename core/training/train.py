@@ -30,8 +30,8 @@ from ..atomic import atomic_path, check_writable
 from ..data.stack import Stack
 from ..device import pick_device
 from ..errors import InputError
-from ..masks.masking import (SCENARIOS, UNRECORDED, MaskSpec, draw_masks, drop_aux_bands, generator_for,
-                             reveal_draws, reveal_records)
+from ..masks.masking import (DRAW_SCENARIOS, SCENARIOS, UNRECORDED, MaskSpec, draw_masks, drop_aux_bands,
+                             generator_for, reveal_draws, reveal_records, source_reveal)
 from ..masks.tiles import HoldoutSplit, StackTensors, TileBatch, holdout_tiles, train_frequency, training_tiles
 from ..model.inputs import model_inputs
 from ..model.model_file import ModelCard, git_commit, save_model
@@ -162,10 +162,17 @@ def init_distributed(prefer: str = "auto") -> tuple[Dist, torch.device, str]:
 class Trainer:
     """Holds the model, optimizer and data of one run and takes training steps."""
 
-    def __init__(self, stack: Stack, config: TrainConfig, device: torch.device, dist: Dist = Dist()) -> None:
+    def __init__(self, stack: Stack, config: TrainConfig, device: torch.device, dist: Dist = Dist(),
+                 record_sources: Optional[np.ndarray] = None) -> None:
+        """``record_sources``: (H, W) int64 bits of the sources that recorded each cell
+        (:func:`core.data.record_sources.source_bits`), needed by the unrecorded scenario hiding by source."""
         self.stack, self.config, self.device, self.dist = stack, config, device, dist
         c = config
         c.mask.validate(len(stack.species))
+        self.by_source = UNRECORDED in c.mask.scenarios and c.mask.hide_by == "source"
+        if self.by_source and record_sources is None:
+            raise InputError("The unrecorded scenario hiding by source needs the records' sources (train_cli.py "
+                             "train reads them from --records); or hide a share of records (--unrecorded-by share).")
         if not 0 <= c.aux_dropout < 1:
             raise InputError(f"aux_dropout is a probability in [0, 1); got {c.aux_dropout}.")
         if c.batch_size % dist.world:
@@ -177,7 +184,7 @@ class Trainer:
             raise InputError(f"Micro-batch {self.micro} does not divide the per-process batch {self.local_batch}.")
         self.origins = torch.from_numpy(training_tiles(stack, c.holdout, c.tile_size, c.tiles, c.seed,
                                                        c.min_valid, c.require_record)).to(device)
-        self.tensors = StackTensors(stack, device)
+        self.tensors = StackTensors(stack, device, record_sources if self.by_source else None)
         n_s, n_a = len(stack.species), len(stack.aux_bands) if c.use_aux else 0
         self.model_config = ModelConfig(c.arch, 2 * n_s + n_a, n_s, c.encoder_depth, dict(c.model_options))
         torch.manual_seed(c.seed)
@@ -203,10 +210,15 @@ class Trainer:
         tiles = self.tensors.gather(self.origins[idx[lo:hi]], c.tile_size, codes[lo:hi] if c.augment else None)
         if c.use_aux and c.aux_dropout > 0:  # drawn last: without dropout the batch is what it always was
             kept = drop_aux_bands(c.aux_dropout, c.batch_size, tiles.aux.shape[1], g)[lo:hi]
-            tiles = TileBatch(tiles.presence, tiles.aux * kept, tiles.valid)
+            tiles = TileBatch(tiles.presence, tiles.aux * kept, tiles.valid, tiles.sources)
         hidden = hidden[lo:hi]
         if UNRECORDED in c.mask.scenarios:  # after the rest, for the same reason
-            reveal = reveal_draws(c.mask, scenario, c.tile_size, c.tile_size, g)[lo:hi]
+            if self.by_source:
+                pick = torch.rand(c.batch_size, generator=g, device=self.device)[lo:hi]
+                unrecorded = (scenario == DRAW_SCENARIOS.index(UNRECORDED))[lo:hi]
+                reveal = source_reveal(tiles.sources, pick, unrecorded)
+            else:
+                reveal = reveal_draws(c.mask, scenario, c.tile_size, c.tile_size, g)[lo:hi]
             hidden = reveal_records(hidden, tiles.presence, reveal)
         return tiles, hidden
 
@@ -386,9 +398,10 @@ def model_card(trainer: Trainer, validation: dict[str, Any], run: dict[str, Any]
 
 def train(stack: Stack, config: TrainConfig, out: str | Path, checkpoint_dir: Optional[str | Path] = None,
           resume: bool = False, device: str = "auto", progress: Optional[Progress] = None,
-          log: Callable[[str], None] = print) -> dict[str, Any]:
+          log: Callable[[str], None] = print, record_sources: Optional[np.ndarray] = None) -> dict[str, Any]:
     """Train, checkpointing to ``checkpoint_dir`` (default ``<out>.ckpt``), and write the model
-    file ``out`` (rank 0). Returns the validation scores and run facts."""
+    file ``out`` (rank 0). Returns the validation scores and run facts. ``record_sources``: see
+    :class:`Trainer`."""
     out = Path(out)
     dist, dev, why = init_distributed(device)
     say = log if dist.main else (lambda s: None)
@@ -396,7 +409,7 @@ def train(stack: Stack, config: TrainConfig, out: str | Path, checkpoint_dir: Op
         check_writable(out)
     ckpt = Path(checkpoint_dir) if checkpoint_dir else out.with_name(out.stem + ".ckpt")
     say(f"device: {why}")
-    trainer = Trainer(stack, config, dev, dist)
+    trainer = Trainer(stack, config, dev, dist, record_sources)
     c = config
     arch = {"unet": f"U-Net with a resnet{c.encoder_depth} encoder",
             "none": "the context features' linear head alone"}.get(c.arch, c.arch)
