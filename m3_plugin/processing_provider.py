@@ -280,6 +280,7 @@ class BuildStackAlgorithm(M3Algorithm):
 class InfillAlgorithm(M3Algorithm):
     STACK, MODEL, MORE_MODELS, SPECIES, REGION, DRAWS, BATCH, DEVICE, OUTPUT = (
         "STACK", "MODEL", "MORE_MODELS", "SPECIES", "REGION", "DRAWS", "BATCH", "DEVICE", "OUTPUT")
+    UNRECORDED = "UNRECORDED"
 
     def name(self) -> str:
         return "infill"
@@ -291,7 +292,8 @@ class InfillAlgorithm(M3Algorithm):
         return ("Hide species (and/or a region) of an M3 stack and let an ensemble of models × random mask draws "
                 "predict them: a GeoTIFF with the mean probability (mean_<species>) and its standard deviation "
                 "(std_<species>) per hidden species. With a region, only the region and half a tile of context "
-                "around it are computed.")
+                "around it are computed. 'Hide only the cells without a record' asks where the unrecorded "
+                "minerals are: every record stays visible (and shows as probability 1 of its species).")
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.STACK, "M3 stack (from Build stack)"))
@@ -305,6 +307,9 @@ class InfillAlgorithm(M3Algorithm):
             self.SPECIES, "Species to hide (e.g. Au, Cu; empty: all, in the region)", "", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.REGION, "Region to hide (polygons)", [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.UNRECORDED, "Hide only the cells without a record (in the region, if one is given)", False,
+            optional=True))
         self.addParameter(QgsProcessingParameterNumber(self.DRAWS, "Mask draws per model",
                                                        QgsProcessingParameterNumber.Integer, 10, minValue=1))
         self.addParameter(QgsProcessingParameterNumber(self.BATCH, "Batch size (windows per forward pass)",
@@ -314,7 +319,7 @@ class InfillAlgorithm(M3Algorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Mean probability and spread"))
 
     def process(self, parameters, context, feedback) -> dict[str, Any]:
-        from .core.masks.hiding import HideSpec
+        from .core.masks.hiding import HideSpec, UnrecordedRegion
         from .core.inference.infer import infill
         from .core.inference.layer_inputs import as_region, region_grid, window_in
         from .core.model.model_file import read_ensemble_cards
@@ -334,7 +339,6 @@ class InfillAlgorithm(M3Algorithm):
                             .split(";") if p.strip()]
         source = self.parameterAsSource(parameters, self.REGION, context)
         region = as_region(source_shapes(source, source.sourceCrs(), "region")) if source is not None else None
-        hide = HideSpec(tuple(_symbols(self.parameterAsString(parameters, self.SPECIES, context))), region)
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         from .core.output_paths import check_outputs
         check_outputs({"The output": out}, inputs={"the stack": stack_layer.source(), "the model": models})
@@ -345,6 +349,9 @@ class InfillAlgorithm(M3Algorithm):
                 stack_in = stack.read_window(*window_in(stack.grid, grid))
             else:
                 stack_in = stack
+            if self.parameterAsBoolean(parameters, self.UNRECORDED, context):
+                region = UnrecordedRegion(stack_in, region)
+            hide = HideSpec(tuple(_symbols(self.parameterAsString(parameters, self.SPECIES, context))), region)
             device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
             result = infill(stack_in, models, hide, draws=self.parameterAsInt(parameters, self.DRAWS, context),
                             batch_size=self.parameterAsInt(parameters, self.BATCH, context), device=device,

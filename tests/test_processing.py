@@ -267,3 +267,18 @@ def test_algorithms_chain_in_a_processing_model(processing, coarse, model, tmp_p
     layer = QgsVectorLayer(f"{target}|layername=clusters", "c", "ogr")
     assert layer.isValid() and layer.featureCount() > 0  # threshold 0.01: most of the region is flagged
     del layer
+
+
+def test_infill_algorithm_hides_only_the_cells_without_a_record(processing, coarse, model, tmp_path):
+    from core.masks.hiding import UnrecordedRegion
+
+    out = tmp_path / "unrecorded.tif"
+    processing.run("m3:infill", {"STACK": str(coarse), "MODEL": str(model), "SPECIES": "Au", "UNRECORDED": True,
+                                 "DRAWS": 1, "BATCH": 4, "DEVICE": 1, "OUTPUT": str(out)})
+    with rasterio.open(out) as src:
+        got = src.read(1)
+    stack = Stack.read(coarse)
+    expected = infill(stack, [model], HideSpec(("Au",), UnrecordedRegion(stack)), batch_size=4, device="cpu")
+    np.testing.assert_allclose(got, expected.mean[0], atol=1e-5, equal_nan=True)
+    recorded = stack.presence.any(axis=0)
+    assert np.isfinite(got[stack.valid & ~recorded]).all() and np.all(got[stack.presence[0] > 0] == 1.0)

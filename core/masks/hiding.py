@@ -115,11 +115,14 @@ class UnrecordedRegion:
     made, given every record made — which models trained with the ``unrecorded`` masking scenario
     learned (:mod:`core.masks.masking`)."""
 
-    source: Any  # a core.data.stack_sources.StackSource
+    source: Any  # a core.data.stack_sources.StackSource, or a Stack
     within: Optional[Region] = None
     description: str = "every cell without a record"
 
     def __post_init__(self) -> None:
+        from ..data.stack_sources import open_stack_source
+
+        self.source = open_stack_source(self.source)
         if self.within is not None:
             self.description = f"the cells without a record in {self.within.description}"
 
