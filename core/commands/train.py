@@ -90,8 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("masking")
     g.add_argument("--mask-scenarios", type=_scenarios, metavar="NAME=W,...",
                    help="scenario mixture, e.g. region=1,species=1,both=1; 'unrecorded' (training only) hides "
-                        "every species in the region but a random share of its record cells, the discovery "
-                        "question (predict --hide-unrecorded asks it)")
+                        "every species in the region but some of its record cells (--unrecorded-by), the "
+                        "discovery question (predict --hide-unrecorded asks it)")
     g.add_argument("--record-share", type=float, nargs=2, metavar=("LO", "HI"),
                    help="share of the region's record cells left visible in the unrecorded scenario, uniform "
                         "in [LO, HI] (default 0.05 1)")

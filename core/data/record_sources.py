@@ -30,8 +30,8 @@ def source_bits(records: Records, grid: Grid, recorded: np.ndarray,
         raise InputError("The records have no 'dataset' column: hiding by source needs one (or use "
                          "--unrecorded-by share).")
     rows, cols, inside = record_cells(records, grid)
-    names = [d for d in records.datasets]
-    keep = inside & np.array([bool(d) and d not in set(exclude) for d in names])
+    names, held = list(records.datasets), set(exclude)
+    keep = inside & np.array([bool(d) and d not in held for d in names])
     keep[keep] = recorded[rows[keep], cols[keep]]
     counts = Counter(d for d, k in zip(names, keep) if k)
     sources = [d for d, _ in counts.most_common(MAX_SOURCES)]

@@ -11,8 +11,9 @@ cases of that one form:
   "where would species X be in this area?").
 
 A fourth, training-only scenario asks the discovery question: ``unrecorded`` hides every species
-inside the region except at a random share of the region's record cells, which stay visible
-(:func:`reveal_records`); the model learns where records are that nobody recorded near the
+inside the region except at some of the region's record cells, which stay visible
+(:func:`reveal_records`): a random share of them, or those of every source data set but one
+(``MaskSpec.hide_by``); the model learns where records are that nobody recorded near the
 visible ones, from those records and the aux bands. ``predict --hide-unrecorded`` asks it on the
 whole grid: every cell without a record hidden, every record visible.
 
