@@ -90,8 +90,11 @@ class RasterRegion:
         self.array = self.array.astype(bool)
 
     def mask(self, grid: Grid) -> np.ndarray:
-        row0, col0 = window_offset(self.grid, grid, "The region raster is on another grid than the stack; "
-                                                    "rasterise it on the stack's grid.")
+        if grid.crs != self.grid.crs or abs(grid.resolution - self.grid.resolution) > 1e-9 * grid.resolution:
+            raise InputError("The region raster is on another grid than the stack; rasterise it on the stack's grid.")
+        t, g = self.grid.transform, grid.transform
+        col0 = int(round((g.c - t.c) / t.a))
+        row0 = int(round((g.f - t.f) / t.e))
         out = np.zeros(grid.shape, bool)
         r0, r1 = max(row0, 0), min(row0 + grid.height, self.grid.height)
         c0, c1 = max(col0, 0), min(col0 + grid.width, self.grid.width)
@@ -100,38 +103,30 @@ class RasterRegion:
         return out
 
 
-def window_offset(whole: Grid, window: Grid, message: str) -> tuple[int, int]:
-    """Row and column of ``window``'s first cell on ``whole`` (an aligned grid, or InputError)."""
-    if window.crs != whole.crs or abs(window.resolution - whole.resolution) > 1e-9 * window.resolution:
-        raise InputError(message)
-    t, g = whole.transform, window.transform
-    return int(round((g.f - t.f) / t.e)), int(round((g.c - t.c) / t.a))
-
-
-@dataclass
 class UnrecordedRegion:
     """The cells of a stack that hold no record of any species, optionally only inside another
     region. Hiding every species there asks the discovery question — where are the records nobody
     made, given every record made — which models trained with the ``unrecorded`` masking scenario
-    learned (:mod:`core.masks.masking`)."""
+    learned (:mod:`core.masks.masking`). The stack's records are read once, here."""
 
-    source: Any  # a core.data.stack_sources.StackSource, or a Stack
-    within: Optional[Region] = None
-    description: str = "every cell without a record"
-
-    def __post_init__(self) -> None:
+    def __init__(self, stack: Any, within: Optional[Region] = None) -> None:
+        """``stack``: a Stack or an open StackSource (read here, not closed)."""
         from ..data.stack_sources import open_stack_source
 
-        self.source = open_stack_source(self.source)
-        if self.within is not None:
-            self.description = f"the cells without a record in {self.within.description}"
+        if isinstance(stack, (str, Path)):
+            raise TypeError("give UnrecordedRegion a Stack or an open StackSource, not a path")
+        source = open_stack_source(stack)
+        g = source.grid
+        recorded = np.zeros(g.shape, bool)
+        for i in range(len(source.species)):
+            recorded |= source.read_presence(i, 0, 0, g.height, g.width)
+        self.within = within
+        self.description = ("every cell without a record" if within is None
+                            else f"the cells without a record in {within.description}")
+        self._cells = RasterRegion(~recorded, g, self.description)
 
     def mask(self, grid: Grid) -> np.ndarray:
-        row0, col0 = window_offset(self.source.grid, grid, "The stack to read records from is on another grid.")
-        recorded = np.zeros(grid.shape, bool)
-        for i in range(len(self.source.species)):
-            recorded |= self.source.read_presence(i, row0, col0, grid.height, grid.width)
-        out = ~recorded
+        out = self._cells.mask(grid)
         return out & self.within.mask(grid) if self.within is not None else out
 
 
