@@ -1,6 +1,7 @@
 """The trainer: kill -9 and --resume end where an uninterrupted run ends; torchrun with 2 CPU
 processes (gloo) matches one process with the same global batch; the model file and its card."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -193,3 +194,27 @@ def test_unrecorded_training_draws_leave_some_record_cells_visible_and_train():
     share = uncovered.sum() / (region & recorded).sum()
     assert 0.35 < float(share) < 0.65
     assert torch.isfinite(torch.tensor(trainer.train_step()))
+
+
+def test_target_radius_trains_on_presence_within_the_radius():
+    from core.commands.train import config_from_args
+    from core.cli import parser
+    from core.training.loss import presence_within
+
+    args = parser().parse_args(["train", "--out", "m.safetensors", "--target-radius", "2"])
+    assert config_from_args(args).target_radius == 2
+    presence = torch.zeros(1, 2, 9, 9)
+    presence[0, 0, 4, 4] = 1
+    within = presence_within(presence, 2)
+    assert within[0, 0, 2:7, 2:7].all() and within[0, 0].sum() == 25 and not within[0, 1].any()
+    assert torch.equal(presence_within(presence, 0), presence)
+
+    stack = synthetic_stack(96, 96, n_species=3, n_aux=2, seed=5)
+    cfg = TrainConfig(steps=1, tiles=8, tile_size=32, batch_size=4, holdout=HoldoutSplit(block_size=32),
+                      val_every=0, model_options={"decoder_channels": [16, 16, 8, 8, 8]})
+    plain = Trainer(stack, cfg, torch.device("cpu"))
+    wide = Trainer(stack, cfg.with_overrides({"target_radius": 3}), torch.device("cpu"))
+    loss_plain, loss_wide = plain.train_step(), wide.train_step()   # the same batch and weights
+    assert math.isfinite(loss_wide) and loss_wide != loss_plain
+    with pytest.raises(InputError, match="target_radius"):
+        Trainer(stack, cfg.with_overrides({"target_radius": -1}), torch.device("cpu"))

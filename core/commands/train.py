@@ -85,6 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--loss-dice", type=float, help="weight of soft Dice")
     g.add_argument("--loss-recall", type=float, help="weight of the soft recall term")
     g.add_argument("--pos-weight", type=float, help="BCE weight of positive cells")
+    g.add_argument("--target-radius", type=int, metavar="CELLS",
+                   help="train on 'a record of the species within CELLS cells' of each hidden cell (a square "
+                        "of side 2·CELLS+1) instead of the cell itself: a coarser-scale target (default 0)")
     g.add_argument("--loss-prior", type=float,
                    help="weight of the aux prior's own loss on every valid cell (model option aux_prior)")
     g = p.add_argument_group("masking")
@@ -127,7 +130,7 @@ OPTION_KEYS = {  # argparse dest -> TrainConfig key
     "require_record": "require_record", "augment": "augment", "batch_size": "batch_size",
     "micro_batch": "micro_batch", "lr": "lr", "weight_decay": "weight_decay", "warmup_steps": "warmup_steps",
     "grad_clip": "grad_clip", "loss_bce": "loss.bce", "loss_dice": "loss.dice", "loss_recall": "loss.recall",
-    "pos_weight": "loss.pos_weight", "loss_prior": "loss.prior", "mask_scenarios": "mask.scenarios", "mask_species_k": "mask.species_k",
+    "pos_weight": "loss.pos_weight", "target_radius": "target_radius", "loss_prior": "loss.prior", "mask_scenarios": "mask.scenarios", "mask_species_k": "mask.species_k",
     "record_share": "mask.record_share", "unrecorded_by": "mask.hide_by",
     "mask_fraction": "mask.region_fraction", "mask_shape": "mask.region_shape", "blob_scale": "mask.blob_scale",
     "block_size": "holdout.block_size", "val_fraction": "holdout.val_fraction",

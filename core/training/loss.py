@@ -35,6 +35,16 @@ class LossWeights:
         return asdict(self)
 
 
+def presence_within(presence: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B, S, H, W) target "a record of the species within ``radius`` cells" (a square of side
+    2·radius + 1; the tile's edge counts as no record): the coarser-scale training target of
+    ``train --target-radius``. ``radius`` 0 returns ``presence`` itself."""
+    if radius <= 0:
+        return presence
+    pooled = F.max_pool2d(presence.float(), 2 * radius + 1, stride=1, padding=radius)
+    return pooled.to(presence.dtype)
+
+
 def loss_counts(target: torch.Tensor, hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Normalisers of the three terms (float64, shape (3,)): hidden valid cells; (tile, species)
     pairs with any hidden positive cell (for Dice and for recall)."""

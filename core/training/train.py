@@ -40,7 +40,7 @@ from ..model.predictors import ModelPredictor
 from ..model.pu import PU_OPTION, PUModel, card_description, pu_spec, record_logits
 from ..progress import Progress, check_cancelled
 from .checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
-from .loss import LossWeights, combine, loss_counts, loss_sums, prior_sum, target_group_cells, target_group_sum
+from .loss import LossWeights, combine, loss_counts, loss_sums, presence_within, prior_sum, target_group_cells, target_group_sum
 from .validation import HoldoutMasks, collect, pooled_threshold
 
 # Fields that may change between a run and its resumption without changing the result.
@@ -78,6 +78,7 @@ class TrainConfig:
     val_every: int = 100
     val_tiles: int = 64
     val_draws: int = 2
+    target_radius: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -175,6 +176,8 @@ class Trainer:
                              "train reads them from --records); or hide a share of records (--unrecorded-by share).")
         if not 0 <= c.aux_dropout < 1:
             raise InputError(f"aux_dropout is a probability in [0, 1); got {c.aux_dropout}.")
+        if c.target_radius < 0:
+            raise InputError(f"target_radius is a number of cells, 0 or more; got {c.target_radius}.")
         if c.batch_size % dist.world:
             raise InputError(f"Batch size {c.batch_size} does not split over {dist.world} processes; "
                              "use a multiple of the number of processes.")
@@ -226,9 +229,10 @@ class Trainer:
         """One optimizer step; returns the global batch's loss."""
         c = self.config
         tiles, hidden = self.batch(self.step)
+        target = presence_within(tiles.presence, c.target_radius)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(c, self.step)
-        counts = self.dist.all_reduce(loss_counts(tiles.presence, hidden, tiles.valid))
+        counts = self.dist.all_reduce(loss_counts(target, hidden, tiles.valid))
         prior_cells = self.dist.all_reduce(tiles.valid.sum().double() * tiles.presence.shape[1])
         pu = isinstance(self.model, PUModel)
         if pu:
@@ -239,6 +243,7 @@ class Trainer:
         for m in range(n_micro):
             part = tiles.slice(m * self.micro, (m + 1) * self.micro)
             h = hidden[m * self.micro:(m + 1) * self.micro]
+            y = target[m * self.micro:(m + 1) * self.micro]
             aux = part.aux if c.use_aux else part.aux[:, :0]
             x = model_inputs(part.presence, h, aux, part.valid)
             sync = m == n_micro - 1 or self.dist.world == 1
@@ -249,7 +254,7 @@ class Trainer:
                 if pu:  # the records are explained by presence x observation (core.model.pu)
                     observation = self.model.last_observation
                     logits = record_logits(logits, observation)
-                sums = loss_sums(logits, part.presence, h, part.valid, c.loss)
+                sums = loss_sums(logits, y, h, part.valid, c.loss)
                 loss = combine(sums, counts, c.loss) * self.dist.world
                 if pu and self.model.target_group > 0:
                     own = target_group_sum(observation, part.presence, h, part.valid)
@@ -280,7 +285,8 @@ class Trainer:
         meta = read_checkpoint_meta(directory)
         if meta is None:
             return False
-        mine, theirs = self.config.to_dict(), meta["config"]
+        # a checkpoint written before a setting existed was made with its default
+        mine, theirs = self.config.to_dict(), TrainConfig.from_dict(meta["config"]).to_dict()
         diff = sorted(k for k in set(mine) | set(theirs)
                       if k not in RESUMABLE_CHANGES and mine.get(k) != theirs.get(k))
         if diff:
