@@ -1,5 +1,6 @@
-"""The M3 Processing provider: "Build stack", "Infill minerals" and "Find clusters", for the toolbox,
-batch mode and the Model Designer. Each calls the same ``core`` functions as the CLI and the dock."""
+"""The M3 Processing provider: "Build stack", "Infill minerals", "Aux-only map", "Combine maps" and
+"Find clusters", for the toolbox, batch mode and the Model Designer. Each calls the same ``core``
+functions as the CLI and the dock."""
 from __future__ import annotations
 
 import re
@@ -29,6 +30,8 @@ CLI_TO_ALGORITHM = (
     (r"(?:python )?train_cli\.py build-stack(?: --out \S+)?", "the M3 algorithm 'Build stack' (m3:buildstack)"),
     (r"(?:python )?train_cli\.py predict(?: --out \S+)?", "the M3 algorithm 'Infill minerals' (m3:infill)"),
     (r"(?:python )?train_cli\.py clusters(?: --out \S+)?", "the M3 algorithm 'Find clusters' (m3:clusters)"),
+    (r"(?:python )?train_cli\.py aux-map(?: --out \S+)?", "the M3 algorithm 'Aux-only map' (m3:auxmap)"),
+    (r"(?:python )?train_cli\.py combine-maps(?: --out \S+)?", "the M3 algorithm 'Combine maps' (m3:combinemaps)"),
     (r"(?:python )?train_cli\.py train(?: --out \S+)?",
      "M3's training command (see the plugin's Help), or leave the model empty for the bundled model"),
 )
@@ -365,6 +368,86 @@ class InfillAlgorithm(M3Algorithm):
         return {self.OUTPUT: out}
 
 
+class AuxMapAlgorithm(M3Algorithm):
+    STACK, SPECIES, SEEDS, OUTPUT = "STACK", "SPECIES", "SEEDS", "OUTPUT"
+
+    def name(self) -> str:
+        return "auxmap"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Aux-only map"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return ("Per species, gradient boosting (scikit-learn) on the stack's aux bands and their local mean and "
+                "spread, fitted to where that species' records are: the probability on every valid cell, with "
+                "no record as input (mean_<species>, std_<species> over the seeds; the layout of Infill "
+                "minerals). On M3's discovery test (README) this map ranks some held-out surveys' records "
+                "better than M3's own maps: look at it beside M3's, or add the two with Combine maps.")
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.STACK, "M3 stack (from Build stack)"))
+        self.addParameter(QgsProcessingParameterString(
+            self.SPECIES, "Species (e.g. Au, Cu; empty: all the stack's)", "", optional=True))
+        self.addParameter(QgsProcessingParameterNumber(self.SEEDS, "Fits per species (mean and spread over them)",
+                                                       QgsProcessingParameterNumber.Integer, 1, minValue=1))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Aux-only probability"))
+
+    def process(self, parameters, context, feedback) -> dict[str, Any]:
+        from .core.data.stack import Stack
+        from .core.inference.aux_map import make_aux_map, sklearn_missing, write_aux_map
+        from .core.output_paths import check_outputs
+
+        if sklearn_missing():
+            raise QgsProcessingException("The aux-only map needs scikit-learn, which QGIS's Python cannot import: "
+                                         "install it (e.g. python3 -m pip install --user scikit-learn) and "
+                                         "restart QGIS.")
+        stack_layer = self.parameterAsRasterLayer(parameters, self.STACK, context)
+        if stack_layer is None:
+            raise QgsProcessingException("Choose an M3 stack raster (made by Build stack).")
+        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        check_outputs({"The output": out}, inputs={"the stack": stack_layer.source()})
+        stack = Stack.read(stack_layer.source())
+        feedback.pushInfo("Fitting on the CPU (scikit-learn).")
+        aux_map = make_aux_map(stack, _symbols(self.parameterAsString(parameters, self.SPECIES, context)),
+                               self.parameterAsInt(parameters, self.SEEDS, context), progress=_progress(feedback))
+        write_aux_map(aux_map, stack, out)
+        feedback.pushInfo(f"aux-only map of {', '.join(aux_map.species)} from {len(stack.aux_names)} aux bands")
+        _style_on_load(context, out, _StylePrediction, f"M3 aux-only map: {aux_map.species[0]}")
+        return {self.OUTPUT: out}
+
+
+class CombineMapsAlgorithm(M3Algorithm):
+    MAPS, OUTPUT = "MAPS", "OUTPUT"
+
+    def name(self) -> str:
+        return "combinemaps"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Combine maps"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return ("Per species, adds the log-odds of maps made on the same stack (e.g. Infill minerals' map and the "
+                "Aux-only map): one ranking of the cells, each map's odds multiplied as independent evidence. "
+                "Not a calibrated probability: it has no threshold and no spread (std_* bands empty).")
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.MAPS, "Maps (Infill minerals, Aux-only map) on the same stack", QgsProcessing.TypeRaster))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Combined map"))
+
+    def process(self, parameters, context, feedback) -> dict[str, Any]:
+        from .core.inference.combine import combine_predictions
+        from .core.output_paths import check_outputs
+
+        maps = [layer.source() for layer in self.parameterAsLayerList(parameters, self.MAPS, context)]
+        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        check_outputs({"The output": out}, inputs={"the maps": maps})
+        species = combine_predictions(maps, out)
+        feedback.pushInfo(f"{len(maps)} maps combined (sum of log-odds) for {', '.join(species)}")
+        _style_on_load(context, out, _StylePrediction, f"M3 combined map: {species[0]}")
+        return {self.OUTPUT: out}
+
+
 class ClustersAlgorithm(M3Algorithm):
     PREDICTION, SITES, FIELD, STACK, THRESHOLD, MIN_AREA, MIN_DISTANCE, SPECIES, OUTPUT = (
         "PREDICTION", "SITES", "FIELD", "STACK", "THRESHOLD", "MIN_AREA", "MIN_DISTANCE", "SPECIES", "OUTPUT")
@@ -458,7 +541,8 @@ class ClustersAlgorithm(M3Algorithm):
 
 
 class M3ProcessingProvider(QgsProcessingProvider):
-    """Provider id ``m3``: algorithms ``m3:buildstack``, ``m3:infill``, ``m3:clusters``."""
+    """Provider id ``m3``: algorithms ``m3:buildstack``, ``m3:infill``, ``m3:auxmap``, ``m3:combinemaps``,
+    ``m3:clusters``."""
 
     def id(self) -> str:
         return "m3"
@@ -470,5 +554,6 @@ class M3ProcessingProvider(QgsProcessingProvider):
         return QIcon(str(ICON))
 
     def loadAlgorithms(self) -> None:  # noqa: N802
-        for alg in (BuildStackAlgorithm(), InfillAlgorithm(), ClustersAlgorithm()):
+        for alg in (BuildStackAlgorithm(), InfillAlgorithm(), AuxMapAlgorithm(), CombineMapsAlgorithm(),
+                    ClustersAlgorithm()):
             self.addAlgorithm(alg)

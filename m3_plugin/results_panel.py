@@ -183,7 +183,8 @@ class ResultsPanel(QWidget):
         from .core.evaluation.discovery import DISCOVERY_CAVEAT
 
         self.caveat.setText(f"<small>{DISCOVERY_CAVEAT} The curve's blurred-record baseline is that "
-                            "rival on this region.</small>")
+                            "rival on this region; the aux-only map is the Processing algorithm M3 → "
+                            "Aux-only map, and Combine maps adds it to this one.</small>")
         self.caveat.show()
 
     def _slider_moved(self, value: int) -> None:

@@ -81,10 +81,12 @@ def region_shapes() -> VectorShapes:
     return VectorShapes([json.loads(QgsGeometry.fromRect(REGION).asJson())], "EPSG:4326", "region")
 
 
-def test_provider_offers_three_algorithms(processing):
+def test_provider_offers_five_algorithms(processing):
     provider = QgsApplication.processingRegistry().providerById("m3")
-    assert sorted(a.id() for a in provider.algorithms()) == ["m3:buildstack", "m3:clusters", "m3:infill"]
-    assert {a.displayName() for a in provider.algorithms()} == {"Build stack", "Infill minerals", "Find clusters"}
+    assert sorted(a.id() for a in provider.algorithms()) == ["m3:auxmap", "m3:buildstack", "m3:clusters",
+                                                            "m3:combinemaps", "m3:infill"]
+    assert {a.displayName() for a in provider.algorithms()} == {
+        "Build stack", "Infill minerals", "Aux-only map", "Combine maps", "Find clusters"}
 
 
 def test_build_stack_algorithm_equals_core(coarse, tmp_path):
@@ -282,3 +284,25 @@ def test_infill_algorithm_hides_only_the_cells_without_a_record(processing, coar
     np.testing.assert_allclose(got, expected.mean[0], atol=1e-5, equal_nan=True)
     recorded = stack.presence.any(axis=0)
     assert np.isfinite(got[stack.valid & ~recorded]).all() and np.all(got[stack.presence[0] > 0] == 1.0)
+
+
+def test_aux_only_map_and_combine_maps_algorithms_equal_core(processing, coarse, model, tmp_path):
+    from core.data.prediction_io import read_band
+    from core.inference.aux_map import make_aux_map
+    from core.inference.combine import combined_probability
+
+    aux_out, infill_out, both_out = tmp_path / "aux.tif", tmp_path / "infill.tif", tmp_path / "both.tif"
+    processing.run("m3:auxmap", {"STACK": str(coarse), "SPECIES": "Au", "OUTPUT": str(aux_out)})
+    stack = Stack.read(coarse)
+    expected = make_aux_map(stack, ["Au"], seeds=1)
+    got = read_band(aux_out, "mean_Au")
+    np.testing.assert_allclose(got, expected.mean[0], atol=1e-6, equal_nan=True)
+    assert np.isfinite(got[stack.valid]).all() and np.isnan(got[~stack.valid]).all()
+
+    processing.run("m3:infill", {"STACK": str(coarse), "MODEL": str(model), "SPECIES": "Au", "DRAWS": 1,
+                                 "BATCH": 4, "DEVICE": 1, "OUTPUT": str(infill_out)})
+    processing.run("m3:combinemaps", {"MAPS": [str(infill_out), str(aux_out)], "OUTPUT": str(both_out)})
+    want = combined_probability([read_band(infill_out, "mean_Au"), got])
+    np.testing.assert_allclose(read_band(both_out, "mean_Au"), want, atol=1e-6, equal_nan=True)
+    with pytest.raises(Exception, match="at least two"):
+        processing.run("m3:combinemaps", {"MAPS": [str(aux_out)], "OUTPUT": str(tmp_path / "one.tif")})

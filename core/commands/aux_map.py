@@ -42,15 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.build_stack import default_stack_path
-    from ..data.prediction_io import prediction_file, write_quicklook
-    from ..data.stack import Stack, stack_fingerprint
-    from ..evaluation.aux_boosting import aux_boosting_maps, out_of_fold_maps
+    from ..data.prediction_io import write_quicklook
+    from ..data.stack import Stack
+    from ..inference.aux_map import make_aux_map, write_aux_map
     from ..output_paths import check_outputs
 
-    if args.seeds < 1:
-        raise InputError("--seeds must be at least 1.")
-    if args.out_of_fold == 1 or args.out_of_fold < 0:
-        raise InputError("--out-of-fold takes K >= 2 folds (or 0 for one fit on all cells).")
     if args.stack_out and not args.out_of_fold:
         raise InputError("--stack-out needs --out-of-fold K: a map fitted to every record, given to a model as an "
                          "input, hands it the records it is trained to find. Add e.g. --out-of-fold 3.")
@@ -60,24 +56,9 @@ def run(args: argparse.Namespace) -> int:
                   inputs={"--stack": stack_path})
     t0 = time.perf_counter()
     stack = Stack.read(stack_path)
-    species = list(args.species or stack.species)
-    unknown = [s for s in species if s not in stack.species]
-    if unknown:
-        raise InputError(f"The stack has no species {unknown}; it has {stack.species}.")
-    targets = np.stack([stack.presence[stack.species.index(s)].astype(bool) for s in species])
-    seeds = list(range(args.seeds))
-    method = "aux-only gradient boosting"
-    if args.out_of_fold:
-        mean, std = out_of_fold_maps(stack, targets, seeds, args.out_of_fold, args.fold_block, TqdmProgress())
-        method += f", out of fold ({args.out_of_fold} spatial folds of {args.fold_block}-cell blocks)"
-    else:
-        mean, std = aux_boosting_maps(stack, targets, seeds, progress=TqdmProgress())
-    tags = {"species": species, "models": [], "draws": 0, "evaluations": args.seeds,
-            "hide": "nothing: aux-only gradient boosting (no model, no record as input)",
-            "method": method, "aux_bands": stack.aux_names, "seeds": args.seeds,
-            "stack": stack_fingerprint(stack)}  # clusters checks its stack
-    with prediction_file(args.out, stack.grid, species, tags) as writer:
-        writer.write_rows(0, mean, std)
+    aux_map = make_aux_map(stack, args.species, args.seeds, args.out_of_fold, args.fold_block, TqdmProgress())
+    write_aux_map(aux_map, stack, args.out)
+    species, mean, method = aux_map.species, aux_map.mean, aux_map.method
     print(f"wrote {args.out}: aux-only map of {', '.join(species)} ({args.seeds} seed(s), "
           f"{len(stack.aux_bands)} aux bands), {stack.grid.width} x {stack.grid.height} cells, CPU, "
           f"{time.perf_counter() - t0:.0f} s")
