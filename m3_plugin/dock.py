@@ -287,6 +287,7 @@ class M3Dock(DockUi, QDockWidget):
         s.find_clusters = self.clusters_check.isChecked()
         s.cluster_min_area_km2 = self.cluster_area_spin.value()
         s.cluster_min_distance_km = self.cluster_distance_spin.value()
+        s.aux_only_map = self.aux_only_check.isChecked()
         s.save()
 
     def build_job(self):
@@ -315,6 +316,7 @@ class M3Dock(DockUi, QDockWidget):
             threshold_override=float(self.threshold_spin.value()) if self._threshold_overridden() else None,
             find_clusters=self.clusters_check.isChecked(), cluster_min_area_km2=self.cluster_area_spin.value(),
             cluster_min_distance_km=self.cluster_distance_spin.value(),
+            aux_only_map=self.aux_only_check.isChecked(),
             run_base=Path(self.output_widget.filePath()) if self.output_widget.filePath() else None))
 
     def _pooled_threshold(self) -> float:

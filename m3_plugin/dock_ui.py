@@ -252,6 +252,14 @@ class DockUi:
         self.cluster_distance_spin.setToolTip("No known site of the species closer than this.")
         form.addRow("Cluster area ≥", self.cluster_area_spin)
         form.addRow("Sites farther than", self.cluster_distance_spin)
+        self.aux_only_check = QCheckBox("Aux-only map beside M3's", box)
+        self.aux_only_check.setToolTip(
+            "Also map the hidden species from the aux layers alone (gradient boosting, scikit-learn), fitted "
+            "on the cells around the region, never on it: on M3's discovery test this map ranks some "
+            "held-out surveys better than M3's. Added as hidden layers; the summary compares the known sites "
+            "each map puts in the top 10 % of the region. Takes longer.")
+        self.aux_only_check.setChecked(self.settings.aux_only_map)
+        form.addRow(self.aux_only_check)
         self.output_widget = QgsFileWidget(box)
         self.output_widget.setStorageMode(QgsFileWidget.GetDirectory)
         self.output_widget.setFilePath(self.settings.output_dir)

@@ -38,6 +38,7 @@ class InfillJob:
     find_clusters: bool = True
     cluster_min_area_km2: float = 25.0
     cluster_min_distance_km: float = 10.0
+    aux_only_map: bool = False          # also the aux-only map of the hidden species (core.inference.aux_map)
     label_field: str = "nearest_site"   # the clusters' label (a field of the clusters layer)
     settings: Optional[dict] = None     # what the user asked, for the report
 
@@ -63,6 +64,7 @@ class JobRequest:
     find_clusters: bool = True
     cluster_min_area_km2: float = 25.0
     cluster_min_distance_km: float = 10.0
+    aux_only_map: bool = False
     run_base: Optional[Path] = None               # where run folders go (None: the M3 cache)
 
 
@@ -148,4 +150,5 @@ def build_job(req: JobRequest) -> InfillJob:
                      draws=req.draws, batch_size=req.batch_size, device=req.device, threshold=threshold,
                      sites=sites, sites_layer_id=sites_id, find_clusters=req.find_clusters,
                      cluster_min_area_km2=req.cluster_min_area_km2,
-                     cluster_min_distance_km=req.cluster_min_distance_km, settings=settings)
+                     cluster_min_distance_km=req.cluster_min_distance_km, aux_only_map=req.aux_only_map,
+                     settings=settings)

@@ -21,6 +21,7 @@ LOG_TAG = "M3"
 PREDICTION_FILE = "prediction.tif"
 REGION_FILE = "region.gpkg"
 CLUSTERS_FILE = "clusters.gpkg"
+AUX_ONLY_FILE = "aux_only.tif"
 SITES_FILE = "known_sites.gpkg"
 STEPS_PERCENT = {"inputs": 5.0, "infill": 90.0}  # share of the progress bar; the rest is clusters
 
@@ -103,11 +104,15 @@ class InfillTask(QgsTask):
             outputs.known_sites = job.folder / SITES_FILE
         outputs.settings = dict(job.settings or {})
         outputs.label_field = job.label_field
+        summary = (f"{result.evaluations} evaluations ({len(result.models)} model(s) × {result.draws} "
+                   f"draws) on {result.device}, {result.seconds:.1f} s; {result.hide}.")
+        if job.aux_only_map:
+            check_cancelled(progress)
+            summary += " " + self._aux_only(stack, job, region, region_cells, outputs)
         if job.find_clusters:
             check_cancelled(progress)
             outputs.clusters, outputs.cluster_count = self._clusters(stack, job)
-        outputs.summary = (f"{result.evaluations} evaluations ({len(result.models)} model(s) × {result.draws} "
-                           f"draws) on {result.device}, {result.seconds:.1f} s; {result.hide}.")
+        outputs.summary = summary
         self.setProgress(100.0)
         return outputs
 
@@ -122,6 +127,41 @@ class InfillTask(QgsTask):
             visible[i] &= ~region_cells
         baseline = blurred_baseline(visible, stack.valid)
         return species_scores(means, stack.grid, region_cells, sites, baseline)
+
+    @staticmethod
+    def _aux_only(stack, job: InfillJob, region, region_cells, outputs: RunOutputs) -> str:
+        """The aux-only map of the hidden species on the region's cells (:func:`core.inference.aux_map.aux_map_around`:
+        fitted around the region, never on it) into the run folder; returns a sentence for the summary."""
+        from .core.errors import InputError
+        from .core.evaluation.run_summary import percent, top_share_capture
+        from .core.inference.aux_map import AuxMap, aux_map_around, sklearn_missing, write_aux_map
+
+        if sklearn_missing():
+            return "No aux-only map: it needs scikit-learn, which QGIS's Python cannot import."
+        if not stack.aux_bands:
+            return "No aux-only map: the run has no aux layer."
+        species = list(job.hide_species or stack.species)
+        try:
+            mean = aux_map_around(job.inputs, region, job.grid, region_cells, species)
+        except InputError as e:
+            return f"No aux-only map: {e}"
+        aux = AuxMap(species, mean, np.full_like(mean, np.nan), "aux-only gradient boosting, fitted around the "
+                     "hidden region (never on it)", 1)
+        write_aux_map(aux, stack, job.folder / AUX_ONLY_FILE)
+        outputs.aux_only = job.folder / AUX_ONLY_FILE
+        outputs.aux_only_range = {s: (float(np.nanpercentile(m[region_cells], 50)),
+                                      float(np.nanpercentile(m[region_cells], 99)))
+                                  for s, m in zip(species, mean) if np.isfinite(m[region_cells]).any()}
+        said = []
+        for sc in outputs.scores:
+            if sc.species not in species or sc.sites.sum() <= 0:
+                continue
+            a = mean[species.index(sc.species)][region_cells]
+            said.append(f"{sc.species}: M3 {percent(top_share_capture(sc.scores, sc.sites))}, aux-only map "
+                        f"{percent(top_share_capture(a, sc.sites))}, blurred records "
+                        f"{percent(top_share_capture(sc.baseline, sc.sites))}")
+        return ("Aux-only map added (hidden layers). Known sites in the top 10 % of the region — "
+                + "; ".join(said) + "." if said else "Aux-only map added (hidden layers).")
 
     @staticmethod
     def _clusters(stack, job: InfillJob) -> tuple[Path, int]:

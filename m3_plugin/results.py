@@ -1,7 +1,8 @@
 """A finished run as project layers (one group per run, read at a glance) and the comparison
 table's rows. Top to bottom: the known sites of the hidden species (small outlined dots), the hidden
 region (an outline), the discovered clusters (by species, labelled), the mean probability per hidden
-species (the first one shown) and its uncertainty (hidden)."""
+species (the first one shown), the aux-only map per hidden species when asked (hidden) and the
+uncertainty (hidden)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class RunOutputs:
     scores: list["SpeciesScores"] = field(default_factory=list)  # for the table, the curve, the slider
     settings: dict[str, Any] = field(default_factory=dict)        # what the run was asked (the report)
     label_field: str = "nearest_site"     # the clusters' label
+    aux_only: Optional[Path] = None       # GeoTIFF: the aux-only map of the hidden species (mean_<sp>)
+    aux_only_range: dict[str, tuple[float, float]] = field(default_factory=dict)  # its colour stretch
 
 
 def _band(path: Path, name: str) -> int:
@@ -55,6 +58,10 @@ def _band(path: Path, name: str) -> int:
 
 def probability_name(sym: str) -> str:
     return f"{sym} mean probability"
+
+
+def aux_only_name(sym: str) -> str:
+    return f"{sym} aux-only map (no record as input)"
 
 
 def run_layers(out: RunOutputs) -> list[tuple[QgsMapLayer, bool]]:
@@ -79,6 +86,14 @@ def run_layers(out: RunOutputs) -> list[tuple[QgsMapLayer, bool]]:
         if mean.isValid():
             styles.style_probability(mean, out.threshold, _band(out.prediction, f"mean_{sym}"), sym)
         layers.append((mean, i == 0))
+    if out.aux_only is not None:
+        for sym in out.species:
+            if sym not in out.aux_only_range:
+                continue
+            aux = raster_layer(str(out.aux_only), aux_only_name(sym))
+            if aux.isValid():
+                styles.style_ranking(aux, _band(out.aux_only, f"mean_{sym}"), sym, *out.aux_only_range[sym])
+            layers.append((aux, False))
     for sym in out.species:
         std = raster_layer(str(out.prediction), f"{sym} uncertainty (std)")
         if std.isValid():

@@ -248,7 +248,7 @@ class ResultsPanel(QWidget):
             folder = base / f"{slug}_{n}"
         folder.mkdir(parents=True)
         files = []
-        for src in (out.prediction, out.region, out.clusters, out.known_sites):
+        for src in (out.prediction, out.region, out.clusters, out.known_sites, out.aux_only):
             if src is not None and Path(src).exists():
                 shutil.copy2(src, folder / Path(src).name)
                 files.append(Path(src).name)

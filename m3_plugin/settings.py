@@ -28,6 +28,7 @@ class DockSettings:
     find_clusters: bool = True
     cluster_min_area_km2: float = 25.0
     cluster_min_distance_km: float = 10.0
+    aux_only_map: bool = False
 
     @classmethod
     def load(cls, settings: Optional[QgsSettings] = None) -> "DockSettings":

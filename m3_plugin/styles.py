@@ -105,6 +105,21 @@ def style_probability(layer: QgsRasterLayer, threshold: float, band: int = 1, sp
     set_titled_legend(layer, f"{species}: mean probability of presence", items)
 
 
+def style_ranking(layer: QgsRasterLayer, band: int, species: str, low: float, high: float) -> None:
+    """A map that ranks cells, not a calibrated probability (the aux-only map): transparent below
+    ``low`` (the region's median), then YlOrRd up to ``high`` (its 99th percentile)."""
+    high = max(high, low + 1e-9)
+    steps = len(PROBABILITY_COLOURS)
+    items = [QgsColorRampShader.ColorRampItem(low, QColor(255, 255, 178, 0), "below the region's median")]
+    for i, rgb in enumerate(PROBABILITY_COLOURS):
+        value = low + (high - low) * (i + 1) / steps
+        label = ("top 1 % of the region" if i == steps - 1 else
+                 "above the region's median" if i == 0 else "")
+        items.append(QgsColorRampShader.ColorRampItem(value, QColor(*rgb, 220), label))
+    _pseudocolor(layer, band, items, low, high, smooth=True)
+    set_titled_legend(layer, f"{species}: aux-only map (ranks cells)", items)
+
+
 def style_uncertainty(layer: QgsRasterLayer, maximum: float, band: int = 1, species: str = "") -> None:
     """Viridis from 0 (transparent) to ``maximum``, labelled with two significant digits."""
     maximum = max(maximum, 1e-6)

@@ -109,3 +109,28 @@ def test_aux_map_stack_out_adds_the_map_as_aux_bands(tmp_path, capsys):
     assert np.abs(new.mean(axis=1)).max() < 1e-3 and np.all(new.std(axis=1) > 0.5)
     assert (got.aux[2:][:, ~got.valid] == 0).all()
     assert "out of fold" in read_prediction_info(tmp_path / "m.tif")[2]["method"]
+
+
+def test_region_aux_map_is_fitted_around_the_region_never_on_it(monkeypatch):
+    from core.evaluation.run_summary import top_share_capture
+    from core.inference.aux_map import region_aux_map
+
+    stack = synthetic_stack(96, 96, n_species=2, n_aux=2, seed=7)
+    hidden = np.zeros(stack.grid.shape, bool)
+    hidden[30:60, 30:60] = True
+    seen = []
+    real_fit = ab.AuxBoosting.fit.__func__
+
+    def spy(cls, stack_, target, seed, cells=None, **kw):
+        seen.append(cells.copy())
+        return real_fit(cls, stack_, target, seed, cells=cells, **kw)
+
+    monkeypatch.setattr(ab.AuxBoosting, "fit", classmethod(spy))
+    out = region_aux_map(stack, [stack.species[1]], hidden)
+    assert len(seen) == 1 and not seen[0][hidden].any() and seen[0][~hidden].all()
+    assert out.shape == (1, 96, 96)
+    assert np.isfinite(out[0][hidden & stack.valid]).all() and np.isnan(out[0][~hidden]).all()
+    # the capture in the top share: the sites of the best-ranked cells, NaN ranked last
+    scores, sites = np.array([0.9, np.nan, 0.5, 0.1]), np.array([1, 1, 0, 2])
+    assert top_share_capture(scores, sites, 0.25) == 0.25 and top_share_capture(scores, sites, 0.75) == 0.75
+    assert top_share_capture(scores, np.zeros(4), 0.5) is None

@@ -230,6 +230,31 @@ def test_infill_run_adds_a_group_and_fills_the_comparison_table(dock, qgis_iface
     del layers, items
 
 
+def test_aux_only_map_beside_m3s_is_fitted_around_the_region_and_compared(dock, qgis_iface, tmp_path):
+    dock.mineral_rows["Au"].hide.setChecked(True)
+    dock.set_region(QgsGeometry.fromRect(MOTHER_LODE), WGS84)
+    dock.aux_only_check.setChecked(True)
+    task = run_and_wait(dock)
+    assert task.outputs is not None, (messages(qgis_iface, Qgis.Critical), task.details)
+    names = [n.name() for n in dock.last_group.findLayers()]
+    assert "Au aux-only map (no record as input)" in names
+    visible = {n.name(): n.isVisible() for n in dock.last_group.findLayers()}
+    assert visible["Au mean probability"] and not visible["Au aux-only map (no record as input)"]
+    with rasterio.open(task.outputs.prediction) as src:
+        m3, m3_transform = src.read(1), src.transform
+    with rasterio.open(task.outputs.aux_only) as src:
+        assert list(src.descriptions) == ["mean_Au", "std_Au"] and src.transform == m3_transform
+        aux = src.read(1)
+    # on exactly M3's cells (the hidden region), a ranking that is not flat
+    np.testing.assert_array_equal(np.isfinite(aux), np.isfinite(m3))
+    assert np.nanstd(aux) > 0
+    assert "Known sites in the top 10 % of the region — Au: M3" in task.outputs.summary
+    assert "aux-only map" in task.outputs.summary and "blurred records" in task.outputs.summary
+    assert DockSettings.load().aux_only_map  # the choice is kept for the next session
+    folder = dock.results.export(tmp_path / "exports")
+    assert (folder / "aux_only.tif").exists()
+
+
 def test_cancel_adds_nothing_and_deletes_the_run_folder(dock, qgis_iface):
     dock.mineral_rows["Au"].hide.setChecked(True)
     dock.set_region(QgsGeometry.fromRect(MOTHER_LODE), WGS84)

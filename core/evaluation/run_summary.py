@@ -30,6 +30,15 @@ def _ranked_capture(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(weights[order])]) / max(total, 1.0)
 
 
+def top_share_capture(scores: np.ndarray, sites: np.ndarray, share: float = 0.10) -> Optional[float]:
+    """Share of the known sites in the top ``share`` of the cells ranked by ``scores`` (None
+    without sites); NaN scores rank last."""
+    if sites.sum() <= 0:
+        return None
+    k = int(round(share * len(scores)))
+    return float(_ranked_capture(np.nan_to_num(scores.astype(np.float64), nan=-np.inf), sites)[k])
+
+
 def percent(value: Optional[float]) -> str:
     """A share as a percentage that does not round small values to 0 %: 26 %, 4.2 %, 0.46 %."""
     if value is None or not np.isfinite(value):

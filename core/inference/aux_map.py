@@ -1,7 +1,8 @@
 """The aux-only map as a product map: per species, gradient boosting on the stack's aux bands
 (:mod:`core.evaluation.aux_boosting`), written in predict's GeoTIFF layout.
 
-One implementation for ``train_cli.py aux-map`` and the Processing algorithm *Aux-only map*. It
+One implementation for ``train_cli.py aux-map``, the Processing algorithm *Aux-only map* and the
+dock's "aux-only map beside M3's" (:func:`aux_map_around`). It
 takes no record as input: a map of what the aux layers say, which the discovery test (README)
 finds ranks some held-out surveys better than M3's maps; ``combine-maps`` (*Combine maps*) adds
 it to M3's.
@@ -10,13 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
 from ..data.stack import Stack
 from ..errors import InputError
 from ..progress import Progress
+
+if TYPE_CHECKING:
+    from ..data.grid import Grid
+    from ..masks.hiding import GeometryRegion
+    from .layer_inputs import LayerInputs
 
 
 @dataclass
@@ -74,3 +80,35 @@ def sklearn_missing() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("sklearn") is None
+
+
+def region_aux_map(stack: Stack, species: Sequence[str], hidden_cells: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(S, H, W) aux-only probability of each species on ``hidden_cells`` (H × W bool; NaN
+    elsewhere), fitted on the stack's other valid cells only: it never sees the records of the
+    region it is compared on (the dock's "aux-only map beside M3's")."""
+    from ..evaluation.aux_boosting import AuxBoosting, aux_features
+
+    rows, cols = np.nonzero(hidden_cells & stack.valid)
+    out = np.full((len(species),) + stack.grid.shape, np.nan, np.float32)
+    if not len(rows):
+        return out
+    x = aux_features(stack, rows, cols)
+    for i, sym in enumerate(species):
+        target = stack.presence[stack.species.index(sym)].astype(bool)
+        out[i, rows, cols] = AuxBoosting.fit(stack, target, seed, cells=~hidden_cells).predict(x)
+    return out
+
+
+def aux_map_around(inputs: "LayerInputs", region: "GeometryRegion", grid: "Grid", hidden: np.ndarray,
+                   species: Sequence[str], seed: int = 0) -> np.ndarray:
+    """(S, H, W) aux-only map of ``species`` on the ``hidden`` cells of a run's ``grid`` (NaN
+    elsewhere), fitted on the map layers' cells around it: the region grown on every side by the
+    run grid's larger side, less the hidden cells (a run's own grid holds too few records to fit)."""
+    from .layer_inputs import assemble_stack, context_grid, window_in
+
+    wide = context_grid(region, grid.crs, grid.resolution, max(grid.height, grid.width))
+    stack = assemble_stack(inputs, wide)
+    r0, c0, h, w = window_in(wide, grid)
+    cells = np.zeros(wide.shape, bool)
+    cells[r0:r0 + h, c0:c0 + w] = hidden
+    return region_aux_map(stack, species, cells, seed)[:, r0:r0 + h, c0:c0 + w]
