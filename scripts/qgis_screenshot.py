@@ -1,7 +1,9 @@
 """Run inside the QGIS desktop (qgis --code): drive the M3 dock through an infill of Au and Cu hidden
-over south-eastern Arizona at a 1280 × 800 window with the dock at its default width, then grab the
-window (docs/qgis_screenshot.png), the dock's results with the capture curve (docs/qgis_capture_curve.png)
-and the dock's install panel as it shows with torch missing (docs/qgis_install.png).
+over south-eastern Arizona, with the aux-only map beside it, at a 1280 × 800 window with the dock at its
+default width, then grab the window (docs/qgis_screenshot.png), the same window showing the aux-only
+map of Au over the whole region (docs/qgis_aux_only.png), the dock's results with the capture curve
+(docs/qgis_capture_curve.png) and the dock's install panel as it shows with torch missing
+(docs/qgis_install.png).
 Started by scripts/qgis_screenshot.sh; exits QGIS when done (status 1 on failure)."""
 import os
 import time
@@ -65,6 +67,7 @@ def step() -> None:
             row.hide.setChecked(sym in HIDE)
         dock.set_region(QgsGeometry.fromRect(REGION), QgsCoordinateReferenceSystem("EPSG:4326"))
         dock.draws_spin.setValue(4)
+        dock.aux_only_check.setChecked(True)
         if dock.run() is None:
             raise RuntimeError(dock.status_label.text())
         state["step"] = "wait_run"
@@ -102,6 +105,24 @@ def step() -> None:
             return
         iface.mainWindow().grab().save(OUT)
         dock = state["dock"]
+        for node in dock.last_group.findLayers():  # the aux-only map of the first species, alone
+            name = node.name()
+            if name.endswith("mean probability") or name.endswith("aux-only map (no record as input)"):
+                node.setItemVisibilityChecked(name == f"{HIDE[0]} aux-only map (no record as input)")
+        from qgis.core import QgsCoordinateTransform
+
+        to_map = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:4326"),
+                                        iface.mapCanvas().mapSettings().destinationCrs(), QgsProject.instance())
+        iface.mapCanvas().setExtent(to_map.transformBoundingBox(REGION))
+        iface.mapCanvas().refresh()
+        state["step"] = "aux_only"
+        state["t_render"] = time.monotonic()
+    elif state["step"] == "aux_only":
+        if time.monotonic() - state["t_render"] < 8:
+            return
+        iface.mainWindow().grab().save(os.path.join(DOCS, "qgis_aux_only.png"))
+        dock = state["dock"]
+        print(f"qgis_screenshot: {dock.last_outputs.summary}", flush=True)
         body = dock.widget()
         body.ensureWidgetVisible(dock.results.curve)
         state["step"] = "curve"
@@ -123,7 +144,7 @@ def step() -> None:
             return
         state["dock"].grab().save(os.path.join(DOCS, "qgis_install.png"))
         state["step"] = "done"
-        finish(0, f"saved {OUT}, qgis_capture_curve.png, qgis_install.png")
+        finish(0, f"saved {OUT}, qgis_aux_only.png, qgis_capture_curve.png, qgis_install.png")
 
 
 QTimer.singleShot(1000, tick)
