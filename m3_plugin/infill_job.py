@@ -38,7 +38,7 @@ class InfillJob:
     find_clusters: bool = True
     cluster_min_area_km2: float = 25.0
     cluster_min_distance_km: float = 10.0
-    aux_only_map: bool = False          # also the aux-only map of the hidden species (core.inference.aux_map)
+    aux_only_map: bool = False          # also the aux-only map of the hidden species (core.evaluation.aux_map)
     label_field: str = "nearest_site"   # the clusters' label (a field of the clusters layer)
     settings: Optional[dict] = None     # what the user asked, for the report
 

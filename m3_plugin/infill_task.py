@@ -130,11 +130,11 @@ class InfillTask(QgsTask):
 
     @staticmethod
     def _aux_only(stack, job: InfillJob, region, region_cells, outputs: RunOutputs) -> str:
-        """The aux-only map of the hidden species on the region's cells (:func:`core.inference.aux_map.aux_map_around`:
+        """The aux-only map of the hidden species on the region's cells (:func:`core.evaluation.aux_map.aux_map_around`:
         fitted around the region, never on it) into the run folder; returns a sentence for the summary."""
         from .core.errors import InputError
         from .core.evaluation.run_summary import percent, top_share_capture
-        from .core.inference.aux_map import AuxMap, aux_map_around, sklearn_missing, write_aux_map
+        from .core.evaluation.aux_map import AuxMap, aux_map_around, sklearn_missing, write_aux_map
 
         if sklearn_missing():
             return "No aux-only map: it needs scikit-learn, which QGIS's Python cannot import."

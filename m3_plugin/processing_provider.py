@@ -394,7 +394,7 @@ class AuxMapAlgorithm(M3Algorithm):
 
     def process(self, parameters, context, feedback) -> dict[str, Any]:
         from .core.data.stack import Stack
-        from .core.inference.aux_map import make_aux_map, sklearn_missing, write_aux_map
+        from .core.evaluation.aux_map import make_aux_map, sklearn_missing, write_aux_map
         from .core.output_paths import check_outputs
 
         if sklearn_missing():

@@ -113,7 +113,7 @@ def test_aux_map_stack_out_adds_the_map_as_aux_bands(tmp_path, capsys):
 
 def test_region_aux_map_is_fitted_around_the_region_never_on_it(monkeypatch):
     from core.evaluation.run_summary import top_share_capture
-    from core.inference.aux_map import region_aux_map
+    from core.evaluation.aux_map import region_aux_map
 
     stack = synthetic_stack(96, 96, n_species=2, n_aux=2, seed=7)
     hidden = np.zeros(stack.grid.shape, bool)

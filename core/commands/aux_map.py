@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.build_stack import default_stack_path
     from ..data.prediction_io import write_quicklook
     from ..data.stack import Stack
-    from ..inference.aux_map import make_aux_map, write_aux_map
+    from ..evaluation.aux_map import make_aux_map, write_aux_map
     from ..output_paths import check_outputs
 
     if args.stack_out and not args.out_of_fold:

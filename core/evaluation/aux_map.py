@@ -22,7 +22,7 @@ from ..progress import Progress
 if TYPE_CHECKING:
     from ..data.grid import Grid
     from ..masks.hiding import GeometryRegion
-    from .layer_inputs import LayerInputs
+    from ..inference.layer_inputs import LayerInputs
 
 
 @dataclass
@@ -40,7 +40,7 @@ def make_aux_map(stack: Stack, species: Optional[Sequence[str]] = None, seeds: i
                  fold_block: int = 64, progress: Optional[Progress] = None) -> AuxMap:
     """Fit and map each species (default: all the stack's); ``out_of_fold`` K ≥ 2 maps each of K
     spatial folds (blocks of ``fold_block`` cells) with a fit on the others."""
-    from ..evaluation.aux_boosting import aux_boosting_maps, out_of_fold_maps
+    from .aux_boosting import aux_boosting_maps, out_of_fold_maps
 
     if seeds < 1:
         raise InputError("Give at least 1 seed for the aux-only map.")
@@ -86,7 +86,7 @@ def region_aux_map(stack: Stack, species: Sequence[str], hidden_cells: np.ndarra
     """(S, H, W) aux-only probability of each species on ``hidden_cells`` (H × W bool; NaN
     elsewhere), fitted on the stack's other valid cells only: it never sees the records of the
     region it is compared on (the dock's "aux-only map beside M3's")."""
-    from ..evaluation.aux_boosting import AuxBoosting, aux_features
+    from .aux_boosting import AuxBoosting, aux_features
 
     rows, cols = np.nonzero(hidden_cells & stack.valid)
     out = np.full((len(species),) + stack.grid.shape, np.nan, np.float32)
@@ -104,7 +104,7 @@ def aux_map_around(inputs: "LayerInputs", region: "GeometryRegion", grid: "Grid"
     """(S, H, W) aux-only map of ``species`` on the ``hidden`` cells of a run's ``grid`` (NaN
     elsewhere), fitted on the map layers' cells around it: the region grown on every side by the
     run grid's larger side, less the hidden cells (a run's own grid holds too few records to fit)."""
-    from .layer_inputs import assemble_stack, context_grid, window_in
+    from ..inference.layer_inputs import assemble_stack, context_grid, window_in
 
     wide = context_grid(region, grid.crs, grid.resolution, max(grid.height, grid.width))
     stack = assemble_stack(inputs, wide)
