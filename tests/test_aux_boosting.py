@@ -70,11 +70,8 @@ def test_aux_map_command_writes_a_prediction_the_readers_take(tmp_path, capsys):
     assert "is the input --stack" in capsys.readouterr().err
 
 
-def test_out_of_fold_map_never_fits_a_cell_to_its_own_records(monkeypatch):
-    """Each fold is mapped by a classifier whose fitting cells exclude that fold."""
-    stack = synthetic_stack(96, 96, n_species=1, n_aux=2, seed=6)
-    fold = ab.spatial_folds(stack.grid.shape, 3, 32, seed=0)
-    assert set(np.unique(fold)) <= {0, 1, 2} and fold.shape == (96, 96)
+def fitting_cells(monkeypatch) -> list:
+    """The ``cells`` each later :meth:`AuxBoosting.fit` is given, in call order (the fits still run)."""
     seen = []
     real_fit = ab.AuxBoosting.fit.__func__
 
@@ -83,6 +80,15 @@ def test_out_of_fold_map_never_fits_a_cell_to_its_own_records(monkeypatch):
         return real_fit(cls, stack_, target, seed, cells=cells, **kw)
 
     monkeypatch.setattr(ab.AuxBoosting, "fit", classmethod(spy))
+    return seen
+
+
+def test_out_of_fold_map_never_fits_a_cell_to_its_own_records(monkeypatch):
+    """Each fold is mapped by a classifier whose fitting cells exclude that fold."""
+    stack = synthetic_stack(96, 96, n_species=1, n_aux=2, seed=6)
+    fold = ab.spatial_folds(stack.grid.shape, 3, 32, seed=0)
+    assert set(np.unique(fold)) <= {0, 1, 2} and fold.shape == (96, 96)
+    seen = fitting_cells(monkeypatch)
     out, _ = ab.out_of_fold_maps(stack, stack.presence.astype(bool), seeds=[0], folds=3, block=32)
     assert len(seen) == len(np.unique(fold))
     for k, cells in zip(np.unique(fold), seen):
@@ -118,14 +124,7 @@ def test_region_aux_map_is_fitted_around_the_region_never_on_it(monkeypatch):
     stack = synthetic_stack(96, 96, n_species=2, n_aux=2, seed=7)
     hidden = np.zeros(stack.grid.shape, bool)
     hidden[30:60, 30:60] = True
-    seen = []
-    real_fit = ab.AuxBoosting.fit.__func__
-
-    def spy(cls, stack_, target, seed, cells=None, **kw):
-        seen.append(cells.copy())
-        return real_fit(cls, stack_, target, seed, cells=cells, **kw)
-
-    monkeypatch.setattr(ab.AuxBoosting, "fit", classmethod(spy))
+    seen = fitting_cells(monkeypatch)
     out = region_aux_map(stack, [stack.species[1]], hidden)
     assert len(seen) == 1 and not seen[0][hidden].any() and seen[0][~hidden].all()
     assert out.shape == (1, 96, 96)
