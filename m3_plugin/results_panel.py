@@ -183,8 +183,9 @@ class ResultsPanel(QWidget):
         from .core.evaluation.discovery import DISCOVERY_CAVEAT
 
         self.caveat.setText(f"<small>{DISCOVERY_CAVEAT} The curve's blurred-record baseline is that "
-                            "rival on this region; the aux-only map is the Processing algorithm M3 → "
-                            "Aux-only map, and Combine maps adds it to this one.</small>")
+                            "rival on this region; for the aux-only map tick <i>Aux-only map beside "
+                            "M3's</i> before Run (or Processing: M3 → Aux-only map; Combine maps adds it "
+                            "to this one).</small>")
         self.caveat.show()
 
     def _slider_moved(self, value: int) -> None:
