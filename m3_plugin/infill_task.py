@@ -154,9 +154,11 @@ class InfillTask(QgsTask):
                                   for s, m in zip(species, mean) if np.isfinite(m[region_cells]).any()}
         said = []
         for sc in outputs.scores:
-            if sc.species not in species or sc.sites.sum() <= 0:
+            if sc.species not in species:
                 continue
-            a = mean[species.index(sc.species)][region_cells]
+            a = sc.aux_only = mean[species.index(sc.species)][region_cells]  # the curve's dotted line
+            if sc.sites.sum() <= 0:
+                continue
             said.append(f"{sc.species}: M3 {percent(top_share_capture(sc.scores, sc.sites))}, aux-only map "
                         f"{percent(top_share_capture(a, sc.sites))}, blurred records "
                         f"{percent(top_share_capture(sc.baseline, sc.sites))}")

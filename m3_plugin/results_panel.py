@@ -32,16 +32,18 @@ def default_export_base() -> Path:
 
 class CaptureCurve(QWidget):
     """Share of the known sites captured in the top X % of the region's area: the model (solid, one
-    colour per species), the blurred-record baseline (dashed), random (the diagonal), and where the
-    threshold cuts each model curve (a dot)."""
+    colour per species), the blurred-record baseline (dashed), the aux-only map when the run made one
+    (dotted), random (the diagonal), and where the threshold cuts each model curve (a dot)."""
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.setMinimumHeight(170)
         self.setToolTip("Capture curve: the share of known sites of each hidden species that lie in the "
                         "top X % of the region's area, ranked by the model (solid) and by blurred visible "
-                        "records (dashed). Above the diagonal: better than random. Dots: the threshold.")
+                        "records (dashed) and, when asked, by the aux-only map (dotted). Above the diagonal: "
+                        "better than random. Dots: the threshold.")
         self.curves: list[tuple[str, list[float], list[float], list[float]]] = []
+        self.aux_curves: dict[str, list[float]] = {}
         self.marks: dict[str, tuple[float, float]] = {}
         self.species: list[str] = []
         self.empty_text = "The capture curve of a run shows here."
@@ -49,6 +51,7 @@ class CaptureCurve(QWidget):
     def set_curves(self, scores, rows) -> None:
         self.curves = [(s.species, *[list(map(float, a)) for a in s.curve()]) for s in scores]
         self.species = [s.species for s in scores]
+        self.aux_curves = {s.species: list(map(float, s.aux_only_curve())) for s in scores if s.aux_only is not None}
         self.marks = {r.species: (r.flagged_share, r.captured) for r in rows if r.captured is not None}
         self.empty_text = "No known sites of the hidden species\nin the region: no curve."
         self.update()
@@ -89,6 +92,11 @@ class CaptureCurve(QWidget):
             p.setPen(QPen(colour.darker(110), 1.3, Qt.DashLine))
             for a in range(1, len(share)):
                 p.drawLine(pt(share[a - 1], base[a - 1]), pt(share[a], base[a]))
+            aux = self.aux_curves.get(sym)
+            if aux is not None:
+                p.setPen(QPen(colour.darker(130), 1.6, Qt.DotLine))
+                for a in range(1, len(share)):
+                    p.drawLine(pt(share[a - 1], aux[a - 1]), pt(share[a], aux[a]))
             p.setPen(QPen(colour, 2.0))
             for a in range(1, len(share)):
                 p.drawLine(pt(share[a - 1], model[a - 1]), pt(share[a], model[a]))
@@ -97,7 +105,7 @@ class CaptureCurve(QWidget):
                 p.setBrush(colour)
                 p.drawEllipse(pt(x, y), 3.5, 3.5)
             p.drawText(QRectF(left + 6, top + 4 + 12 * i, w - 12, 12), int(Qt.AlignLeft),
-                       f"{sym}: model ——, baseline – –")
+                       f"{sym}: model ——, baseline – –" + (", aux-only ····" if aux is not None else ""))
 
     def save_png(self, path: Path, width: int = 640, height: int = 420) -> Path:
         image = QImage(width, height, QImage.Format_ARGB32)

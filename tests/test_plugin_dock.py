@@ -251,8 +251,10 @@ def test_aux_only_map_beside_m3s_is_fitted_around_the_region_and_compared(dock, 
     assert "Known sites in the top 10 % of the region — Au: M3" in task.outputs.summary
     assert "aux-only map" in task.outputs.summary and "blurred records" in task.outputs.summary
     assert DockSettings.load().aux_only_map  # the choice is kept for the next session
+    assert "Au" in dock.results.curve.aux_curves  # the curve's dotted line
     folder = dock.results.export(tmp_path / "exports")
     assert (folder / "aux_only.tif").exists()
+    assert "Au_aux_only" in (folder / "capture_curve.csv").read_text().splitlines()[0]
 
 
 def test_cancel_adds_nothing_and_deletes_the_run_folder(dock, qgis_iface):

@@ -43,5 +43,10 @@ def test_export_files(tmp_path):
     assert write_table_csv(tmp_path / "t.csv", rows).read_text().startswith("species,known_sites_in_region")
     lines = write_curve_csv(tmp_path / "c.csv", [s], points=11).read_text().splitlines()
     assert lines[0] == "share_of_area,Au_model,Au_baseline" and len(lines) == 12
+    s.aux_only = s.baseline[::-1].copy()   # a run with the aux-only map: its column beside the species'
+    with_aux = write_curve_csv(tmp_path / "c2.csv", [s], points=11).read_text().splitlines()
+    assert with_aux[0] == "share_of_area,Au_model,Au_baseline,Au_aux_only"
+    assert [row.split(",")[1:3] for row in with_aux[1:]] == [row.split(",")[1:] for row in lines[1:]]
+    assert with_aux[-1].endswith(",1.0000") and s.aux_only_curve(11)[0] == 0
     page = write_report_html(tmp_path / "r.html", "Run <1>", {"threshold": 0.5}, rows, "curve.png").read_text()
     assert "Run &lt;1&gt;" in page and "curve.png" in page and "75 %" in page

@@ -105,6 +105,7 @@ class SpeciesScores:
     sites: np.ndarray      # (N,) known sites of the species in each cell
     baseline: np.ndarray   # (N,) blurred visible records
     cell_area_km2: float
+    aux_only: Optional[np.ndarray] = None  # (N,) the aux-only map, when the run made one
 
     def at_threshold(self, threshold: float) -> ThresholdRow:
         flagged = self.scores >= threshold
@@ -120,6 +121,13 @@ class SpeciesScores:
         share = np.linspace(0.0, 1.0, points)
         k = np.round(share * len(self.scores)).astype(int)
         return share, _ranked_capture(self.scores, self.sites)[k], _ranked_capture(self.baseline, self.sites)[k]
+
+    def aux_only_curve(self, points: int = CURVE_POINTS) -> Optional[np.ndarray]:
+        """The aux-only map's share of sites captured at :meth:`curve`'s shares (None without it)."""
+        if self.aux_only is None:
+            return None
+        k = np.round(np.linspace(0.0, 1.0, points) * len(self.scores)).astype(int)
+        return _ranked_capture(np.nan_to_num(self.aux_only.astype(np.float64), nan=-np.inf), self.sites)[k]
 
 
 def site_counts(sites: Records, grid: Grid, species: str) -> np.ndarray:
@@ -169,11 +177,13 @@ def write_curve_csv(path: str | Path, scores: Sequence[SpeciesScores], points: i
     path = Path(path)
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["share_of_area"] + [f"{s.species}_{k}" for s in scores for k in ("model", "baseline")])
-        curves = [s.curve(points) for s in scores]
-        share = curves[0][0] if curves else np.linspace(0, 1, points)
-        for i, a in enumerate(share):
-            w.writerow([f"{a:.4f}"] + [f"{c[j][i]:.4f}" for c in curves for j in (1, 2)])
+        columns = [(s.species, "model", s.curve(points)[1]) for s in scores]
+        columns += [(s.species, "baseline", s.curve(points)[2]) for s in scores]
+        columns += [(s.species, "aux_only", s.aux_only_curve(points)) for s in scores if s.aux_only is not None]
+        columns.sort(key=lambda c: [s.species for s in scores].index(c[0]))  # a species' columns together
+        w.writerow(["share_of_area"] + [f"{sp}_{what}" for sp, what, _ in columns])
+        for i, a in enumerate(np.linspace(0, 1, points)):
+            w.writerow([f"{a:.4f}"] + [f"{values[i]:.4f}" for _, _, values in columns])
     return path
 
 
