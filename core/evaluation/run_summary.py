@@ -24,10 +24,16 @@ TABLE_HEADERS = ["Species", "Known sites in region", "Sites in flagged cells", "
 
 def _ranked_capture(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Share of the weight (known sites) among the first k cells ranked by score, k = 0 … N; among
-    equal scores the cells without sites come first (a flat map earns nothing)."""
+    equal scores the cells without sites come first (a flat map earns nothing); NaN scores rank last."""
     order = np.lexsort((weights, -scores))
     total = float(weights.sum())
     return np.concatenate([[0.0], np.cumsum(weights[order])]) / max(total, 1.0)
+
+
+def capture_at(scores: np.ndarray, sites: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Share of the known sites in the top ``shares`` (each in [0, 1]) of the cells ranked by ``scores``."""
+    k = np.round(np.asarray(shares) * len(scores)).astype(int)
+    return _ranked_capture(scores, sites)[k]
 
 
 def top_share_capture(scores: np.ndarray, sites: np.ndarray, share: float = 0.10) -> Optional[float]:
@@ -35,8 +41,7 @@ def top_share_capture(scores: np.ndarray, sites: np.ndarray, share: float = 0.10
     without sites); NaN scores rank last."""
     if sites.sum() <= 0:
         return None
-    k = int(round(share * len(scores)))
-    return float(_ranked_capture(np.nan_to_num(scores.astype(np.float64), nan=-np.inf), sites)[k])
+    return float(capture_at(scores, sites, np.array([share]))[0])
 
 
 def percent(value: Optional[float]) -> str:
@@ -119,15 +124,13 @@ class SpeciesScores:
     def curve(self, points: int = CURVE_POINTS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(share of the region's area, share of sites captured by the model, by the baseline)."""
         share = np.linspace(0.0, 1.0, points)
-        k = np.round(share * len(self.scores)).astype(int)
-        return share, _ranked_capture(self.scores, self.sites)[k], _ranked_capture(self.baseline, self.sites)[k]
+        return share, capture_at(self.scores, self.sites, share), capture_at(self.baseline, self.sites, share)
 
     def aux_only_curve(self, points: int = CURVE_POINTS) -> Optional[np.ndarray]:
         """The aux-only map's share of sites captured at :meth:`curve`'s shares (None without it)."""
         if self.aux_only is None:
             return None
-        k = np.round(np.linspace(0.0, 1.0, points) * len(self.scores)).astype(int)
-        return _ranked_capture(np.nan_to_num(self.aux_only.astype(np.float64), nan=-np.inf), self.sites)[k]
+        return capture_at(self.aux_only, self.sites, np.linspace(0.0, 1.0, points))
 
 
 def site_counts(sites: Records, grid: Grid, species: str) -> np.ndarray:
@@ -177,13 +180,15 @@ def write_curve_csv(path: str | Path, scores: Sequence[SpeciesScores], points: i
     path = Path(path)
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        columns = [(s.species, "model", s.curve(points)[1]) for s in scores]
-        columns += [(s.species, "baseline", s.curve(points)[2]) for s in scores]
-        columns += [(s.species, "aux_only", s.aux_only_curve(points)) for s in scores if s.aux_only is not None]
-        columns.sort(key=lambda c: [s.species for s in scores].index(c[0]))  # a species' columns together
-        w.writerow(["share_of_area"] + [f"{sp}_{what}" for sp, what, _ in columns])
+        columns = []  # (header, values), a species' columns together
+        for s in scores:
+            _, model, baseline = s.curve(points)
+            columns += [(f"{s.species}_model", model), (f"{s.species}_baseline", baseline)]
+            if s.aux_only is not None:
+                columns.append((f"{s.species}_aux_only", s.aux_only_curve(points)))
+        w.writerow(["share_of_area"] + [name for name, _ in columns])
         for i, a in enumerate(np.linspace(0, 1, points)):
-            w.writerow([f"{a:.4f}"] + [f"{values[i]:.4f}" for _, _, values in columns])
+            w.writerow([f"{a:.4f}"] + [f"{values[i]:.4f}" for _, values in columns])
     return path
 
 
