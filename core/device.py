@@ -1,9 +1,13 @@
-"""The device a run uses (CPU or CUDA), and a sentence saying which and why."""
+"""The device a run uses (CPU or CUDA), a sentence saying which and why, and the float precision
+inference runs in there."""
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import torch
 
-from .errors import M3Error
+from .errors import InputError, M3Error
 
 
 def pick_device(prefer: str = "auto") -> tuple[torch.device, str]:
@@ -17,3 +21,37 @@ def pick_device(prefer: str = "auto") -> tuple[torch.device, str]:
         raise M3Error("CUDA was asked for but torch sees no CUDA device; use --device cpu or auto.")
     why = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
     return torch.device("cpu"), f"CPU ({why}; torch {torch.__version__}, {torch.get_num_threads()} threads)"
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse an unknown inference precision, and bf16 on a CPU without native bf16 instructions
+    (AVX512-BF16 or AMX), where oneDNN would emulate it more slowly than float32."""
+    if precision not in PRECISIONS:
+        raise InputError(f"Unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}.")
+    if precision == "bf16" and not bf16_native(device):
+        raise InputError("This CPU has no native bf16 instructions (AVX512-BF16 or AMX), so bf16 would be slower "
+                      "than float32 here: leave --bf16 off.")
+
+
+@contextlib.contextmanager
+def exact_float32(device: torch.device) -> Iterator[None]:
+    """Float32 convolutions and matrix products without TF32 on CUDA while inside (TF32 keeps 10
+    bits of mantissa), so that a GPU's maps equal a CPU's within float rounding; nothing changes
+    on a CPU. The flags are restored on exit."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether bf16 runs natively there (CUDA; a CPU with AVX512-BF16 or AMX)."""
+    return device.type == "cuda" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

@@ -47,6 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", type=int, help="largest window side in cells (default: 8 tiles, at least 512; fitted to the grid)")
     p.add_argument("--overlap", type=int, help="cells shared by neighbouring windows (default: one tile)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--bf16", action="store_true",
+                   help="run the U-Net's backbone in bf16 (CUDA, or a CPU with AVX512-BF16/AMX): 1.4x faster on "
+                        "the project's CPU, not exact (measured with the bundled model: probabilities moved by "
+                        "at most 0.03, ROC AUCs by at most 0.002; bench infer measures both); the default is "
+                        "float32 on every device")
     p.add_argument("--out", type=Path, required=True, help="output GeoTIFF (mean_* and std_* bands)")
     p.add_argument("--quicklook", type=Path, help="PNG quick-look (default: the output with .png)")
     p.add_argument("--no-quicklook", action="store_true", help="write no PNG")
@@ -128,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
             main = dist.main
         result = infill(source, models, hide, draws=args.draws, batch_size=args.batch_size, device=device,
                         progress=TqdmProgress() if main else None, out=args.out, window=args.window,
-                        overlap=args.overlap, seed=args.seed, output=output)
+                        overlap=args.overlap, seed=args.seed, output=output,
+                        precision="bf16" if args.bf16 else "fp32")
         if not main:
             return 0
         g = result.grid

@@ -6,15 +6,19 @@ the same run, and what a 150-evaluation CONUS map would take at that rate.
   training tile is a legitimate input; less work goes into overlaps and each forward pass is
   large enough to run efficiently), blended overlaps, what the aux bands alone determine computed
   once per window for all draws (:mod:`core.model.shared_aux`), batches of draws of a window,
-  channels-last tensors, ``torch.inference_mode``, bf16 on CUDA;
-- whole model: the same, but the whole model runs for every evaluation (the path before the
-  aux share was split off; kept as the reference of ``tests/test_infer_shared_aux.py``);
+  channels-last tensors, ``torch.inference_mode``, float32 (on CUDA without TF32);
+- ours in bf16 (where bf16 is native: CUDA, or a CPU with AVX512-BF16/AMX): the same with the
+  U-Net's backbone in bf16 (``predict --bf16``), and how far its map is from float32's on the
+  CONUS map's workload (nothing hidden by the user, the model's own mask draws, the same seed):
+  the largest and mean change of probability, and the ROC AUC of the part's records under each;
+- whole model: the same as ours, but the whole model runs for every evaluation (the path before
+  the aux share was split off; kept as the reference of ``tests/test_infer_shared_aux.py``);
 - naive: one non-overlapping tile of the training size at a time, float32, batch of one,
   contiguous (NCHW) tensors, ``torch.no_grad``, the same input encoding and the same model.
 
 All infill every valid cell of every species (hidden in every evaluation); rates are per
 evaluation. On CPU they run on a fixed part of the grid
-(:data:`CPU_PART`, all land on the CONUS stack), on CUDA on the whole grid; the two alternate
+(:data:`CPU_PART`, all land on the CONUS stack), on CUDA on the whole grid; they alternate
 ``repeats`` times after a warm-up and the best time of each counts (other work on a shared
 machine slows both the same way). Rates are in megacells ("megapixels") per second of grid
 covered per evaluation.
@@ -31,12 +35,13 @@ import numpy as np
 import torch
 
 from ..data.stack_sources import GeoTiffStackSource, open_stack_source
-from ..device import pick_device
+from ..device import bf16_native, pick_device
 from ..inference.infer import EnsembleMember, default_overlap, default_window, inference_member, infill
 from ..inference.sliding_windows import WindowLayout, round_up
 from ..masks.hiding import HideSpec
 from ..model.inputs import model_inputs
 from ..model.model_file import load_model
+from ..model.shared_aux import SharedAuxModel
 
 CPU_PART = (500, 400, 512, 512)  # row, col, height, width on the CONUS 1-mile stack (all land)
 EVALUATIONS = 150                # the paper's 3 seeds x 50 draws
@@ -68,6 +73,27 @@ def naive_infill(stack, model: torch.nn.Module, tile: int, with_aux: bool, devic
                 hh, ww = win.grid.shape
                 out[:, r:r + hh, c:c + ww] = np.where(win.valid, p[:, :hh, :ww], np.nan)
     return out
+
+
+def _bf16_figures(stack, fp32_member: EnsembleMember, bf16_member: EnsembleMember, draws: int, run_kw: dict,
+                  seconds: float, seconds_naive: float, conus_per_second: float) -> dict[str, float]:
+    """How much faster bf16 is, and how far its map is from float32's on the CONUS map's workload
+    (nothing hidden by the user; each cell scored over the draws that hid it)."""
+    from .discovery import roc_auc
+
+    fp32, bf16 = (infill(stack, [m], HideSpec(), draws=draws, precision=m.precision, **run_kw).mean
+                  for m in (fp32_member, bf16_member))
+    diff = np.abs(bf16 - fp32)
+    aucs = []
+    for k in range(len(stack.species)):
+        cells = np.isfinite(fp32[k])
+        aucs.append((roc_auc(fp32[k][cells], stack.presence[k][cells]), roc_auc(bf16[k][cells], stack.presence[k][cells])))
+    aucs = [a for a in aucs if not np.isnan(a[0])]
+    return {"seconds_ours_bf16": seconds, "ratio_bf16": seconds_naive / seconds,
+            "conus_150_evaluations_hours_bf16": conus_per_second * seconds / 3600,
+            "bf16_mean_abs_difference": float(np.nanmean(diff)), "bf16_max_abs_difference": float(np.nanmax(diff)),
+            "bf16_cells_changed_over_0_01": float(np.nanmean(diff > 0.01)),
+            "auc_fp32": float(np.mean([a[0] for a in aucs])), "auc_bf16": float(np.mean([a[1] for a in aucs]))}
 
 
 def _random_member(source) -> EnsembleMember:
@@ -172,6 +198,9 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
         # the reference runs the model as loaded; ours as infill prepares it
         naive_model = copy.deepcopy(member.model).to(memory_format=torch.contiguous_format)
         whole = inference_member(copy.deepcopy(member.model), member.card, member.name, shared_aux=False)
+        bf16 = None
+        if bf16_native(dev) and SharedAuxModel.supports(member.model):
+            bf16 = inference_member(copy.deepcopy(member.model), member.card, member.name, precision="bf16")
         member = inference_member(member.model, member.card, member.name)
         members = [member]
         if part is None and dev.type == "cpu":
@@ -200,7 +229,7 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
                 torch.cuda.synchronize()
             c0, t0 = time.process_time(), time.perf_counter()
             res = infill(stack, ensemble, hide, draws=draws, batch_size=batch_size, device=dev, window=size,
-                         overlap=ov)
+                         overlap=ov, precision=ensemble[0].precision)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             return (time.perf_counter() - t0) / draws, (time.process_time() - c0) / draws, res
@@ -217,14 +246,14 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
 
         # warm-up: the first pass of each shape pays for kernel selection
         warm = stack.window(0, 0, min(g.height, size), min(g.width, size))
-        for ensemble in (members, [whole]):
+        for ensemble in (members, [whole]) + (([bf16],) if bf16 else ()):
             infill(warm, ensemble, HideSpec(tuple(stack.species)), batch_size=batch_size, device=dev, window=size,
-                   overlap=ov)
+                   overlap=ov, precision=ensemble[0].precision)
         naive_infill(warm.window(0, 0, min(warm.grid.height, tile), min(warm.grid.width, tile)), naive_model,
                      tile, member.with_aux, dev, aux_index)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        t_ours, t_naive, t_whole, cpu_ours, cpu_naive = [], [], [], [], []
+        t_ours, t_naive, t_whole, t_bf16, cpu_ours, cpu_naive = [], [], [], [], [], []
         res = ref = None
         utilisation = GpuUtilisation(dev)
         for i in range(repeats):
@@ -236,8 +265,12 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
             t_ours.append(dt)
             cpu_ours.append(cpu)
             t_whole.append(ours([whole])[0])
+            if bf16:
+                dt, _, _ = ours([bf16])
+                t_bf16.append(dt)
             log(f"  round {i + 1}, seconds per evaluation: naive {t_naive[-1]:.2f} (CPU time {cpu_naive[-1]:.2f}), "
-                f"ours {t_ours[-1]:.2f} (CPU time {cpu_ours[-1]:.2f}), whole model {t_whole[-1]:.2f}")
+                f"ours {t_ours[-1]:.2f} (CPU time {cpu_ours[-1]:.2f}), whole model {t_whole[-1]:.2f}"
+                + (f", ours in bf16 {t_bf16[-1]:.2f}" if bf16 else ""))
         best_ours, best_naive, best_whole = min(t_ours), min(t_naive), min(t_whole)
         rate_ours, rate_naive = cells / best_ours / 1e6, cells / best_naive / 1e6
         mean = res.mean
@@ -276,6 +309,10 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
                "conus_150_evaluations_hours_naive": est_naive / 3600,
                "conus_150_evaluations_hours_whole_model": est_whole / 3600,
                "conus_ratio": est_naive / est_ours}
+        if bf16:
+            out.update(_bf16_figures(stack, member, bf16, draws, dict(batch_size=batch_size, device=dev, window=size,
+                                                                      overlap=ov), min(t_bf16), best_naive,
+                                     est_ours / best_ours))
         if dev.type == "cuda":
             out["gpu_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
             out["gpu_utilisation_percent"] = utilisation.mean
@@ -293,6 +330,15 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
             f"→ {est_whole / 60:.1f} min; naive {n_tiles} tiles x {per_tile * 1000:.0f} ms → {est_naive / 60:.1f} min "
             f"(ratio {est_naive / est_ours:.2f}x; ours counts the aux share once per {draws} draws, a map of 50 "
             "draws per model pays it less often)")
+        if bf16:
+            log(f"ours in bf16: {min(t_bf16):.2f} s per evaluation, ratio {out['ratio_bf16']:.2f}x, CONUS "
+                f"{out['conus_150_evaluations_hours_bf16'] * 60:.1f} min; its map against float32's: |change| mean "
+                f"{out['bf16_mean_abs_difference']:.2e}, largest {out['bf16_max_abs_difference']:.3f}, over 0.01 at "
+                f"{100 * out['bf16_cells_changed_over_0_01']:.2f} % of the scored cells; ROC AUC of the part's records "
+                f"(mean over species) {out['auc_fp32']:.4f} in float32, {out['auc_bf16']:.4f} in bf16 (the CONUS map's "
+                f"workload: nothing hidden, {draws} draws, each cell over the draws that hid it)")
+        else:
+            log("ours in bf16: not timed (needs CUDA or a CPU with AVX512-BF16/AMX, and a split U-Net)")
         log(f"peak resident memory of this process: {peak_rss:.2f} GiB")
         if "gpu_peak_memory_gib" in out:
             util = out["gpu_utilisation_percent"]

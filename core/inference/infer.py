@@ -37,7 +37,6 @@ the grid's height.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field, fields
@@ -51,7 +50,7 @@ from torch import nn
 from ..data.grid import Grid
 from ..data.stack import Stack, stack_fingerprint
 from ..data.stack_sources import StackSource, open_stack_source
-from ..device import pick_device
+from ..device import check_precision, exact_float32, pick_device
 from ..errors import InputError, ModelMismatchError
 from ..masks.hiding import HideSpec, UnrecordedRegion
 from ..model.inputs import model_inputs
@@ -74,6 +73,7 @@ class EnsembleMember:
     aux_index: Optional[torch.Tensor] = None   # the model's aux bands among the stack's (None: all, in order)
     shared: Optional[SharedAuxModel] = None     # the same model split for many draws of a window (None: run ``model``)
     output: str = "presence"                    # which map the model returns (:func:`model_output`)
+    precision: str = "fp32"                     # "bf16": the split model's backbone in bf16 (:func:`inference_member`)
 
     @property
     def with_aux(self) -> bool:
@@ -156,25 +156,34 @@ def prepare_for_inference(model: nn.Module) -> nn.Module:
 
 
 def inference_member(model: nn.Module, card: ModelCard, name: str, shared_aux: bool = True,
-                     output: str = "presence") -> EnsembleMember:
+                     output: str = "presence", precision: str = "fp32") -> EnsembleMember:
     """A loaded model ready for inference: set to return ``output`` (:func:`model_output`; fixed
     from then on, since the preparation traces the model), BatchNorm folded, channels-last, and
     (``shared_aux``, for a context U-Net) split so that what the aux bands alone determine is
-    computed once per window (:class:`core.model.shared_aux.SharedAuxModel`)."""
+    computed once per window (:class:`core.model.shared_aux.SharedAuxModel`). ``precision``
+    "bf16" runs the split model's backbone in bf16 (faster where bf16 is native, not exact; other
+    models are refused)."""
     model = model_output(model.eval(), output, name)
     shared = SharedAuxModel(model, prepare_for_inference) if shared_aux and SharedAuxModel.supports(model) else None
-    return EnsembleMember(prepare_for_inference(model), card, name, shared=shared, output=output)
+    if precision == "bf16":
+        if shared is None:
+            raise InputError(f"{name}: bf16 inference needs a U-Net with context features (the bundled kind); "
+                             "run this model without --bf16.")
+        shared.use_bfloat16()
+    return EnsembleMember(prepare_for_inference(model), card, name, shared=shared, output=output,
+                          precision=precision)
 
 
 def load_members(model_paths: Sequence[str | Path], device: torch.device,
-                 shared_aux: bool = True, output: str = "presence") -> list[EnsembleMember]:
+                 shared_aux: bool = True, output: str = "presence", precision: str = "fp32") -> list[EnsembleMember]:
     """Load model files for inference (see :func:`inference_member`), on the device."""
     if not model_paths:
         raise InputError("No model file given; pass at least one .safetensors model.")
+    check_precision(precision, device)
     members = []
     for p in model_paths:
         model, card = load_model(p, device)
-        members.append(inference_member(model, card, Path(p).name, shared_aux, output))
+        members.append(inference_member(model, card, Path(p).name, shared_aux, output, precision))
     return members
 
 
@@ -246,8 +255,6 @@ class _Infiller:
         # cells keeps oneDNN busy; with the bundled model, 0.73 s per draw one at a time, 0.92 s in
         # fours, 1 thread), on CUDA the batch size
         self.forward_batch = batch_size if device.type == "cuda" else 1
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                         else contextlib.nullcontext())
         self._weights: dict[tuple[int, int], torch.Tensor] = {}
         # under torchrun: each rank runs every world-th active window of a strip; the strip's sums
         # are added over the ranks before its finished rows are emitted
@@ -324,7 +331,7 @@ class _Infiller:
         presence = torch.stack([jb[2] for jb in jobs])
         hidden = torch.stack([jb[3] for jb in jobs])
         valid = torch.stack([jb[5] for jb in jobs])
-        with torch.inference_mode(), self.autocast:
+        with torch.inference_mode():
             if terms is not None:
                 x = model_inputs(presence, hidden, presence.new_zeros((len(jobs), 0) + presence.shape[2:],
                                                                       dtype=torch.float32), valid)
@@ -347,7 +354,7 @@ class _Infiller:
 
     def _aux_terms(self, member: EnsembleMember, aux: torch.Tensor, valid: torch.Tensor) -> AuxTerms:
         """The aux bands' share of the member's model on one window (once for all its draws)."""
-        with torch.inference_mode(), self.autocast:
+        with torch.inference_mode():
             return member.shared.aux_terms((aux * valid.to(aux.dtype)).unsqueeze(0))
 
     def _draw(self, m: int, d: int, r: int, user: torch.Tensor, valid: torch.Tensor,
@@ -444,6 +451,10 @@ class _Infiller:
             acc[:, :, size - stride:] = 0
 
     def run(self, sink) -> None:
+        with exact_float32(self.device):
+            self._run(sink)
+
+    def _run(self, sink) -> None:
         active = self.plan()
         self.progress.start(sum(len(a) for a in active) * self.evaluations, "infill (window evaluations)")
         acc = torch.zeros((3, len(self.out_species), self.height, self.span), dtype=torch.float32,
@@ -493,7 +504,8 @@ def infill(stack: Stack | StackSource | str | Path,
            overlap: Optional[int] = None,
            seed: int = 0,
            offset: tuple[int, int] = (0, 0),
-           output: str = "presence") -> InfillResult:
+           output: str = "presence",
+           precision: str = "fp32") -> InfillResult:
     """Infill a stack (in memory, or a stack GeoTIFF read by windows) with an ensemble of model
     files × ``draws`` mask draws and return per-species mean probability and spread.
 
@@ -505,6 +517,8 @@ def infill(stack: Stack | StackSource | str | Path,
     ``output`` "observation" maps the observation probability of PU models (:mod:`core.model.pu`)
     instead of the presence probability, in the same layout (one band pair per species, equal
     bands: the observation is shared by the species); "record" maps their P(record).
+    ``precision``: "fp32" (the default; on CUDA without TF32, so a GPU's map equals a CPU's within
+    float rounding) or "bf16" (:func:`inference_member`; faster, not exact).
     Cancel through ``progress.cancelled()``: checked between batches; nothing is written then.
     In a process group (``torchrun``; :func:`torch.distributed.is_initialized`) the windows of each
     strip are shared out over the ranks, their sums added, and rank 0 alone writes ``out``.
@@ -531,8 +545,12 @@ def infill(stack: Stack | StackSource | str | Path,
             if other:  # a loaded member returns the map it was prepared for
                 raise ValueError(f"members loaded for output {other} cannot map '{output}': load them "
                                  f"with load_members(..., output='{output}')")
+            other = sorted({m.precision for m in members} - {precision})
+            if other:
+                raise ValueError(f"members loaded in {other} cannot run in '{precision}': load them "
+                                 f"with load_members(..., precision='{precision}')")
         else:
-            members = load_members(model_paths, dev, output=output)
+            members = load_members(model_paths, dev, output=output, precision=precision)
         check_ensemble([m.card for m in members], [m.name for m in members])
         check_members(members, source)
         hide.species_flags(source.species)  # unknown species → InputError before any work
@@ -541,6 +559,8 @@ def infill(stack: Stack | StackSource | str | Path,
         g = source.grid
         layout = WindowLayout.fitted(g.height, g.width, window or default_window(members), ov, offset)
         engine = _Infiller(source, members, hide, draws, batch_size, dev, progress, layout, seed)
+        if precision != "fp32":
+            dev_note += f"; {precision}"
         scenario = hide.scenario(source.species)
         threshold = ensemble_threshold([m.card for m in members], scenario)
         result = InfillResult(engine.out_species, g, None, None, Path(out) if out else None,

@@ -12,6 +12,7 @@ from typing import Optional, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from ..device import exact_float32
 from .inputs import model_inputs, uses_aux
 
 
@@ -41,7 +42,8 @@ class ModelPredictor:
 
     Builds inputs with :func:`core.model.inputs.model_inputs` (the training encoding), drops the aux
     bands for a model trained without them, runs in chunks of ``batch_size`` under
-    ``torch.no_grad`` (bf16 autocast on CUDA) and returns sigmoid probabilities on the CPU.
+    ``torch.no_grad`` in float32 (on CUDA without TF32: scores equal a CPU's within float rounding)
+    and returns sigmoid probabilities on the CPU.
     """
 
     def __init__(self, model: nn.Module, name: str, in_channels: int, n_species: int,
@@ -67,14 +69,12 @@ class ModelPredictor:
         if not self.with_aux:
             aux = aux[:, :0]
         out = []
-        cuda = self.device.type == "cuda"
-        for i in range(0, presence.shape[0], self.batch_size):
-            sl = slice(i, i + self.batch_size)
-            x = model_inputs(presence[sl].to(self.device), hidden[sl].to(self.device),
-                             aux[sl].to(self.device), valid[sl].to(self.device))
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                logits = self.model(x)
-            out.append(torch.sigmoid(logits.float()).cpu())
+        with exact_float32(self.device):
+            for i in range(0, presence.shape[0], self.batch_size):
+                sl = slice(i, i + self.batch_size)
+                x = model_inputs(presence[sl].to(self.device), hidden[sl].to(self.device),
+                                 aux[sl].to(self.device), valid[sl].to(self.device))
+                out.append(torch.sigmoid(self.model(x).float()).cpu())
         return torch.cat(out, 0)
 
 
