@@ -26,3 +26,28 @@ def test_naive_reference_masks_like_the_spec():
     assert x.shape == (2 * 3 + 2, 32, 32) and presence.shape == hidden.shape == (3, 32, 32)
     assert torch.equal(hidden[0], hidden[2])  # region scenario: every species hidden in the same cells
     assert abs(hidden[0].float().mean().item() - 0.5) < 0.05
+
+
+def test_bench_memory_runs_predict_per_configuration(tmp_path):
+    """``bench memory`` runs predict in a fresh process per (models, draws) and reports each peak
+    (no memory figure is asserted: it is a measurement)."""
+    import pytest
+
+    from core.errors import InputError
+    from core.evaluation.bench_memory import bench_memory, parse_configs
+    from core.model.model_file import save_model
+    from test_infer_shared_aux import tiny_context_unet
+
+    stack = synthetic_stack(96, 160, n_species=3, n_aux=2, seed=1)
+    stack_file = stack.write(tmp_path / "stack.tif")
+    model, card = tiny_context_unet(stack)
+    model_file = save_model(tmp_path / "m.safetensors", model, card)
+    lines = []
+    r = bench_memory(stack_file, model_file, "cpu", parse_configs("1x1,2x2"), log=lines.append)
+    assert [(x["models"], x["draws"]) for x in r["runs"]] == [(1, 1), (2, 2)]
+    assert all(x["rss_gib"] > 0 and x["gpu_gib"] is None for x in r["runs"])
+    assert r["runs"][1]["growth_gib"] == r["runs"][1]["rss_gib"] - r["runs"][0]["rss_gib"]
+    assert any("growth" in line for line in lines)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors", "stack.tif"]  # nothing left
+    with pytest.raises(InputError, match="models x draws"):
+        parse_configs("3by4")

@@ -1,4 +1,5 @@
-"""``bench``: throughput against a baseline measured in the same run (``bench train``, ``bench infer``)."""
+"""``bench``: throughput against a baseline measured in the same run (``bench train``, ``bench infer``),
+and the peak memory of ``predict`` against the ensemble's size (``bench memory``)."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = what.add_parser("train", help="training tiles/s against per-sample numpy masking in a DataLoader "
                                       "with fp32")
     add_bench_infer(what)
+    add_bench_memory(what)
     p.add_argument("--stack", type=Path, help="stack GeoTIFF (default: a synthetic 512 x 512 stack with 10 "
                                               "species and 6 aux bands, so the bench needs no data)")
     p.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="model and tile settings")
@@ -71,6 +73,37 @@ def add_bench_infer(bench_subparsers: argparse._SubParsersAction) -> argparse.Ar
     p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
     p.set_defaults(func=run_infer)
     return p
+
+
+def add_bench_memory(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``bench memory`` under the ``bench`` command's subparsers."""
+    from ..evaluation.bench_memory import __doc__ as doc
+
+    p = bench_subparsers.add_parser("memory", help="peak memory of predict against the number of models and draws",
+                                    description=doc.split("\n\n")[0])
+    p.add_argument("--stack", type=Path, help="stack GeoTIFF (default: the embedded CONUS stack)")
+    p.add_argument("--model", type=Path, help="model file standing for each model (default: the bundled model)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--configs", default="1x1,1x4,3x4",
+                   help="models x draws per run, comma-separated (default 1x1,1x4,3x4)")
+    p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
+    p.set_defaults(func=run_memory)
+    return p
+
+
+def run_memory(args: argparse.Namespace) -> int:
+    from ..data.build_stack import default_stack_path
+    from ..data.defaults import BUNDLED_MODEL
+    from ..evaluation.bench_memory import bench_memory, parse_configs
+    from ..output_paths import check_outputs
+
+    configs = parse_configs(args.configs)
+    check_outputs({"--json": args.json}, inputs={"--stack": args.stack, "--model": args.model})
+    out = bench_memory(args.stack or default_stack_path(), args.model or BUNDLED_MODEL, args.device, configs)
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(out, indent=2))
+    return 0
 
 
 def run_infer(args: argparse.Namespace) -> int:
