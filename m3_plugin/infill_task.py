@@ -108,7 +108,7 @@ class InfillTask(QgsTask):
                    f"draws) on {result.device}, {result.seconds:.1f} s; {result.hide}.")
         if job.aux_only_map:
             check_cancelled(progress)
-            summary += " " + self._aux_only(stack, job, region, region_cells, outputs)
+            summary += " " + self._aux_only(stack, job, region, region_cells, outputs, progress)
         if job.find_clusters:
             check_cancelled(progress)
             outputs.clusters, outputs.cluster_count = self._clusters(stack, job)
@@ -129,9 +129,10 @@ class InfillTask(QgsTask):
         return species_scores(means, stack.grid, region_cells, sites, baseline)
 
     @staticmethod
-    def _aux_only(stack, job: InfillJob, region, region_cells, outputs: RunOutputs) -> str:
+    def _aux_only(stack, job: InfillJob, region, region_cells, outputs: RunOutputs, progress) -> str:
         """The aux-only map of the hidden species on the region's cells (:func:`core.evaluation.aux_map.aux_map_around`:
-        fitted around the region, never on it) into the run folder; returns a sentence for the summary."""
+        fitted around the region, never on it) into the run folder; returns a sentence for the summary.
+        Cancellable during the fits (``progress``)."""
         from .core.errors import InputError
         from .core.evaluation.run_summary import percent, top_share_capture
         from .core.evaluation.aux_map import AuxMap, aux_map_around, sklearn_missing, write_aux_map
@@ -142,7 +143,7 @@ class InfillTask(QgsTask):
             return "No aux-only map: the run has no aux layer."
         species = list(job.hide_species or stack.species)
         try:
-            mean = aux_map_around(job.inputs, region, job.grid, region_cells, species)
+            mean = aux_map_around(job.inputs, region, job.grid, region_cells, species, progress=progress)
         except InputError as e:
             return f"No aux-only map: {e}"
         aux = AuxMap(species, mean, np.full_like(mean, np.nan), "aux-only gradient boosting, fitted around the "

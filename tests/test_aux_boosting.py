@@ -133,3 +133,42 @@ def test_region_aux_map_is_fitted_around_the_region_never_on_it(monkeypatch):
     scores, sites = np.array([0.9, np.nan, 0.5, 0.1]), np.array([1, 1, 0, 2])
     assert top_share_capture(scores, sites, 0.25) == 0.25 and top_share_capture(scores, sites, 0.75) == 0.75
     assert top_share_capture(scores, np.zeros(4), 0.5) is None
+
+
+def _boosting_data(seed: int = 0, n: int = 30_000):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8))
+    y = (x[:, 0] + 0.5 * x[:, 1] ** 2 + rng.normal(size=n) > 1.5).astype(float)
+    return x, y, np.where(y > 0, 1.0, 3.0)
+
+
+@pytest.mark.parametrize("chunk", [7, "at the stop", 1000])
+def test_fit_in_chunks_is_the_one_fit(monkeypatch, chunk):
+    """Fitting CHUNK_ITER iterations at a time (so that a cancel is looked at) gives the model one
+    fit gives, also when early stopping falls exactly on a chunk's end."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x, y, w = _boosting_data()
+    kw = dict(max_iter=120, learning_rate=0.1, max_leaf_nodes=31, l2_regularization=1.0, random_state=3)
+    one = HistGradientBoostingClassifier(**kw).fit(x, y, sample_weight=w)
+    assert one.n_iter_ < 120  # early stopping ends it: the case a chunk boundary can get wrong
+    monkeypatch.setattr(ab, "CHUNK_ITER", one.n_iter_ if chunk == "at the stop" else chunk)
+    chunked = HistGradientBoostingClassifier(**kw)
+    ab.fit_in_chunks(chunked, x, y, w, None)
+    assert chunked.n_iter_ == one.n_iter_
+    np.testing.assert_array_equal(chunked.predict_proba(x), one.predict_proba(x))
+
+
+def test_fit_is_cancelled_between_chunks(monkeypatch):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from core.progress import Cancelled, SilentProgress
+
+    x, y, w = _boosting_data()
+    monkeypatch.setattr(ab, "CHUNK_ITER", 5)
+    looks = []
+    progress = SilentProgress(lambda: looks.append(1) or len(looks) > 2)  # cancel at the third look
+    clf = HistGradientBoostingClassifier(max_iter=120, random_state=0)
+    with pytest.raises(Cancelled):
+        ab.fit_in_chunks(clf, x, y, w, progress)
+    assert clf.n_iter_ == 10  # two chunks ran, the third was not started

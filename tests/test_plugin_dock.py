@@ -257,6 +257,36 @@ def test_aux_only_map_beside_m3s_is_fitted_around_the_region_and_compared(dock, 
     assert "Au_aux_only" in (folder / "capture_curve.csv").read_text().splitlines()[0]
 
 
+def test_cancel_during_the_aux_only_fit_stops_it(dock, monkeypatch):
+    """The aux-only map's gradient boosting looks at the cancel button while it fits."""
+    import threading
+    import time
+
+    import m3_plugin.core.evaluation.aux_boosting as boosting
+
+    real, entered, seen = boosting.fit_in_chunks, threading.Event(), []
+
+    def fit_waiting_for_cancel(clf, x, y, w, progress):
+        entered.set()
+        deadline = time.monotonic() + 120
+        while not progress.cancelled() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen.append(progress.cancelled())
+        return real(clf, x, y, w, progress)  # raises Cancelled at its first look
+
+    monkeypatch.setattr(boosting, "fit_in_chunks", fit_waiting_for_cancel)
+    dock.mineral_rows["Au"].hide.setChecked(True)
+    dock.set_region(QgsGeometry.fromRect(MOTHER_LODE), WGS84)
+    dock.aux_only_check.setChecked(True)
+    task = dock.run()
+    assert task is not None
+    wait_until(entered.is_set, timeout=600)
+    dock.cancel()
+    wait_until(lambda: dock.task is None, timeout=300)
+    assert seen == [True] and task.was_cancelled and task.outputs is None
+    assert not task.job.folder.exists()
+    assert dock.status_label.text().startswith("Cancelled")
+
 def test_cancel_adds_nothing_and_deletes_the_run_folder(dock, qgis_iface):
     dock.mineral_rows["Au"].hide.setChecked(True)
     dock.set_region(QgsGeometry.fromRect(MOTHER_LODE), WGS84)

@@ -25,6 +25,8 @@ from ..progress import Progress, SilentProgress, check_cancelled
 
 AUX_SIGMAS = (5.0, 10.0)        # cells
 NEGATIVES = 300_000
+MAX_ITER = 300                  # boosting iterations (early stopping usually ends sooner)
+CHUNK_ITER = 50                 # iterations between two looks at the cancel button
 STRIP_ROWS = 256
 TRUNCATE = 4.0                  # scipy's default Gaussian radius, in σ
 
@@ -81,9 +83,11 @@ class AuxBoosting:
 
     @classmethod
     def fit(cls, stack: Stack, target: np.ndarray, seed: int, negatives: int = NEGATIVES,
-            sigmas: Sequence[float] = AUX_SIGMAS, cells: Optional[np.ndarray] = None) -> "AuxBoosting":
+            sigmas: Sequence[float] = AUX_SIGMAS, cells: Optional[np.ndarray] = None,
+            progress: Optional[Progress] = None) -> "AuxBoosting":
         """Fit to ``target`` (H, W bool: cells with a record) on the stack's valid cells (and only
-        on ``cells``, H × W bool, when given: the other folds of an out-of-fold map)."""
+        on ``cells``, H × W bool, when given: the other folds of an out-of-fold map). Cancel
+        through ``progress.cancelled()``, looked at every :data:`CHUNK_ITER` iterations."""
         if not stack.aux_bands:
             raise InputError("The stack has no aux band; the aux-only map needs some (build-stack --aux ...).")
         from sklearn.ensemble import HistGradientBoostingClassifier
@@ -100,13 +104,41 @@ class AuxBoosting:
         y = np.concatenate([np.ones(len(pr)), np.zeros(len(pick))])
         # Negatives are subsampled; their weight restores the true share of empty cells.
         w = np.concatenate([np.ones(len(pr)), np.full(len(pick), len(er) / max(1, len(pick)))])
-        clf = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1, max_leaf_nodes=31,
+        clf = HistGradientBoostingClassifier(max_iter=MAX_ITER, learning_rate=0.1, max_leaf_nodes=31,
                                              l2_regularization=1.0, random_state=seed)
-        clf.fit(aux_features(stack, rows, cols, sigmas), y, sample_weight=w)
+        fit_in_chunks(clf, aux_features(stack, rows, cols, sigmas), y, w, progress)
         return cls(clf, tuple(sigmas))
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         return self.classifier.predict_proba(features)[:, 1]
+
+
+def fit_in_chunks(clf, x: np.ndarray, y: np.ndarray, w: np.ndarray, progress: Optional[Progress]) -> None:
+    """Fit a HistGradientBoostingClassifier :data:`CHUNK_ITER` iterations at a time (warm start),
+    raising :class:`core.progress.Cancelled` between chunks when asked to; the same model as one
+    ``fit`` of all its iterations (its early stopping is applied at each chunk's end as a single
+    fit applies it at every iteration)."""
+    total = clf.max_iter
+    clf.set_params(warm_start=True)
+    for upto in range(min(CHUNK_ITER, total), total + CHUNK_ITER, CHUNK_ITER):
+        check_cancelled(progress)
+        clf.set_params(max_iter=min(upto, total))
+        clf.fit(x, y, sample_weight=w)
+        if clf.n_iter_ < clf.max_iter or clf.max_iter == total or _early_stop_now(clf):
+            break
+    clf.set_params(warm_start=False, max_iter=total)
+
+
+def _early_stop_now(clf) -> bool:
+    """Whether scikit-learn's early stopping (its ``_should_stop`` rule: no score better than
+    ``tol`` above the one ``n_iter_no_change`` iterations back) ends a fit at the iterations done."""
+    if not getattr(clf, "do_early_stopping_", False):
+        return False
+    scores = clf.validation_score_ if len(clf.validation_score_) else clf.train_score_
+    back = clf.n_iter_no_change + 1
+    if len(scores) < back:
+        return False
+    return not any(score > scores[-back] + clf.tol for score in scores[-back + 1:])
 
 
 def window_features(stack: Stack, window: Optional[tuple[int, int, int, int]] = None
@@ -134,7 +166,7 @@ def aux_boosting_maps(stack: Stack, targets: np.ndarray, seeds: Sequence[int],
             runs = []
             for seed in seeds:
                 check_cancelled(progress)
-                runs.append(AuxBoosting.fit(stack, target, seed).predict(x))
+                runs.append(AuxBoosting.fit(stack, target, seed, progress=progress).predict(x))
                 progress.advance()
             mean[t, vr, vc] = np.mean(runs, axis=0)
             std[t, vr, vc] = np.std(runs, axis=0)
@@ -176,7 +208,8 @@ def out_of_fold_maps(stack: Stack, targets: np.ndarray, seeds: Sequence[int], fo
                     check_cancelled(progress)
                     at = fold[vr, vc] == k
                     if at.any():
-                        runs[i, t, at] = AuxBoosting.fit(stack, target, seed, cells=fold != k).predict(x[at])
+                        runs[i, t, at] = AuxBoosting.fit(stack, target, seed, cells=fold != k,
+                                                         progress=progress).predict(x[at])
                     progress.advance()
     finally:
         progress.close()

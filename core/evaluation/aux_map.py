@@ -82,10 +82,12 @@ def sklearn_missing() -> bool:
     return importlib.util.find_spec("sklearn") is None
 
 
-def region_aux_map(stack: Stack, species: Sequence[str], hidden_cells: np.ndarray, seed: int = 0) -> np.ndarray:
+def region_aux_map(stack: Stack, species: Sequence[str], hidden_cells: np.ndarray, seed: int = 0,
+                   progress: Optional[Progress] = None) -> np.ndarray:
     """(S, H, W) aux-only probability of each species on ``hidden_cells`` (H × W bool; NaN
     elsewhere), fitted on the stack's other valid cells only: it never sees the records of the
-    region it is compared on (the dock's "aux-only map beside M3's")."""
+    region it is compared on (the dock's "aux-only map beside M3's"). Cancel through
+    ``progress.cancelled()`` (looked at during each fit)."""
     from .aux_boosting import AuxBoosting, aux_features
 
     rows, cols = np.nonzero(hidden_cells & stack.valid)
@@ -95,12 +97,12 @@ def region_aux_map(stack: Stack, species: Sequence[str], hidden_cells: np.ndarra
     x = aux_features(stack, rows, cols)
     for i, sym in enumerate(species):
         target = stack.presence[stack.species.index(sym)].astype(bool)
-        out[i, rows, cols] = AuxBoosting.fit(stack, target, seed, cells=~hidden_cells).predict(x)
+        out[i, rows, cols] = AuxBoosting.fit(stack, target, seed, cells=~hidden_cells, progress=progress).predict(x)
     return out
 
 
 def aux_map_around(inputs: "LayerInputs", region: "GeometryRegion", grid: "Grid", hidden: np.ndarray,
-                   species: Sequence[str], seed: int = 0) -> np.ndarray:
+                   species: Sequence[str], seed: int = 0, progress: Optional[Progress] = None) -> np.ndarray:
     """(S, H, W) aux-only map of ``species`` on the ``hidden`` cells of a run's ``grid`` (NaN
     elsewhere), fitted on the map layers' cells around it: the region grown on every side by the
     run grid's larger side, less the hidden cells (a run's own grid holds too few records to fit)."""
@@ -111,4 +113,4 @@ def aux_map_around(inputs: "LayerInputs", region: "GeometryRegion", grid: "Grid"
     r0, c0, h, w = window_in(wide, grid)
     cells = np.zeros(wide.shape, bool)
     cells[r0:r0 + h, c0:c0 + w] = hidden
-    return region_aux_map(stack, species, cells, seed)[:, r0:r0 + h, c0:c0 + w]
+    return region_aux_map(stack, species, cells, seed, progress)[:, r0:r0 + h, c0:c0 + w]
