@@ -3,7 +3,8 @@ inference runs in there."""
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import threading
+from typing import Iterator, Optional
 
 import torch
 
@@ -55,3 +56,38 @@ def exact_float32(device: torch.device) -> Iterator[None]:
 def bf16_native(device: torch.device) -> bool:
     """Whether bf16 runs natively there (CUDA; a CPU with AVX512-BF16 or AMX)."""
     return device.type == "cuda" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+class GpuUtilisation:
+    """Samples the GPU's utilisation (%, as NVML reports it) every ``every`` seconds in a thread
+    while inside (the context may be entered again: samples add up); :attr:`mean` is None without
+    NVML (pynvml), a CUDA device or samples."""
+
+    def __init__(self, dev: torch.device, every: float = 0.2) -> None:
+        self.dev, self.every, self.samples = dev, every, []
+        self._stop: Optional[threading.Event] = None
+        self._thread: Optional[threading.Thread] = None
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.every):
+            try:
+                self.samples.append(int(torch.cuda.utilization(self.dev)))
+            except Exception:  # noqa: BLE001 — pynvml missing or not an NVIDIA device: no figure
+                return
+
+    def __enter__(self) -> "GpuUtilisation":
+        if self.dev.type == "cuda":
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, args=(self._stop,), daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+
+    @property
+    def mean(self) -> Optional[float]:
+        return sum(self.samples) / len(self.samples) if self.samples else None

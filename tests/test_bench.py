@@ -51,3 +51,17 @@ def test_bench_memory_runs_predict_per_configuration(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors", "stack.tif"]  # nothing left
     with pytest.raises(InputError, match="models x draws"):
         parse_configs("3by4")
+
+
+def test_gpu_utilisation_sampler_can_be_entered_again():
+    """bench infer samples the GPU in every timed round: the sampler starts a thread each time."""
+    from core.device import GpuUtilisation
+
+    sampler = GpuUtilisation(torch.device("cuda"), every=0.01)  # without NVML or a GPU: no sample
+    for _ in range(2):
+        with sampler:
+            pass
+    assert sampler.mean is None
+    with GpuUtilisation(torch.device("cpu")) as cpu:
+        pass
+    assert cpu.mean is None

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..data.stack_sources import GeoTiffStackSource, open_stack_source
-from ..device import bf16_native, pick_device
+from ..device import GpuUtilisation, bf16_native, pick_device
 from ..inference.infer import EnsembleMember, default_overlap, default_window, inference_member, infill
 from ..inference.sliding_windows import WindowLayout, round_up
 from ..masks.hiding import HideSpec
@@ -143,39 +143,6 @@ def _peak_rss_gib() -> float:
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (2 ** 30 if sys.platform == "darwin" else 2 ** 20)
-
-
-class GpuUtilisation:
-    """Samples the GPU's utilisation (%, as NVML reports it) every ``every`` seconds in a thread
-    while in use; :attr:`mean` is None without NVML (pynvml) or samples."""
-
-    def __init__(self, dev: torch.device, every: float = 0.2) -> None:
-        import threading
-
-        self.dev, self.every, self.samples = dev, every, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                self.samples.append(int(torch.cuda.utilization(self.dev)))
-            except Exception:  # noqa: BLE001 — pynvml missing or not an NVIDIA device: no figure
-                return
-
-    def __enter__(self) -> "GpuUtilisation":
-        if self.dev.type == "cuda":
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    @property
-    def mean(self) -> Optional[float]:
-        return sum(self.samples) / len(self.samples) if self.samples else None
 
 
 def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None, device: str = "auto",

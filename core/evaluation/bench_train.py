@@ -18,7 +18,7 @@ import torch
 from scipy import ndimage
 
 from ..data.stack import Stack
-from ..device import pick_device
+from ..device import GpuUtilisation, pick_device
 from ..masks.masking import SCENARIOS
 from ..model.inputs import model_inputs
 from ..model.models import build_model
@@ -110,11 +110,13 @@ def bench_train(stack: Stack, config: TrainConfig, device: torch.device, steps: 
     for _ in range(warmup):
         trainer.train_step()
     _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        trainer.train_step()
-    _sync(device)
-    ours = steps * b / (time.perf_counter() - t0)
+    utilisation = GpuUtilisation(device)
+    with utilisation:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step()
+        _sync(device)
+        ours = steps * b / (time.perf_counter() - t0)
     ours_mem = _peak_gib(device)
     origins = trainer.origins.cpu().numpy()
     model_config = trainer.model_config
@@ -152,7 +154,8 @@ def bench_train(stack: Stack, config: TrainConfig, device: torch.device, steps: 
             "encoder_depth": config.encoder_depth, "steps_timed": steps, "naive_workers": workers,
             "ours_tiles_per_s": ours, "naive_tiles_per_s": naive, "ratio": ours / naive,
             "ours_data_tiles_per_s": ours_data, "naive_data_tiles_per_s": naive_data,
-            "data_ratio": ours_data / naive_data, "ours_peak_gib": ours_mem, "naive_peak_gib": naive_mem}
+            "data_ratio": ours_data / naive_data, "ours_peak_gib": ours_mem, "naive_peak_gib": naive_mem,
+            "ours_data_share_of_step": ours / ours_data, "ours_gpu_utilisation_percent": utilisation.mean}
 
 
 def format_train_bench(r: dict[str, Any]) -> str:
@@ -165,7 +168,12 @@ def format_train_bench(r: dict[str, Any]) -> str:
              f"{r['naive_workers']} workers, fp32)",
              f"    ratio {r['ratio']:9.2f} x",
              f"  data preparation alone: ours {r['ours_data_tiles_per_s']:.0f} tiles/s, naive "
-             f"{r['naive_data_tiles_per_s']:.0f} tiles/s, ratio {r['data_ratio']:.1f} x"]
+             f"{r['naive_data_tiles_per_s']:.0f} tiles/s, ratio {r['data_ratio']:.1f} x",
+             f"  ours' data preparation is {100 * r['ours_data_share_of_step']:.0f} % of its step time (it runs in the "
+             "step, so the model waits that long)"]
+    if r["device"].startswith("cuda"):
+        util = r["ours_gpu_utilisation_percent"]
+        lines.append("  GPU utilisation during ours' steps: " + ("unknown (no NVML)" if util is None else f"{util:.0f} %"))
     if r["ours_peak_gib"] is not None:
         lines.append(f"  peak GPU memory: ours {r['ours_peak_gib']:.2f} GiB, naive {r['naive_peak_gib']:.2f} GiB")
     return "\n".join(lines)
