@@ -1,5 +1,5 @@
-"""The device a run uses (CPU or CUDA), a sentence saying which and why, and the float precision
-inference runs in there."""
+"""The device a run uses (CPU or CUDA), a sentence saying which and why, the float precision
+inference runs in there, and a sampler of the GPU's utilisation for the benchmarks."""
 from __future__ import annotations
 
 import contextlib
@@ -34,7 +34,7 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise InputError(f"Unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}.")
     if precision == "bf16" and not bf16_native(device):
         raise InputError("This CPU has no native bf16 instructions (AVX512-BF16 or AMX), so bf16 would be slower "
-                      "than float32 here: leave --bf16 off.")
+                         "than float32 here: leave --bf16 off.")
 
 
 @contextlib.contextmanager
