@@ -142,33 +142,44 @@ def _boosting_data(seed: int = 0, n: int = 30_000):
     return x, y, np.where(y > 0, 1.0, 3.0)
 
 
-@pytest.mark.parametrize("chunk", [7, "at the stop", 1000])
-def test_fit_in_chunks_is_the_one_fit(monkeypatch, chunk):
-    """Fitting CHUNK_ITER iterations at a time (so that a cancel is looked at) gives the model one
-    fit gives, also when early stopping falls exactly on a chunk's end."""
+def test_fit_cancellable_is_the_plain_fit():
     from sklearn.ensemble import HistGradientBoostingClassifier
 
+    from core.progress import SilentProgress
+
     x, y, w = _boosting_data()
-    kw = dict(max_iter=120, learning_rate=0.1, max_leaf_nodes=31, l2_regularization=1.0, random_state=3)
-    one = HistGradientBoostingClassifier(**kw).fit(x, y, sample_weight=w)
-    assert one.n_iter_ < 120  # early stopping ends it: the case a chunk boundary can get wrong
-    monkeypatch.setattr(ab, "CHUNK_ITER", one.n_iter_ if chunk == "at the stop" else chunk)
-    chunked = HistGradientBoostingClassifier(**kw)
-    ab.fit_in_chunks(chunked, x, y, w, None)
-    assert chunked.n_iter_ == one.n_iter_
-    np.testing.assert_array_equal(chunked.predict_proba(x), one.predict_proba(x))
+    kw = dict(max_iter=60, random_state=3)
+    plain = HistGradientBoostingClassifier(**kw).fit(x, y, sample_weight=w)
+    watched = HistGradientBoostingClassifier(**kw)
+    ab.fit_cancellable(watched, x, y, w, SilentProgress(lambda: False), poll=0.01)
+    np.testing.assert_array_equal(watched.predict_proba(x), plain.predict_proba(x))
 
 
-def test_fit_is_cancelled_between_chunks(monkeypatch):
+def test_fit_is_cancelled_while_it_runs():
+    """A cancel during a fit is answered at the next look (every ``poll`` seconds), not when the fit ends."""
+    import time
+
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from core.progress import Cancelled, SilentProgress
 
-    x, y, w = _boosting_data()
-    monkeypatch.setattr(ab, "CHUNK_ITER", 5)
-    looks = []
-    progress = SilentProgress(lambda: looks.append(1) or len(looks) > 2)  # cancel at the third look
-    clf = HistGradientBoostingClassifier(max_iter=120, random_state=0)
+    x, y, w = _boosting_data(n=60_000)
+    slow = dict(max_iter=400, early_stopping=False, max_leaf_nodes=63, random_state=0)
+    t0 = time.perf_counter()
+    HistGradientBoostingClassifier(**{**slow, "max_iter": 20}).fit(x, y, sample_weight=w)
+    twenty = time.perf_counter() - t0  # a 400-iteration fit takes about 20 times this
+    start = time.perf_counter()
+    progress = SilentProgress(lambda: time.perf_counter() - start > 2 * twenty)
     with pytest.raises(Cancelled):
-        ab.fit_in_chunks(clf, x, y, w, progress)
-    assert clf.n_iter_ == 10  # two chunks ran, the third was not started
+        ab.fit_cancellable(HistGradientBoostingClassifier(**slow), x, y, w, progress, poll=0.01)
+    assert time.perf_counter() - start < 10 * twenty
+
+
+def test_an_error_in_the_fit_reaches_the_caller():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from core.progress import SilentProgress
+
+    x, y, w = _boosting_data()
+    with pytest.raises(ValueError):
+        ab.fit_cancellable(HistGradientBoostingClassifier(), x, y[:10], w, SilentProgress(lambda: False), poll=0.01)

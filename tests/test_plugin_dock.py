@@ -264,17 +264,17 @@ def test_cancel_during_the_aux_only_fit_stops_it(dock, monkeypatch):
 
     import m3_plugin.core.evaluation.aux_boosting as boosting
 
-    real, entered, seen = boosting.fit_in_chunks, threading.Event(), []
+    real, entered, seen = boosting.fit_cancellable, threading.Event(), []
 
-    def fit_waiting_for_cancel(clf, x, y, w, progress):
+    def fit_waiting_for_cancel(clf, x, y, w, progress, poll=boosting.POLL_SECONDS):
         entered.set()
         deadline = time.monotonic() + 120
         while not progress.cancelled() and time.monotonic() < deadline:
             time.sleep(0.05)
         seen.append(progress.cancelled())
-        return real(clf, x, y, w, progress)  # raises Cancelled at its first look
+        return real(clf, x, y, w, progress, poll)  # raises Cancelled at its first look
 
-    monkeypatch.setattr(boosting, "fit_in_chunks", fit_waiting_for_cancel)
+    monkeypatch.setattr(boosting, "fit_cancellable", fit_waiting_for_cancel)
     dock.mineral_rows["Au"].hide.setChecked(True)
     dock.set_region(QgsGeometry.fromRect(MOTHER_LODE), WGS84)
     dock.aux_only_check.setChecked(True)

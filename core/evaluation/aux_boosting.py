@@ -13,6 +13,7 @@ the same values as filtering the whole grid at once in a fraction of the memory.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -25,8 +26,7 @@ from ..progress import Progress, SilentProgress, check_cancelled
 
 AUX_SIGMAS = (5.0, 10.0)        # cells
 NEGATIVES = 300_000
-MAX_ITER = 300                  # boosting iterations (early stopping usually ends sooner)
-CHUNK_ITER = 50                 # iterations between two looks at the cancel button
+POLL_SECONDS = 0.2              # between two looks at the cancel button during a fit
 STRIP_ROWS = 256
 TRUNCATE = 4.0                  # scipy's default Gaussian radius, in σ
 
@@ -87,7 +87,7 @@ class AuxBoosting:
             progress: Optional[Progress] = None) -> "AuxBoosting":
         """Fit to ``target`` (H, W bool: cells with a record) on the stack's valid cells (and only
         on ``cells``, H × W bool, when given: the other folds of an out-of-fold map). Cancel
-        through ``progress.cancelled()``, looked at every :data:`CHUNK_ITER` iterations."""
+        through ``progress.cancelled()``, looked at during the fit (:func:`fit_cancellable`)."""
         if not stack.aux_bands:
             raise InputError("The stack has no aux band; the aux-only map needs some (build-stack --aux ...).")
         from sklearn.ensemble import HistGradientBoostingClassifier
@@ -104,41 +104,42 @@ class AuxBoosting:
         y = np.concatenate([np.ones(len(pr)), np.zeros(len(pick))])
         # Negatives are subsampled; their weight restores the true share of empty cells.
         w = np.concatenate([np.ones(len(pr)), np.full(len(pick), len(er) / max(1, len(pick)))])
-        clf = HistGradientBoostingClassifier(max_iter=MAX_ITER, learning_rate=0.1, max_leaf_nodes=31,
+        clf = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1, max_leaf_nodes=31,
                                              l2_regularization=1.0, random_state=seed)
-        fit_in_chunks(clf, aux_features(stack, rows, cols, sigmas), y, w, progress)
+        fit_cancellable(clf, aux_features(stack, rows, cols, sigmas), y, w, progress)
         return cls(clf, tuple(sigmas))
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         return self.classifier.predict_proba(features)[:, 1]
 
 
-def fit_in_chunks(clf, x: np.ndarray, y: np.ndarray, w: np.ndarray, progress: Optional[Progress]) -> None:
-    """Fit a HistGradientBoostingClassifier :data:`CHUNK_ITER` iterations at a time (warm start),
-    raising :class:`core.progress.Cancelled` between chunks when asked to; the same model as one
-    ``fit`` of all its iterations (its early stopping is applied at each chunk's end as a single
-    fit applies it at every iteration)."""
-    total = clf.max_iter
-    clf.set_params(warm_start=True)
-    for upto in range(min(CHUNK_ITER, total), total + CHUNK_ITER, CHUNK_ITER):
-        check_cancelled(progress)
-        clf.set_params(max_iter=min(upto, total))
+def fit_cancellable(clf, x: np.ndarray, y: np.ndarray, w: np.ndarray, progress: Optional[Progress],
+                    poll: float = POLL_SECONDS) -> None:
+    """``clf.fit(x, y, sample_weight=w)``, looking at the cancel button every ``poll`` seconds
+    meanwhile: the fit runs in a worker thread (scikit-learn's boosting releases the GIL), and on
+    a cancel :class:`core.progress.Cancelled` is raised at once; the abandoned fit ends on its own
+    and nothing of it is kept. The same model as a plain fit (fitting by warm-started chunks
+    instead cost 60 % more time: each chunk bins the data and predicts the trees so far again)."""
+    check_cancelled(progress)
+    if progress is None:
         clf.fit(x, y, sample_weight=w)
-        if clf.n_iter_ < clf.max_iter or clf.max_iter == total or _early_stop_now(clf):
-            break
-    clf.set_params(warm_start=False, max_iter=total)
+        return
+    failed: list[BaseException] = []
 
+    def work() -> None:
+        try:
+            clf.fit(x, y, sample_weight=w)
+        except BaseException as e:  # noqa: BLE001 — handed to the caller's thread
+            failed.append(e)
 
-def _early_stop_now(clf) -> bool:
-    """Whether scikit-learn's early stopping (its ``_should_stop`` rule: no score better than
-    ``tol`` above the one ``n_iter_no_change`` iterations back) ends a fit at the iterations done."""
-    if not getattr(clf, "do_early_stopping_", False):
-        return False
-    scores = clf.validation_score_ if len(clf.validation_score_) else clf.train_score_
-    back = clf.n_iter_no_change + 1
-    if len(scores) < back:
-        return False
-    return not any(score > scores[-back] + clf.tol for score in scores[-back + 1:])
+    worker = threading.Thread(target=work, name="m3-aux-boosting", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(poll)
+        if worker.is_alive():
+            check_cancelled(progress)
+    if failed:
+        raise failed[0]
 
 
 def window_features(stack: Stack, window: Optional[tuple[int, int, int, int]] = None
