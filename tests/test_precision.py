@@ -62,4 +62,3 @@ def test_bf16_map_is_close_to_float32_and_says_so(stack):
     assert np.nanmean(diff) < 5e-3 and np.nanmax(diff) < 0.1
     with pytest.raises(ValueError, match="precision='fp32'"):
         infill(stack, [bf16], **kw)     # members run in the precision they were loaded for
-
