@@ -39,7 +39,6 @@ PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x8
 
 def pack(folder: Path) -> None:
     from core.data.build_stack import default_stack_path
-    from core.data.stack_sources import GeoTiffStackSource
 
     folder.mkdir(exist_ok=True)
     exclude = ROOT / ".git" / "info" / "exclude"
@@ -50,17 +49,24 @@ def pack(folder: Path) -> None:
     platforms = [a for p in PLATFORMS for a in ("--platform", p)]
     subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version",
                     "3.12", "--implementation", "cp", *platforms, "-d", str(folder / "wheels"), *WHEELS], check=True)
-    with GeoTiffStackSource(default_stack_path()) as src:
+    write_records(default_stack_path(), folder / "timing_stack.npz")
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    print(f"wrote {folder}: {size / 2 ** 20:.1f} MiB (carry it: the repository's tracked files are about 41 MiB, "
+          "the limit 64 MiB)")
+
+
+def write_records(stack_path: Path, npz: Path) -> None:
+    """A stack's grid, valid cells and presence bands, bit-packed into ``npz``."""
+    from core.data.stack_sources import GeoTiffStackSource
+
+    with GeoTiffStackSource(stack_path) as src:
         g = src.grid
         presence = np.stack([src.read_presence(k, 0, 0, g.height, g.width) for k in range(len(src.species))])
         valid = src.read_valid(0, 0, g.height, g.width)
         meta = {"crs": g.crs.to_wkt(), "transform": list(g.transform)[:6], "height": g.height, "width": g.width,
-                "species": list(src.species), "stack": str(default_stack_path().name)}
-    np.savez_compressed(folder / "timing_stack.npz", presence=np.packbits(presence.astype(bool), axis=-1),
+                "species": list(src.species), "stack": Path(stack_path).name}
+    np.savez_compressed(npz, presence=np.packbits(presence.astype(bool), axis=-1),
                         valid=np.packbits(valid.astype(bool), axis=-1), meta=json.dumps(meta))
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    print(f"wrote {folder}: {size / 2 ** 20:.1f} MiB (carry it: the repository's tracked files are about 41 MiB, "
-          "the limit 64 MiB)")
 
 
 def unpack(npz: Path, out: Path, model: Path) -> None:
