@@ -9,7 +9,8 @@ the wheels the device lacks (about 22 MiB) and ``timing_stack.npz``: the default
 valid cells and presence bands, bit-packed (well under 1 MiB).
 
 ``unpack`` (there): writes a stack GeoTIFF from it with the bundled model's aux bands *synthetic*
-(smooth random fields, 0 outside the valid area). It is a timing stack: the same grid, valid area,
+(smooth random fields, 0 outside the valid area, tagged with the model's normalisation so that the
+model takes them for its bands). It is a timing stack: the same grid, valid area,
 records and band names as the CONUS stack, so the same windows run and are skipped and every
 window evaluation costs what it costs on the real stack, but its maps mean nothing.
 
