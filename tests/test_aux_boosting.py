@@ -157,6 +157,7 @@ def test_fit_cancellable_is_the_plain_fit():
 
 def test_fit_is_cancelled_while_it_runs():
     """A cancel during a fit is answered at the next look (every ``poll`` seconds), not when the fit ends."""
+    import threading
     import time
 
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -172,7 +173,8 @@ def test_fit_is_cancelled_while_it_runs():
     progress = SilentProgress(lambda: time.perf_counter() - start > 2 * twenty)
     with pytest.raises(Cancelled):
         ab.fit_cancellable(HistGradientBoostingClassifier(**slow), x, y, w, progress, poll=0.01)
-    assert time.perf_counter() - start < 10 * twenty
+    # answered before the fit ended: the abandoned fit is still running
+    assert any(t.name == "m3-aux-boosting" and t.is_alive() for t in threading.enumerate())
 
 
 def test_an_error_in_the_fit_reaches_the_caller():
