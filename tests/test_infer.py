@@ -340,3 +340,24 @@ def test_hide_unrecorded_predicts_every_cell_without_a_record_and_shows_the_reco
     np.testing.assert_array_equal(np.isfinite(mean), predicted | known)
     assert np.all(mean[known] == 1.0) and np.all(std[known] == 0.0)
     assert np.all(mean[predicted] < 1.0)
+
+
+def test_arithmetic_floor_counts_at_least_the_first_convolution(stack_file):
+    from core.data.stack_sources import GeoTiffStackSource
+    from core.evaluation.bench_infer import _random_member, arithmetic_floor
+    from core.inference.infer import inference_member
+
+    source = GeoTiffStackSource(stack_file)
+    try:
+        raw = _random_member(source)
+    finally:
+        source.close()
+    member = inference_member(raw.model, raw.card, raw.name)
+    conv = member.shared.stem.conv
+    stem_per_cell = conv.out_channels * conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1] / 4
+    f = arithmetic_floor(member, 64, draws=4, device=torch.device("cpu"), repeats=1)
+    assert f["macs_per_cell"] > stem_per_cell          # the stem and the rest of the U-Net
+    assert f["stem_gmacs_per_s"] > 0
+    assert f["seconds_per_cell"] == pytest.approx(f["macs_per_cell"] / (f["stem_gmacs_per_s"] * 1e9))
+    assert arithmetic_floor(inference_member(raw.model, raw.card, raw.name, shared_aux=False), 64, 4,
+                            torch.device("cpu")) is None

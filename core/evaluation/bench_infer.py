@@ -16,6 +16,11 @@ the same run, and what a 150-evaluation CONUS map would take at that rate.
 - naive: one non-overlapping tile of the training size at a time, float32, batch of one,
   contiguous (NCHW) tensors, ``torch.no_grad``, the same input encoding and the same model.
 
+- the arithmetic floor (:func:`arithmetic_floor`), in float32 and bf16: the model's
+  multiply-adds per evaluation as if each ran at the measured rate of its first convolution; how
+  far ours is from it, and the CONUS map's least time on this machine with this model and window
+  layout.
+
 All infill every valid cell of every species (hidden in every evaluation); rates are per
 evaluation. On CPU they run on a fixed part of the grid
 (:data:`CPU_PART`, all land on the CONUS stack), on CUDA on the whole grid; they alternate
@@ -35,7 +40,7 @@ import numpy as np
 import torch
 
 from ..data.stack_sources import GeoTiffStackSource, open_stack_source
-from ..device import GpuUtilisation, bf16_native, pick_device
+from ..device import GpuUtilisation, bf16_native, exact_float32, pick_device
 from ..inference.infer import EnsembleMember, default_overlap, default_window, inference_member, infill
 from ..inference.sliding_windows import WindowLayout, round_up
 from ..masks.hiding import HideSpec
@@ -94,6 +99,49 @@ def _bf16_figures(stack, fp32_member: EnsembleMember, bf16_member: EnsembleMembe
             "bf16_mean_abs_difference": float(np.nanmean(diff)), "bf16_max_abs_difference": float(np.nanmax(diff)),
             "bf16_cells_changed_over_0_01": float(np.nanmean(diff > 0.01)),
             "auc_fp32": float(np.mean([a[0] for a in aucs])), "auc_bf16": float(np.mean([a[1] for a in aucs]))}
+
+
+def arithmetic_floor(member: EnsembleMember, size: int, draws: int, device: torch.device,
+                     repeats: int = 3) -> Optional[dict[str, float]]:
+    """The least time an evaluation could take on this machine at this model's arithmetic: the
+    multiply-adds of one draw of a ``size`` window (torch's ``FlopCounterMode``; the aux share
+    counted once per ``draws``) as if every one ran at the measured rate of the model's first
+    convolution (the dearest layer; oneDNN runs it at about the core's peak). Element-wise work is
+    not counted, so no schedule of this model and window layout beats it. None for a model that
+    is not a split U-Net."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    shared = member.shared
+    if shared is None:
+        return None
+    s, a = shared.n_species, shared.n_aux
+    conv = shared.stem.conv
+    draw = torch.zeros(1, 2 * s, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    aux = torch.zeros(1, a, size, size, device=device)
+    stem_in = torch.zeros(1, conv.in_channels, size, size, device=device, dtype=shared.dtype
+                          ).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), exact_float32(device):
+        with FlopCounterMode(display=False) as counter:
+            terms = shared.aux_terms(aux)
+        aux_flops = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            shared(draw, terms)
+        draw_flops = counter.get_total_flops()
+        best = float("inf")
+        for _ in range(repeats + 1):  # the first pays for kernel selection
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            conv(stem_in)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t0)
+    out_h, out_w = (-(-size // st) for st in conv.stride)
+    stem_macs = conv.out_channels * conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1] * out_h * out_w
+    rate = stem_macs / best
+    macs = (draw_flops + aux_flops / draws) / 2
+    return {"macs_per_cell": macs / size ** 2, "stem_gmacs_per_s": rate / 1e9,
+            "seconds_per_cell": macs / size ** 2 / rate}
 
 
 def _random_member(source) -> EnsembleMember:
@@ -255,6 +303,10 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
         est_ours = EVALUATIONS * n_windows * layout.rows.size * layout.cols.size * per_cell_ours
         est_naive = EVALUATIONS * n_tiles * per_tile
         est_whole = est_ours * best_whole / best_ours
+        conus_cells = EVALUATIONS * n_windows * layout.rows.size * layout.cols.size
+        part_cells = res.window_evaluations * part_layout.rows.size * part_layout.cols.size / draws
+        floors = {name: f for name, m in (("float32", member), ("bf16", bf16))
+                  if m is not None and (f := arithmetic_floor(m, size, draws, dev)) is not None}
         load1 = os.getloadavg()[0]
         peak_rss = _peak_rss_gib()
         out = {"device": why, "threads": torch.get_num_threads(), "model": member.name, "where": where,
@@ -276,6 +328,9 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
                "conus_150_evaluations_hours_naive": est_naive / 3600,
                "conus_150_evaluations_hours_whole_model": est_whole / 3600,
                "conus_ratio": est_naive / est_ours}
+        for name, f in floors.items():
+            out[f"floor_{name}"] = dict(f, seconds_per_evaluation=f["seconds_per_cell"] * part_cells,
+                                        conus_150_evaluations_hours=f["seconds_per_cell"] * conus_cells / 3600)
         if bf16:
             out.update(_bf16_figures(stack, member, bf16, draws, dict(batch_size=batch_size, device=dev, window=size,
                                                                       overlap=ov), min(t_bf16), best_naive,
@@ -306,6 +361,13 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
                 f"workload: nothing hidden, {draws} draws, each cell over the draws that hid it)")
         else:
             log("ours in bf16: not timed (needs CUDA or a CPU with AVX512-BF16/AMX, and a split U-Net)")
+        for name, f in ((k[len("floor_"):], v) for k, v in out.items() if k.startswith("floor_")):
+            spent = min(t_bf16) if name == "bf16" else best_ours
+            log(f"arithmetic floor in {name}: {f['macs_per_cell'] / 1e3:.0f} k multiply-adds per cell and evaluation "
+                f"at the first convolution's measured {f['stem_gmacs_per_s']:.0f} GMAC/s → "
+                f"{f['seconds_per_evaluation']:.2f} s per evaluation here (ours takes {spent / f['seconds_per_evaluation']:.2f}x "
+                f"that), CONUS {EVALUATIONS} evaluations ≥ {f['conus_150_evaluations_hours'] * 60:.1f} min with this "
+                "model and window layout")
         log(f"peak resident memory of this process: {peak_rss:.2f} GiB")
         if "gpu_peak_memory_gib" in out:
             util = out["gpu_utilisation_percent"]
