@@ -144,3 +144,23 @@ def test_running_statistics_equal_the_stacked_evaluations(stack):
     valid = stack.valid
     np.testing.assert_allclose(res.mean[:, valid], probs.mean(0)[:, valid], atol=1e-5)
     np.testing.assert_allclose(res.std[:, valid], probs.std(0)[:, valid], atol=1e-4)
+
+
+def test_a_member_keeps_one_copy_of_the_folded_weights_and_the_model_unchanged(stack):
+    model, card = tiny_context_unet(stack)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(2, 2 * S + A, 64, 64)
+    with torch.inference_mode():
+        ref = model(x)
+    member = inference_member(model, card, "m")
+    ptrs = lambda m: {p.data_ptr() for p in m.parameters()}  # noqa: E731
+    whole, split = ptrs(member.model.backbone), ptrs(member.shared.backbone)
+    # all but the first convolution's (split into its per-draw share in the split model)
+    assert len(whole & split) == len(whole) - 2
+    with torch.inference_mode():
+        torch.testing.assert_close(member.model(x.contiguous(memory_format=torch.channels_last)), ref,
+                                   atol=2e-4, rtol=1e-4)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    bf16 = inference_member(model, card, "m", precision="bf16")
+    assert not ptrs(bf16.model.backbone) & ptrs(bf16.shared.backbone)
+    assert next(bf16.model.parameters()).dtype == torch.float32

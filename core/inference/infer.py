@@ -37,6 +37,8 @@ the grid's height.
 """
 from __future__ import annotations
 
+import copy
+import itertools
 import math
 import time
 from dataclasses import dataclass, field, fields
@@ -164,14 +166,27 @@ def inference_member(model: nn.Module, card: ModelCard, name: str, shared_aux: b
     "bf16" runs the split model's backbone in bf16 (faster where bf16 is native, not exact; other
     models are refused)."""
     model = model_output(model.eval(), output, name)
-    shared = SharedAuxModel(model, prepare_for_inference) if shared_aux and SharedAuxModel.supports(model) else None
-    if precision == "bf16":
-        if shared is None:
+    if not (shared_aux and SharedAuxModel.supports(model)):
+        if precision == "bf16":
             raise InputError(f"{name}: bf16 inference needs a U-Net with context features (the bundled kind); "
                              "run this model without --bf16.")
+        return EnsembleMember(prepare_for_inference(model), card, name, output=output, precision=precision)
+    # the backbone folded once; the whole model (for the paths that run it) and the split model hold
+    # the same folded weights in float32, so a member keeps one copy of them
+    backbone = prepare_for_inference(model.backbone)
+    whole = copy.deepcopy(model, {id(model.backbone): _sharing_weights(backbone)})
+    shared = SharedAuxModel(model, lambda _: backbone if precision == "fp32" else copy.deepcopy(backbone))
+    if precision == "bf16":
         shared.use_bfloat16()
-    return EnsembleMember(prepare_for_inference(model), card, name, shared=shared, output=output,
+    return EnsembleMember(whole.to(memory_format=torch.channels_last), card, name, shared=shared, output=output,
                           precision=precision)
+
+
+def _sharing_weights(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` (its own submodule objects, so that one can be swapped in either)
+    holding the same parameter and buffer tensors."""
+    memo: dict[int, Any] = {id(t): t for t in itertools.chain(module.parameters(), module.buffers())}
+    return copy.deepcopy(module, memo)
 
 
 def load_members(model_paths: Sequence[str | Path], device: torch.device,
