@@ -76,7 +76,7 @@ def unpack(npz: Path, out: Path, model: Path) -> None:
 
     from core.data.grid import Grid
     from core.data.stack import AuxBand, Stack
-    from core.data.synthetic import _smooth_field
+    from core.data.synthetic import smooth_field
     from core.model.model_file import read_card
 
     data = np.load(npz)
@@ -87,7 +87,7 @@ def unpack(npz: Path, out: Path, model: Path) -> None:
     card = read_card(model)
     names = card.aux_names
     rng = np.random.default_rng(0)
-    aux = np.stack([_smooth_field(rng, h, w, 24) * valid for _ in names]).astype(np.float32)
+    aux = np.stack([smooth_field(rng, h, w, 24) * valid for _ in names]).astype(np.float32)
     grid = Grid(CRS.from_wkt(meta["crs"]), Affine(*meta["transform"]), h, w)
     # the model's normalisation, so that it takes the synthetic z-scores as its own bands' values
     bands = [AuxBand(b["name"], b["mean"], b["std"], b.get("units", ""), "synthetic (timing stack)")

@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
                 write_quicklook(args.out, png, source)
                 print(f"quick-look: {png}")
             return 0
-        device, main = args.device, True
+        device, main, dist = args.device, True, None
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: windows shared out, rank 0 writes
             from ..training.train import init_distributed
 
@@ -135,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
                         progress=TqdmProgress() if main else None, out=args.out, window=args.window,
                         overlap=args.overlap, seed=args.seed, output=output,
                         precision="bf16" if args.bf16 else "fp32")
+        if dist is not None:
+            dist.finish()
         if not main:
             return 0
         g = result.grid

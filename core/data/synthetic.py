@@ -14,7 +14,7 @@ from .grid import DEFAULT_CRS, MILE_M, Grid
 from .stack import AuxBand, Stack
 
 
-def _smooth_field(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
+def smooth_field(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
     """Bilinearly interpolated lattice noise, standardised."""
     gh, gw = h // cell + 2, w // cell + 2
     lattice = rng.standard_normal((gh, gw))
@@ -38,14 +38,14 @@ def synthetic_stack(height: int = 256, width: int = 256, n_species: int = 4, n_a
                 Affine(MILE_M, 0, -2_000_000.0, 0, -MILE_M, 3_000_000.0), height, width)
     yy, xx = np.mgrid[0:height, 0:width]
     r = np.hypot((yy - height / 2) / (height / 2), (xx - width / 2) / (width / 2))
-    valid = (r + 0.15 * _smooth_field(rng, height, width, 32)) < 1.05
-    aux = np.stack([_smooth_field(rng, height, width, 24) for _ in range(n_aux)]) if n_aux else \
+    valid = (r + 0.15 * smooth_field(rng, height, width, 32)) < 1.05
+    aux = np.stack([smooth_field(rng, height, width, 24) for _ in range(n_aux)]) if n_aux else \
         np.zeros((0, height, width), np.float32)
-    latent = _smooth_field(rng, height, width, 12)
+    latent = smooth_field(rng, height, width, 12)
     presence = np.zeros((n_species, height, width), np.uint8)
     for s in range(n_species):
         z = (1.0 + 0.5 * s / max(1, n_species)) * latent + (0.8 * aux[0] if n_aux else 0.0) \
-            + 0.5 * _smooth_field(rng, height, width, 8)
+            + 0.5 * smooth_field(rng, height, width, 8)
         cut = np.quantile(z[valid], 1 - 4 * rate)
         p = np.where(z > cut, 0.25, 0.002)
         presence[s] = (rng.random((height, width)) < p) & valid

@@ -136,9 +136,12 @@ class Dist:
             torch.distributed.all_reduce(t)
         return t
 
-    def barrier(self) -> None:
-        if self.world > 1:
+    def finish(self) -> None:
+        """Wait for every rank, then leave the process group (a rank that exits while gloo's
+        threads still run can abort: "terminate called without an active exception")."""
+        if self.world > 1 and torch.distributed.is_initialized():
             torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
 
 
 def init_distributed(prefer: str = "auto") -> tuple[Dist, torch.device, str]:
@@ -483,7 +486,7 @@ def train(stack: Stack, config: TrainConfig, out: str | Path, checkpoint_dir: Op
             say(f"  validation {sc:<8} threshold {validation['thresholds'][sc]:.4f}  Dice {o['dice']:.3f}  "
                 f"recall {o['recall']:.3f}  precision {o['precision']:.3f}  AUPRC {o['auprc']:.3f}")
         result = {"validation": validation, "run": run, "out": str(out)}
-    dist.barrier()
+    dist.finish()
     return result
 
 
