@@ -14,8 +14,7 @@ the same run, and what a 150-evaluation CONUS map would take at that rate.
 - whole model: the same as ours, but the whole model runs for every evaluation (the path before
   the aux share was split off; kept as the reference of ``tests/test_infer_shared_aux.py``);
 - naive: one non-overlapping tile of the training size at a time, float32, batch of one,
-  contiguous (NCHW) tensors, ``torch.no_grad``, the same input encoding and the same model.
-
+  contiguous (NCHW) tensors, ``torch.no_grad``, the same input encoding and the same model;
 - the arithmetic floor (:func:`arithmetic_floor`), in float32 and bf16: the model's
   multiply-adds per evaluation as if each ran at the measured rate of its first convolution; how
   far ours is from it, and the CONUS map's least time on this machine with this model and window
@@ -31,6 +30,7 @@ covered per evaluation.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import time
 from pathlib import Path
@@ -109,6 +109,8 @@ def arithmetic_floor(member: EnsembleMember, size: int, draws: int, device: torc
     convolution (the dearest layer; oneDNN runs it at about the core's peak). Element-wise work is
     not counted, so no schedule of this model and window layout beats it. None for a model that
     is not a split U-Net."""
+    # its import warns that triton is missing (it counts no triton kernel here: none runs)
+    logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)
     from torch.utils.flop_counter import FlopCounterMode
 
     shared = member.shared
