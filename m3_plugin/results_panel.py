@@ -89,17 +89,17 @@ class CaptureCurve(QWidget):
             return
         for i, (sym, share, model, base) in enumerate(self.curves):
             colour = styles.species_colour(sym, self.species)
-            p.setPen(QPen(colour.darker(110), 1.3, Qt.DashLine))
-            for a in range(1, len(share)):
-                p.drawLine(pt(share[a - 1], base[a - 1]), pt(share[a], base[a]))
+
+            def polyline(values, pen: QPen) -> None:
+                p.setPen(pen)
+                for a in range(1, len(share)):
+                    p.drawLine(pt(share[a - 1], values[a - 1]), pt(share[a], values[a]))
+
+            polyline(base, QPen(colour.darker(110), 1.3, Qt.DashLine))
             aux = self.aux_curves.get(sym)
             if aux is not None:
-                p.setPen(QPen(colour.darker(130), 1.6, Qt.DotLine))
-                for a in range(1, len(share)):
-                    p.drawLine(pt(share[a - 1], aux[a - 1]), pt(share[a], aux[a]))
-            p.setPen(QPen(colour, 2.0))
-            for a in range(1, len(share)):
-                p.drawLine(pt(share[a - 1], model[a - 1]), pt(share[a], model[a]))
+                polyline(aux, QPen(colour.darker(130), 1.6, Qt.DotLine))
+            polyline(model, QPen(colour, 2.0))
             if sym in self.marks:
                 x, y = self.marks[sym]
                 p.setBrush(colour)

@@ -302,10 +302,10 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
         layout = WindowLayout.fitted(full.grid.height, full.grid.width, size, ov)
         n_windows = _active_windows(full, layout)
         n_tiles = _valid_tiles(full, tile)
-        est_ours = EVALUATIONS * n_windows * layout.rows.size * layout.cols.size * per_cell_ours
+        conus_cells = EVALUATIONS * n_windows * layout.rows.size * layout.cols.size
+        est_ours = conus_cells * per_cell_ours
         est_naive = EVALUATIONS * n_tiles * per_tile
         est_whole = est_ours * best_whole / best_ours
-        conus_cells = EVALUATIONS * n_windows * layout.rows.size * layout.cols.size
         part_cells = res.window_evaluations * part_layout.rows.size * part_layout.cols.size / draws
         floors = {name: f for name, m in (("float32", member), ("bf16", bf16))
                   if m is not None and (f := arithmetic_floor(m, size, draws, dev)) is not None}
@@ -363,7 +363,8 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
                 f"workload: nothing hidden, {draws} draws, each cell over the draws that hid it)")
         else:
             log("ours in bf16: not timed (needs CUDA or a CPU with AVX512-BF16/AMX, and a split U-Net)")
-        for name, f in ((k[len("floor_"):], v) for k, v in out.items() if k.startswith("floor_")):
+        for name in floors:
+            f = out[f"floor_{name}"]
             spent = min(t_bf16) if name == "bf16" else best_ours
             log(f"arithmetic floor in {name}: {f['macs_per_cell'] / 1e3:.0f} k multiply-adds per cell and evaluation "
                 f"at the first convolution's measured {f['stem_gmacs_per_s']:.0f} GMAC/s → "
