@@ -220,19 +220,19 @@ class M3Dock(DockUi, QDockWidget):
         conterminous US, and fill the empty rows once all of it is there."""
         missing = [m for m in missing_packages() if m in ("numpy", "scipy", "rasterio")]
         if missing:
-            self.message(missing_message(missing), Qgis.Critical)
+            self.message(missing_message(missing), Qgis.MessageLevel.Critical)
             return None
         from .core.errors import M3Error
         from .example_data import ExampleData
 
-        self.example = ExampleData(lambda text, error: self.message(text, Qgis.Critical if error else Qgis.Info))
+        self.example = ExampleData(lambda text, error: self.message(text, Qgis.MessageLevel.Critical if error else Qgis.MessageLevel.Info))
         self.example.on_stack = self._example_ready
         self._example_pending = True
         try:
             self.example.load()
         except M3Error as e:
             self._example_pending = False
-            self.message(str(e), Qgis.Critical)
+            self.message(str(e), Qgis.MessageLevel.Critical)
             return None
         if self.example.task is None:  # the stack was cached (or already there): all of it is in
             self._example_ready()
@@ -264,12 +264,12 @@ class M3Dock(DockUi, QDockWidget):
         canvas.refresh()
 
     # -- running ------------------------------------------------------------------------------
-    def message(self, text: str, level=Qgis.Info, duration: int = 10) -> None:
+    def message(self, text: str, level=Qgis.MessageLevel.Info, duration: int = 10) -> None:
         """Show ``text`` in QGIS's message bar (and in the dock's status line)."""
         self.status_label.setText(text)
         if self.iface is not None:
             self.iface.messageBar().pushMessage("M3", text, level=level,
-                                                duration=0 if level == Qgis.Critical else duration)
+                                                duration=0 if level == Qgis.MessageLevel.Critical else duration)
 
     def save_settings(self) -> None:
         s = self.settings
@@ -362,7 +362,7 @@ class M3Dock(DockUi, QDockWidget):
     def _dependencies_installed(self) -> None:
         self._update_device()
         self.set_model_paths(self.model_paths or default_model_paths())
-        self.message("The packages M3 needs are installed; Run is ready once the inputs are set.", Qgis.Success)
+        self.message("The packages M3 needs are installed; Run is ready once the inputs are set.", Qgis.MessageLevel.Success)
 
     def run(self):
         """Start an infill in the background; returns the task, or None when the inputs are not usable
@@ -370,12 +370,12 @@ class M3Dock(DockUi, QDockWidget):
         from .core.errors import M3Error
 
         if self.task is not None:
-            self.message("An infill is already running; wait for it or cancel it.", Qgis.Warning)
+            self.message("An infill is already running; wait for it or cancel it.", Qgis.MessageLevel.Warning)
             return None
         try:
             job = self.build_job()
         except M3Error as e:
-            self.message(str(e), Qgis.Critical)
+            self.message(str(e), Qgis.MessageLevel.Critical)
             return None
         self.save_settings()
         from .infill_task import InfillTask
@@ -405,9 +405,9 @@ class M3Dock(DockUi, QDockWidget):
         if task.outputs is None:
             self.progress_bar.setValue(0)
             if task.error:
-                self.message(task.error, Qgis.Critical)
+                self.message(task.error, Qgis.MessageLevel.Critical)
             else:
-                self.message("Cancelled: nothing was added to the project.", Qgis.Info, duration=5)
+                self.message("Cancelled: nothing was added to the project.", Qgis.MessageLevel.Info, duration=5)
             return
         hide = [row.layer.currentLayer().id() for sym, row in self.mineral_rows.items()
                 if sym in task.outputs.species and isinstance(row.layer.currentLayer(), QgsRasterLayer)]
@@ -416,14 +416,14 @@ class M3Dock(DockUi, QDockWidget):
             self.last_group = add_run_group(task.outputs, hide_layer_ids=sorted(set(hide)))
         except M3Error as e:
             task.discard()
-            self.message(str(e), Qgis.Critical)
+            self.message(str(e), Qgis.MessageLevel.Critical)
             return
         finally:
             self._adding_run = False
         self.region_box.hide_outline()  # the run's region layer is the outline now
         self.last_outputs = task.outputs
         self.results.set_run(task.outputs, self.last_group)
-        self.message(f"{task.outputs.name}: {task.outputs.summary}", Qgis.Success)
+        self.message(f"{task.outputs.name}: {task.outputs.summary}", Qgis.MessageLevel.Success)
 
     def show_comparison(self, rows) -> None:
         """Show a run's table rows (``SpeciesComparison``) without scores (no slider, no curve)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from qgis.core import Qgis, QgsMapLayerProxyModel
+from qgis.core import Qgis
 from qgis.gui import QgsCollapsibleGroupBox, QgsFieldComboBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt, QUrl
 from qgis.PyQt.QtGui import QDesktopServices
@@ -17,6 +17,7 @@ from . import dependencies
 from .dependencies import install_hint
 from .installer import InstallPanel
 from .model_info import default_model_paths
+from .qt_compat import POINT_LAYERS, POLYGON_LAYERS
 from .region_chooser import RegionChooser
 from .results_panel import ResultsPanel
 from .source_rows import _compact
@@ -43,7 +44,7 @@ INTRO = ("Hide mineral records in a region and see where the model expects them,
 def _wrap(label: QLabel) -> QLabel:
     """A word-wrapped label that takes the dock's width instead of setting it."""
     label.setWordWrap(True)
-    label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
     label.setMinimumWidth(80)
     return label
 
@@ -63,7 +64,7 @@ class DockUi:
         """Build the dock's sections inside a scroll area."""
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         body = QWidget(scroll)
         layout = QVBoxLayout(body)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -93,7 +94,7 @@ class DockUi:
         self.help_button.setToolTip("Open the plugin's manual (the README's QGIS plugin section) in a browser.")
         self.help_button.clicked.connect(self.open_help)
         row.addWidget(self.intro_label, 1)
-        row.addWidget(self.help_button, 0, Qt.AlignTop)
+        row.addWidget(self.help_button, 0, Qt.AlignmentFlag.AlignTop)
         return row
 
     def open_help(self) -> bool:
@@ -103,14 +104,14 @@ class DockUi:
         """Model file(s), its card, the device, Load example data."""
         model_box = _collapsible("Model", body)
         mform = QFormLayout(model_box)
-        mform.setRowWrapPolicy(QFormLayout.WrapLongRows)
+        mform.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.example_button = QPushButton("Load example data", model_box)
         self.example_button.setToolTip("Add the embedded CONUS data (presence stack, aux rasters, mineral sites, "
                                        "faults, outline) to the project and zoom to it.")
         self.example_button.clicked.connect(self.load_example_data)
         mform.addRow(self.example_button)
         self.model_widget = QgsFileWidget(model_box)
-        self.model_widget.setStorageMode(QgsFileWidget.GetMultipleFiles)
+        self.model_widget.setStorageMode(QgsFileWidget.StorageMode.GetMultipleFiles)
         self.model_widget.setFilter("M3 model (*.safetensors)")
         self.model_widget.setDialogTitle("M3 model file(s): one per seed")
         self.model_widget.setToolTip("The model file(s) to use (.safetensors with its .json card); several "
@@ -121,7 +122,7 @@ class DockUi:
         self.card_label = QLabel(model_box)
         self.card_label.setObjectName("m3CardLabel")
         _wrap(self.card_label)
-        self.card_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.card_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.card_label.setToolTip("What the model was trained on: its species, aux bands, cells and threshold.")
         mform.addRow(self.card_label)
         self.device_combo = QComboBox(model_box)
@@ -135,7 +136,7 @@ class DockUi:
         self.device_label = QLabel(device_text(self.settings.device), model_box)
         self.device_label.setObjectName("m3DeviceLabel")
         _wrap(self.device_label)
-        self.device_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.device_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         mform.addRow(self.device_label)
         return model_box
 
@@ -171,9 +172,9 @@ class DockUi:
         """The outline of the cells to model."""
         valid_box = _collapsible("Valid area", body, collapsed=True)
         vform = QFormLayout(valid_box)
-        vform.setRowWrapPolicy(QFormLayout.WrapLongRows)
+        vform.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.outline_layer = QgsMapLayerComboBox(valid_box)
-        self.outline_layer.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.outline_layer.setFilters(POLYGON_LAYERS)
         self.outline_layer.setAllowEmptyLayer(True)
         self.outline_layer.setLayer(None)
         _compact(self.outline_layer)
@@ -186,9 +187,9 @@ class DockUi:
         """The known sites the result is compared with."""
         box = _collapsible("Known sites", body)
         form = QFormLayout(box)
-        form.setRowWrapPolicy(QFormLayout.WrapLongRows)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.sites_layer = QgsMapLayerComboBox(box)
-        self.sites_layer.setFilters(QgsMapLayerProxyModel.PointLayer)
+        self.sites_layer.setFilters(POINT_LAYERS)
         self.sites_layer.setAllowEmptyLayer(True)
         self.sites_layer.setLayer(None)
         _compact(self.sites_layer)
@@ -210,7 +211,7 @@ class DockUi:
         """Ensemble, batch, threshold, clusters, output folder."""
         box = _collapsible("Run options", body, collapsed=True, name="m3Options")
         form = QFormLayout(box)
-        form.setRowWrapPolicy(QFormLayout.WrapLongRows)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         ens = QHBoxLayout()
         self.draws_spin = QSpinBox(box)
         self.draws_spin.setRange(1, 500)
@@ -261,7 +262,7 @@ class DockUi:
         self.aux_only_check.setChecked(self.settings.aux_only_map)
         form.addRow(self.aux_only_check)
         self.output_widget = QgsFileWidget(box)
-        self.output_widget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.output_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.output_widget.setFilePath(self.settings.output_dir)
         self.output_widget.setToolTip("Each run writes a folder here; empty: the M3 cache folder. Export (under "
                                       "Results) copies a run where you want it.")
@@ -299,7 +300,7 @@ class DockUi:
         self.status_label = QLabel(run_box)
         self.status_label.setObjectName("m3Status")
         _wrap(self.status_label)
-        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         form.addWidget(self.status_label)
         return run_box
 
@@ -308,7 +309,7 @@ class DockUi:
         box = _collapsible("Results", body, name="m3Results")
         layout = QVBoxLayout(box)
         self.results = ResultsPanel(box)
-        self.results.exported.connect(lambda folder: self.message(f"Exported to {folder}", Qgis.Success))
+        self.results.exported.connect(lambda folder: self.message(f"Exported to {folder}", Qgis.MessageLevel.Success))
         self.comparison_table = self.results.table
         layout.addWidget(self.results)
         return box

@@ -77,7 +77,7 @@ class StackBuildTask(QgsTask):
     """Builds the default stack in the background (first use only)."""
 
     def __init__(self, on_built: Callable[[Optional[Path], Optional[str]], None]) -> None:
-        super().__init__("M3: build the example stack", QgsTask.CanCancel)
+        super().__init__("M3: build the example stack", QgsTask.Flag.CanCancel)
         self.on_built = on_built
         self.path: Optional[Path] = None
         self.error: Optional[str] = None

@@ -30,7 +30,7 @@ class InfillTask(QgsTask):
     """Runs :func:`core.inference.infer.infill` on the stack assembled from the job's layers."""
 
     def __init__(self, job: InfillJob, on_done: Callable[["InfillTask"], None]) -> None:
-        super().__init__(f"M3 infill: {job.name}", QgsTask.CanCancel)
+        super().__init__(f"M3 infill: {job.name}", QgsTask.Flag.CanCancel)
         self.job = job
         self.on_done = on_done
         self.outputs: Optional[RunOutputs] = None
@@ -54,7 +54,7 @@ class InfillTask(QgsTask):
         except Exception:  # noqa: BLE001 (an exception must not escape into QGIS's task thread)
             self.error = "The infill failed unexpectedly; details are in the log (View > Panels > Log Messages)."
             self.details = traceback.format_exc()
-            QgsMessageLog.logMessage(self.details, LOG_TAG, Qgis.Critical)
+            QgsMessageLog.logMessage(self.details, LOG_TAG, Qgis.MessageLevel.Critical)
         if self.isCanceled():
             self.was_cancelled = True
         self.discard()

@@ -9,6 +9,7 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, Qgs
                        QgsMapLayer, QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer, QgsWkbTypes)
 
 from .core.errors import InputError
+from .qt_compat import LINE_GEOMETRY, POINT_GEOMETRY, POLYGON_GEOMETRY, WKB_MULTIPOINT, WKB_POINT
 
 # core.inference.layer_inputs needs numpy and rasterio: imported where used, so that the dock loads (and says
 # what to install) in a QGIS without them
@@ -70,7 +71,6 @@ def _request(layer: QgsVectorLayer, extent: Optional[tuple[QgsRectangle, QgsCoor
     if names:
         request.setSubsetOfAttributes(names, layer.fields())
     else:
-        request.setFlags(QgsFeatureRequest.NoFlags)
         request.setNoAttributes()
     if extent is not None:
         rect, crs = extent
@@ -124,7 +124,7 @@ def point_records(layer: QgsVectorLayer, field: str,
     the ``name_field`` text (None: a field called like a name; '': no names)."""
     if layer is None or not layer.isValid():
         raise InputError("A chosen point layer is missing or broken. Choose it again.")
-    if layer.geometryType() != QgsWkbTypes.PointGeometry:
+    if layer.geometryType() != POINT_GEOMETRY:
         raise InputError(f"The layer '{layer.name()}' is not a point layer; choose a layer of site points.")
     if layer.fields().indexOf(field) < 0:
         raise InputError(f"The layer '{layer.name()}' has no field '{field}'. Choose its commodity field.")
@@ -183,10 +183,10 @@ def geometry_json(geometry: QgsGeometry) -> dict:
     import json
 
     kind = QgsWkbTypes.flatType(geometry.wkbType())
-    if kind == QgsWkbTypes.Point:
+    if kind == WKB_POINT:
         p = geometry.asPoint()
         return {"type": "Point", "coordinates": [p.x(), p.y()]}
-    if kind == QgsWkbTypes.MultiPoint:
+    if kind == WKB_MULTIPOINT:
         return {"type": "MultiPoint", "coordinates": [[p.x(), p.y()] for p in geometry.asMultiPoint()]}
     return json.loads(geometry.asJson(17))
 
@@ -223,15 +223,15 @@ def commodity_field(layer: QgsVectorLayer) -> str:
 
 
 def is_point_layer(layer: QgsMapLayer) -> bool:
-    return isinstance(layer, QgsVectorLayer) and layer.geometryType() == QgsWkbTypes.PointGeometry
+    return isinstance(layer, QgsVectorLayer) and layer.geometryType() == POINT_GEOMETRY
 
 
 def is_line_layer(layer: QgsMapLayer) -> bool:
-    return isinstance(layer, QgsVectorLayer) and layer.geometryType() == QgsWkbTypes.LineGeometry
+    return isinstance(layer, QgsVectorLayer) and layer.geometryType() == LINE_GEOMETRY
 
 
 def is_polygon_layer(layer: QgsMapLayer) -> bool:
-    return isinstance(layer, QgsVectorLayer) and layer.geometryType() == QgsWkbTypes.PolygonGeometry
+    return isinstance(layer, QgsVectorLayer) and layer.geometryType() == POLYGON_GEOMETRY
 
 
 def guess_mineral_source(symbol: str) -> Optional[tuple[QgsMapLayer, object]]:

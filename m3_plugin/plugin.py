@@ -35,7 +35,7 @@ class M3Plugin:
         missing = [m for m in missing_packages() if m in PROCESSING_NEEDS]
         if missing:  # the dock says the same; the algorithms cannot even load without these
             QgsMessageLog.logMessage(f"M3 Processing algorithms not loaded: {missing_message(missing)}", "M3",
-                                     Qgis.Warning)
+                                     Qgis.MessageLevel.Warning)
             return
         from .processing_provider import M3ProcessingProvider
 
@@ -59,7 +59,7 @@ class M3Plugin:
                 return
             self.dock = M3Dock(self.iface)
             self.dock.visibilityChanged.connect(self._sync_action)
-            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.dock.setVisible(visible)
         if visible:
             self.dock.raise_()

@@ -22,6 +22,8 @@ from qgis.PyQt.QtGui import QIcon
 from .core.data import defaults
 from .core.errors import M3Error
 from .core.progress import CallbackProgress
+from .qt_compat import (NUMBER_DOUBLE, NUMBER_INTEGER, NUMERIC_FIELD, PARAMETER_FILE, SOURCE_LINES, SOURCE_POINTS,
+                        SOURCE_POLYGONS, SOURCE_RASTER)
 
 ICON = Path(__file__).resolve().parent / "resources" / "icons" / "m3.png"
 DEVICES = ("auto", "cpu", "cuda")
@@ -97,7 +99,7 @@ def _vector_file(layer: Optional[QgsVectorLayer], context: QgsProcessingContext,
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName = "GPKG"
     err = QgsVectorFileWriter.writeAsVectorFormatV3(layer, out, context.transformContext(), options)
-    if err[0] != QgsVectorFileWriter.NoError:
+    if err[0] != QgsVectorFileWriter.WriterError.NoError:
         raise QgsProcessingException(f"Could not write {layer.name()} to a temporary GeoPackage: {err[1]}")
     return out
 
@@ -175,43 +177,43 @@ class BuildStackAlgorithm(M3Algorithm):
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterFile(
             self.RECORDS, "Records CSV (MinMod: lon, lat, commodities; or USGS MRDS); empty: the embedded records",
-            QgsProcessingParameterFile.File, fileFilter="Records CSV (*.csv *.gz *.txt)", defaultValue=str(defaults.RECORDS),
+            PARAMETER_FILE, fileFilter="Records CSV (*.csv *.gz *.txt)", defaultValue=str(defaults.RECORDS),
             optional=True))
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.AUX, "Auxiliary rasters (empty: the embedded geophysics)", QgsProcessing.TypeRaster, optional=True))
+            self.AUX, "Auxiliary rasters (empty: the embedded geophysics)", SOURCE_RASTER, optional=True))
         self.addParameter(QgsProcessingParameterVectorLayer(
-            self.FAULTS, "Fault lines (distance-to-fault band)", [QgsProcessing.TypeVectorLine],
+            self.FAULTS, "Fault lines (distance-to-fault band)", [SOURCE_LINES],
             defaultValue=str(defaults.FAULTS), optional=True))
         self.addParameter(QgsProcessingParameterVectorLayer(
-            self.OUTLINE, "Outline (valid cells); empty: the conterminous US", [QgsProcessing.TypeVectorPolygon],
+            self.OUTLINE, "Outline (valid cells); empty: the conterminous US", [SOURCE_POLYGONS],
             defaultValue=str(defaults.OUTLINE), optional=True))
         self.addParameter(QgsProcessingParameterCrs(self.CRS, "Grid CRS (projected, metres)", defaults.GRID_CRS))
         self.addParameter(QgsProcessingParameterNumber(
-            self.RESOLUTION, "Cell size (m)", QgsProcessingParameterNumber.Double, defaults.RESOLUTION_M,
+            self.RESOLUTION, "Cell size (m)", NUMBER_DOUBLE, defaults.RESOLUTION_M,
             minValue=1.0))
         self.addParameter(QgsProcessingParameterString(
             self.SPECIES, "Species symbols (empty: the 10 defaults)", "", optional=True))
         self.addParameter(QgsProcessingParameterVectorLayer(
-            self.POINTS, "Point samples (e.g. geochemistry): one band per field", [QgsProcessing.TypeVectorPoint],
+            self.POINTS, "Point samples (e.g. geochemistry): one band per field", [SOURCE_POINTS],
             optional=True))
         self.addParameter(QgsProcessingParameterField(
             self.POINT_FIELDS, "Numeric fields of the point samples", parentLayerParameterName=self.POINTS,
-            type=QgsProcessingParameterField.Numeric, allowMultiple=True, optional=True))
+            type=NUMERIC_FIELD, allowMultiple=True, optional=True))
         self.addParameter(QgsProcessingParameterBoolean(
             self.POINT_LOG, "log10 of the sample values (concentrations; values ≤ 0 dropped)", True))
         self.addParameter(QgsProcessingParameterVectorLayer(
             self.CATEGORIES, "Category polygons (e.g. rock type): one 0/1 band per value",
-            [QgsProcessing.TypeVectorPolygon], optional=True))
+            [SOURCE_POLYGONS], optional=True))
         self.addParameter(QgsProcessingParameterField(
             self.CATEGORY_FIELD, "Category field", parentLayerParameterName=self.CATEGORIES, optional=True))
         self.addParameter(QgsProcessingParameterVectorLayer(
             self.LINES, "Lines with a numeric attribute (e.g. fault slip rate): weighted line density",
-            [QgsProcessing.TypeVectorLine], optional=True))
+            [SOURCE_LINES], optional=True))
         self.addParameter(QgsProcessingParameterField(
             self.LINE_FIELD, "Numeric field of the lines", parentLayerParameterName=self.LINES,
-            type=QgsProcessingParameterField.Numeric, optional=True))
+            type=NUMERIC_FIELD, optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            self.LINE_SIGMA, "Line density smoothing σ (km)", QgsProcessingParameterNumber.Double, 10.0, minValue=0.0))
+            self.LINE_SIGMA, "Line density smoothing σ (km)", NUMBER_DOUBLE, 10.0, minValue=0.0))
         self.addParameter(QgsProcessingParameterBoolean(
             self.EMBEDDED_VECTORS, "Embedded vector layers where none is chosen above (soil geochemistry, aquifer "
             "rock type, fault slip rate)", True))
@@ -301,7 +303,7 @@ class InfillAlgorithm(M3Algorithm):
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.STACK, "M3 stack (from Build stack)"))
         self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, "Model file (empty: the bundled model)", QgsProcessingParameterFile.File,
+            self.MODEL, "Model file (empty: the bundled model)", PARAMETER_FILE,
             fileFilter="M3 model (*.safetensors)",
             defaultValue=str(defaults.BUNDLED_MODEL) if defaults.BUNDLED_MODEL.exists() else None, optional=True))
         self.addParameter(QgsProcessingParameterString(
@@ -309,14 +311,14 @@ class InfillAlgorithm(M3Algorithm):
         self.addParameter(QgsProcessingParameterString(
             self.SPECIES, "Species to hide (e.g. Au, Cu; empty: all, in the region)", "", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            self.REGION, "Region to hide (polygons)", [QgsProcessing.TypeVectorPolygon], optional=True))
+            self.REGION, "Region to hide (polygons)", [SOURCE_POLYGONS], optional=True))
         self.addParameter(QgsProcessingParameterBoolean(
             self.UNRECORDED, "Hide only the cells without a record (in the region, if one is given)", False,
             optional=True))
         self.addParameter(QgsProcessingParameterNumber(self.DRAWS, "Mask draws per model",
-                                                       QgsProcessingParameterNumber.Integer, 10, minValue=1))
+                                                       NUMBER_INTEGER, 10, minValue=1))
         self.addParameter(QgsProcessingParameterNumber(self.BATCH, "Batch size (windows per forward pass)",
-                                                       QgsProcessingParameterNumber.Integer, 8, minValue=1))
+                                                       NUMBER_INTEGER, 8, minValue=1))
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", ["Automatic (CUDA when available)",
                                                                              "CPU", "CUDA"], defaultValue=0))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Mean probability and spread"))
@@ -389,7 +391,7 @@ class AuxMapAlgorithm(M3Algorithm):
         self.addParameter(QgsProcessingParameterString(
             self.SPECIES, "Species (e.g. Au, Cu; empty: all the stack's)", "", optional=True))
         self.addParameter(QgsProcessingParameterNumber(self.SEEDS, "Fits per species (mean and spread over them)",
-                                                       QgsProcessingParameterNumber.Integer, 1, minValue=1))
+                                                       NUMBER_INTEGER, 1, minValue=1))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Aux-only probability"))
 
     def process(self, parameters, context, feedback) -> dict[str, Any]:
@@ -432,7 +434,7 @@ class CombineMapsAlgorithm(M3Algorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.MAPS, "Maps (Infill minerals, Aux-only map) on the same stack", QgsProcessing.TypeRaster))
+            self.MAPS, "Maps (Infill minerals, Aux-only map) on the same stack", SOURCE_RASTER))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Combined map"))
 
     def process(self, parameters, context, feedback) -> dict[str, Any]:
@@ -469,7 +471,7 @@ class ClustersAlgorithm(M3Algorithm):
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.PREDICTION, "Infill result (Infill minerals)"))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            self.SITES, "Known sites (points)", [QgsProcessing.TypeVectorPoint], optional=True))
+            self.SITES, "Known sites (points)", [SOURCE_POINTS], optional=True))
         self.addParameter(QgsProcessingParameterField(self.FIELD, "Commodity field of the known sites",
                                                       parentLayerParameterName=self.SITES, optional=True))
         self.addParameter(QgsProcessingParameterField(
@@ -478,16 +480,16 @@ class ClustersAlgorithm(M3Algorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(
             self.STACK, "Or: the stack whose presence cells are the known sites", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
-            self.THRESHOLD, "Probability threshold (empty: the models')", QgsProcessingParameterNumber.Double,
+            self.THRESHOLD, "Probability threshold (empty: the models')", NUMBER_DOUBLE,
             optional=True, minValue=0.0, maxValue=1.0))
         self.addParameter(QgsProcessingParameterNumber(self.MIN_AREA, "Minimum area (km²)",
-                                                       QgsProcessingParameterNumber.Double, 25.0, minValue=0.0))
+                                                       NUMBER_DOUBLE, 25.0, minValue=0.0))
         self.addParameter(QgsProcessingParameterNumber(self.MIN_DISTANCE, "No known site closer than (km)",
-                                                       QgsProcessingParameterNumber.Double, 10.0, minValue=0.0))
+                                                       NUMBER_DOUBLE, 10.0, minValue=0.0))
         self.addParameter(QgsProcessingParameterString(self.SPECIES, "Species (empty: all in the result)", "",
                                                        optional=True))
         self.addParameter(QgsProcessingParameterVectorDestination(
-            self.OUTPUT, "Clusters", QgsProcessing.TypeVectorPolygon, defaultValue="TEMPORARY_OUTPUT"))
+            self.OUTPUT, "Clusters", SOURCE_POLYGONS, defaultValue="TEMPORARY_OUTPUT"))
         self.addOutput(QgsProcessingOutputNumber("COUNT", "Number of clusters"))
 
     def _known_sites(self, parameters, context, grid, species):

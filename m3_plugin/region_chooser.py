@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Optional
 
-from qgis.core import (QgsCoordinateReferenceSystem, QgsDistanceArea, QgsGeometry, QgsMapLayerProxyModel,
-                       QgsProject, QgsWkbTypes)
+from qgis.core import QgsCoordinateReferenceSystem, QgsDistanceArea, QgsGeometry, QgsProject
 from qgis.gui import QgsCollapsibleGroupBox, QgsMapLayerComboBox, QgsRubberBand
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
 
 from . import layer_sources as ls
+from .qt_compat import POLYGON_GEOMETRY, POLYGON_LAYERS
 from .source_rows import _compact
 
 REGION_MODES = (("drawn", "Drawn on the map"), ("selection", "Selected polygons"), ("extent", "Map extent"))
@@ -32,7 +32,7 @@ class RegionChooser(QgsCollapsibleGroupBox):
         self._tools: dict[str, object] = {}
         self._previous_tool = None
         form = QFormLayout(self)
-        form.setRowWrapPolicy(QFormLayout.WrapLongRows)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.mode = QComboBox(self)
         for key, label in REGION_MODES:
             self.mode.addItem(label, key)
@@ -54,7 +54,7 @@ class RegionChooser(QgsCollapsibleGroupBox):
         draw.addWidget(self.poly_button)
         form.addRow(draw)
         self.layer = QgsMapLayerComboBox(self)
-        self.layer.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.layer.setFilters(POLYGON_LAYERS)
         self.layer.setAllowEmptyLayer(True)
         self.layer.setLayer(None)
         _compact(self.layer)
@@ -64,7 +64,7 @@ class RegionChooser(QgsCollapsibleGroupBox):
         form.addRow("Polygon layer", self.layer)
         self.label = QLabel(self)
         self.label.setWordWrap(True)
-        self.label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.label.setMinimumWidth(80)
         form.addRow(self.label)
 
@@ -74,7 +74,7 @@ class RegionChooser(QgsCollapsibleGroupBox):
         self.mode.setCurrentIndex(self.mode.findData("drawn"))
         if self.canvas is not None:
             if self.rubber is None:
-                self.rubber = QgsRubberBand(self.canvas, QgsWkbTypes.PolygonGeometry)
+                self.rubber = QgsRubberBand(self.canvas, POLYGON_GEOMETRY)
                 self.rubber.setStrokeColor(QColor(30, 30, 220))
                 self.rubber.setFillColor(QColor(0, 0, 0, 0))  # an outline: the result shows through
                 self.rubber.setWidth(2)

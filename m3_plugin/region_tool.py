@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from qgis.core import QgsGeometry, QgsPointXY, QgsRectangle, QgsWkbTypes
+from qgis.core import QgsGeometry, QgsPointXY, QgsRectangle
 from qgis.gui import QgsMapCanvas, QgsMapMouseEvent, QgsMapTool, QgsRubberBand
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
@@ -14,7 +14,7 @@ FILL = QColor(220, 30, 30, 40)
 
 
 def _rubber_band(canvas: QgsMapCanvas) -> QgsRubberBand:
-    band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
+    band = QgsRubberBand(canvas, POLYGON_GEOMETRY)
     band.setStrokeColor(OUTLINE)
     band.setFillColor(FILL)
     band.setWidth(2)
@@ -28,13 +28,13 @@ class RectangleRegionTool(QgsMapTool):
 
     def __init__(self, canvas: QgsMapCanvas) -> None:
         super().__init__(canvas)
-        self.setCursor(Qt.CrossCursor)
+        self.setCursor(Qt.CursorShape.CrossCursor)
         self._start: Optional[QgsPointXY] = None
         self._band = _rubber_band(canvas)
 
     def canvasPressEvent(self, e: QgsMapMouseEvent) -> None:  # noqa: N802 (Qt API)
         self._start = e.mapPoint()
-        self._band.reset(QgsWkbTypes.PolygonGeometry)
+        self._band.reset(POLYGON_GEOMETRY)
 
     def canvasMoveEvent(self, e: QgsMapMouseEvent) -> None:  # noqa: N802
         if self._start is not None:
@@ -45,12 +45,12 @@ class RectangleRegionTool(QgsMapTool):
             return
         rect = QgsRectangle(self._start, e.mapPoint())
         self._start = None
-        self._band.reset(QgsWkbTypes.PolygonGeometry)
+        self._band.reset(POLYGON_GEOMETRY)
         if rect.width() > 0 and rect.height() > 0:
             self.drawn.emit(QgsGeometry.fromRect(rect))
 
     def deactivate(self) -> None:
-        self._band.reset(QgsWkbTypes.PolygonGeometry)
+        self._band.reset(POLYGON_GEOMETRY)
         super().deactivate()
 
 
@@ -61,12 +61,12 @@ class PolygonRegionTool(QgsMapTool):
 
     def __init__(self, canvas: QgsMapCanvas) -> None:
         super().__init__(canvas)
-        self.setCursor(Qt.CrossCursor)
+        self.setCursor(Qt.CursorShape.CrossCursor)
         self._points: list[QgsPointXY] = []
         self._band = _rubber_band(canvas)
 
     def canvasReleaseEvent(self, e: QgsMapMouseEvent) -> None:  # noqa: N802
-        if e.button() == Qt.RightButton:
+        if e.button() == Qt.MouseButton.RightButton:
             self.finish()
             return
         self._points.append(e.mapPoint())
@@ -80,13 +80,13 @@ class PolygonRegionTool(QgsMapTool):
             self._update(e.mapPoint())
 
     def keyPressEvent(self, e) -> None:  # noqa: N802
-        if e.key() == Qt.Key_Escape:
+        if e.key() == Qt.Key.Key_Escape:
             self._points = []
-            self._band.reset(QgsWkbTypes.PolygonGeometry)
+            self._band.reset(POLYGON_GEOMETRY)
 
     def _update(self, moving: Optional[QgsPointXY]) -> None:
         pts = self._points + ([moving] if moving is not None else [])
-        self._band.reset(QgsWkbTypes.PolygonGeometry)
+        self._band.reset(POLYGON_GEOMETRY)
         for p in pts:
             self._band.addPoint(p, False)
         self._band.show()
@@ -99,7 +99,7 @@ class PolygonRegionTool(QgsMapTool):
             if not pts or p != pts[-1]:
                 pts.append(p)
         self._points = []
-        self._band.reset(QgsWkbTypes.PolygonGeometry)
+        self._band.reset(POLYGON_GEOMETRY)
         if len(pts) >= 3:
             geom = QgsGeometry.fromPolygonXY([pts + [pts[0]]])
             if not geom.isGeosValid():
@@ -109,5 +109,5 @@ class PolygonRegionTool(QgsMapTool):
 
     def deactivate(self) -> None:
         self._points = []
-        self._band.reset(QgsWkbTypes.PolygonGeometry)
+        self._band.reset(POLYGON_GEOMETRY)
         super().deactivate()

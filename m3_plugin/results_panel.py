@@ -62,7 +62,7 @@ class CaptureCurve(QWidget):
         painter.end()
 
     def paint(self, p: QPainter, width: int, height: int) -> None:
-        p.setRenderHint(QPainter.Antialiasing)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.fillRect(QRectF(0, 0, width, height), QColor(255, 255, 255))
         left, right, top, bottom = 38.0, 10.0, 10.0, 30.0
         w, h = max(1.0, width - left - right), max(1.0, height - top - bottom)
@@ -76,16 +76,16 @@ class CaptureCurve(QWidget):
         font.setPointSizeF(7.5)
         p.setFont(font)
         for v in (0.0, 0.5, 1.0):
-            p.drawText(QRectF(0, top + (1 - v) * h - 7, left - 4, 14), int(Qt.AlignRight | Qt.AlignVCenter),
+            p.drawText(QRectF(0, top + (1 - v) * h - 7, left - 4, 14), int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter),
                        f"{v:.0%}")
-            p.drawText(QRectF(left + v * w - 20, top + h + 2, 40, 12), int(Qt.AlignHCenter), f"{v:.0%}")
-        p.drawText(QRectF(0, top + h + 14, width, 14), int(Qt.AlignHCenter),
+            p.drawText(QRectF(left + v * w - 20, top + h + 2, 40, 12), int(Qt.AlignmentFlag.AlignHCenter), f"{v:.0%}")
+        p.drawText(QRectF(0, top + h + 14, width, 14), int(Qt.AlignmentFlag.AlignHCenter),
                    "top % of area (x) · % of sites (y)")
-        p.setPen(QPen(QColor(170, 170, 170), 1, Qt.DotLine))
+        p.setPen(QPen(QColor(170, 170, 170), 1, Qt.PenStyle.DotLine))
         p.drawLine(pt(0, 0), pt(1, 1))
         if not self.curves:
             p.setPen(QColor(110, 110, 110))
-            p.drawText(QRectF(left, top, w, h), int(Qt.AlignCenter | Qt.TextWordWrap), self.empty_text)
+            p.drawText(QRectF(left, top, w, h), int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.empty_text)
             return
         for i, (sym, share, model, base) in enumerate(self.curves):
             colour = styles.species_colour(sym, self.species)
@@ -95,20 +95,20 @@ class CaptureCurve(QWidget):
                 for a in range(1, len(share)):
                     p.drawLine(pt(share[a - 1], values[a - 1]), pt(share[a], values[a]))
 
-            polyline(base, QPen(colour.darker(110), 1.3, Qt.DashLine))
+            polyline(base, QPen(colour.darker(110), 1.3, Qt.PenStyle.DashLine))
             aux = self.aux_curves.get(sym)
             if aux is not None:
-                polyline(aux, QPen(colour.darker(130), 1.6, Qt.DotLine))
+                polyline(aux, QPen(colour.darker(130), 1.6, Qt.PenStyle.DotLine))
             polyline(model, QPen(colour, 2.0))
             if sym in self.marks:
                 x, y = self.marks[sym]
                 p.setBrush(colour)
                 p.drawEllipse(pt(x, y), 3.5, 3.5)
-            p.drawText(QRectF(left + 6, top + 4 + 12 * i, w - 12, 12), int(Qt.AlignLeft),
+            p.drawText(QRectF(left + 6, top + 4 + 12 * i, w - 12, 12), int(Qt.AlignmentFlag.AlignLeft),
                        f"{sym}: model ——, baseline – –" + (", aux-only ····" if aux is not None else ""))
 
     def save_png(self, path: Path, width: int = 640, height: int = 420) -> Path:
-        image = QImage(width, height, QImage.Format_ARGB32)
+        image = QImage(width, height, QImage.Format.Format_ARGB32)
         image.fill(QColor(255, 255, 255))
         painter = QPainter(image)
         self.paint(painter, width, height)
@@ -131,7 +131,7 @@ class ResultsPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         slider_row = QHBoxLayout()
-        self.threshold_slider = QSlider(Qt.Horizontal, self)
+        self.threshold_slider = QSlider(Qt.Orientation.Horizontal, self)
         self.threshold_slider.setObjectName("m3ThresholdSlider")
         self.threshold_slider.setRange(1, 99)
         self.threshold_slider.setEnabled(False)
@@ -149,9 +149,9 @@ class ResultsPanel(QWidget):
         for r, header in enumerate(COMPARISON_HEADERS[1:]):
             self.table.verticalHeaderItem(r).setToolTip(header)
         self.table.setWordWrap(False)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self._cells: list[list[str]] = []
         self.table.setToolTip("Known sites of each hidden species inside the region: how many lie in cells at "
                               "or above the threshold, the area flagged, what the blurred-record baseline "
@@ -165,7 +165,7 @@ class ResultsPanel(QWidget):
         self.caveat.hide()
         layout.addWidget(self.caveat)
         self.export_widget = QgsFileWidget(self)
-        self.export_widget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.export_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.export_widget.setToolTip("Where Export writes the run's folder; empty: 'M3 exports' beside the "
                                       "project (or in your home folder).")
         export_row = QHBoxLayout()
@@ -227,7 +227,7 @@ class ResultsPanel(QWidget):
         for c, row in enumerate(cells):
             for r, text in enumerate(row[1:]):
                 item = QTableWidgetItem(text)
-                item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+                item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
                 self.table.setItem(r, c, item)
 
     def cells(self) -> list[list[str]]:

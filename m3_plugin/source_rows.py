@@ -4,24 +4,25 @@ from __future__ import annotations
 
 from typing import Optional
 
-from qgis.core import QgsMapLayer, QgsMapLayerProxyModel, QgsRasterLayer, QgsVectorLayer
+from qgis.core import QgsMapLayer, QgsRasterLayer, QgsVectorLayer
 from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QLabel, QSizePolicy, QWidget
 
 from . import layer_sources as ls
+from .qt_compat import LINE_LAYERS, POINT_LAYERS, RASTER_LAYERS
 
 
 def _compact_combo(parent: QWidget) -> QComboBox:
     """A combo box that does not widen the dock to its longest item (band descriptions are long)."""
     combo = QComboBox(parent)
-    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     combo.setMinimumContentsLength(4)
     return combo
 
 
 def _compact(combo: QComboBox, chars: int = 10) -> QComboBox:
     """Keep a (layer) combo box from widening the dock to its longest item."""
-    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     combo.setMinimumContentsLength(chars)
     return combo
 
@@ -35,7 +36,7 @@ class MineralRow:
         self.hide.setObjectName(f"m3Hide_{symbol}")
         self.hide.setToolTip(f"Hide {symbol} in the region: the model predicts it from everything else.")
         self.layer = QgsMapLayerComboBox(parent)
-        self.layer.setFilters(QgsMapLayerProxyModel.RasterLayer | QgsMapLayerProxyModel.PointLayer)
+        self.layer.setFilters(RASTER_LAYERS | POINT_LAYERS)
         self.layer.setAllowEmptyLayer(True)
         self.layer.setLayer(None)
         _compact(self.layer, 4)
@@ -78,9 +79,9 @@ class AuxRow:
         self.name = name
         self.label = QLabel(name, parent)
         self.label.setWordWrap(True)
-        self.label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.layer = QgsMapLayerComboBox(parent)
-        self.layer.setFilters(QgsMapLayerProxyModel.RasterLayer | QgsMapLayerProxyModel.LineLayer)
+        self.layer.setFilters(RASTER_LAYERS | LINE_LAYERS)
         self.layer.setAllowEmptyLayer(True)
         self.layer.setLayer(None)
         _compact(self.layer, 4)

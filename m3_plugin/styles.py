@@ -13,6 +13,8 @@ from qgis.core import (QgsBilinearRasterResampler, QgsCategorizedSymbolRenderer,
 from qgis.PyQt import sip
 from qgis.PyQt.QtGui import QColor
 
+from .qt_compat import SHADER_DISCRETE, SHADER_LINEAR
+
 # yellow → orange → dark red (ColorBrewer YlOrRd), reached at probability 1
 PROBABILITY_COLOURS = ((255, 255, 178), (254, 204, 92), (253, 141, 60), (240, 59, 32), (189, 0, 38))
 UNCERTAINTY_COLOURS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))  # viridis
@@ -51,7 +53,7 @@ def set_titled_legend(layer: QgsRasterLayer, title: str, items) -> None:
 def _pseudocolor(layer: QgsRasterLayer, band: int, items: list[QgsColorRampShader.ColorRampItem],
                  minimum: float, maximum: float, discrete: bool = False, smooth: bool = False) -> None:
     fn = QgsColorRampShader(minimum, maximum)
-    fn.setColorRampType(QgsColorRampShader.Discrete if discrete else QgsColorRampShader.Interpolated)
+    fn.setColorRampType(SHADER_DISCRETE if discrete else SHADER_LINEAR)
     fn.setClip(False)
     fn.setColorRampItemList(items)
     try:  # QGIS >= 3.18: list the labelled items, not a gradient bar with bare numbers
