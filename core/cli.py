@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from .errors import M3Error
 
-COMMAND_MODULES = ("build_stack", "train", "evaluate", "compare", "sweep", "interdependence", "predict", "clusters",
+COMMAND_MODULES = ("build_stack", "train", "calibrate", "evaluate", "compare", "sweep", "interdependence", "predict", "clusters",
                    "bench", "demo", "discover", "aux_map", "combine_maps")
 
 
@@ -50,6 +50,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return int(args.func(args) or 0)
     except M3Error as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a disk's error outside the write path (a folder made on a full disk)
+        from .atomic import is_disk_error, write_failed
+
+        if not is_disk_error(e):
+            raise
+        print(f"error: {write_failed(e.filename or '.', e.strerror or e)}", file=sys.stderr)
         return 2
     except Terminated:
         print("terminated; nothing half-written was kept.", file=sys.stderr)

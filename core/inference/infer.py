@@ -278,6 +278,11 @@ class _Infiller:
         self.rank = torch.distributed.get_rank() if distributed else 0
         self.window_evaluations = 0
         self.predicted = np.zeros(len(self.out_species), np.int64)
+        # each model's map to calibrated probabilities for this kind of hiding (identity for an
+        # uncalibrated card or a PU model's other outputs)
+        scenario = hide.scenario(self.species)
+        self._scales = {id(m): (m.card.calibration_maps().for_scenario(scenario)
+                                if m.card.calibrated and m.output == "presence" else None) for m in members}
 
     # -- planning ---------------------------------------------------------------------------------
     def _strip_grid(self, r: int) -> Grid:
@@ -357,6 +362,8 @@ class _Infiller:
                 logits = member.model(x)
         with torch.inference_mode():
             p = torch.sigmoid(logits.float()).index_select(1, self.out_index)
+            if (scale := self._scales.get(id(member))) is not None:
+                p = scale.apply(p)
             for b, (i, j, *_rest, target) in enumerate(jobs):
                 c = self.cols[j] - self.col0
                 wt = self._window_weights(i, j) * target

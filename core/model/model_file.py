@@ -34,6 +34,9 @@ class ModelCard:
     git_commit: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     format_version: int = CARD_VERSION
+    # per-scenario maps to calibrated probabilities and the thresholds on that scale
+    # (:mod:`core.model.calibration`); empty for a card written before calibration
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     @property
     def aux_names(self) -> list[str]:
@@ -44,10 +47,32 @@ class ModelCard:
         return ModelConfig.from_dict(self.model)
 
     def threshold_for(self, scenario: Optional[str]) -> float:
-        """The threshold chosen on validation blocks for a masking scenario; the pooled one for
-        None or when the card has no per-scenario thresholds."""
+        """The threshold chosen on validation blocks for a masking scenario, on the scale the
+        model's maps are written in: the calibrated one when the card carries a calibration; the
+        pooled one for None or when the card has no per-scenario thresholds."""
+        if self.calibration:
+            per = self.calibration.get("thresholds", {})
+            return float(per.get(scenario or "pooled", per.get("pooled", self.threshold)))
         per = self.metrics.get("validation", {}).get("thresholds", {})
         return float(per.get(scenario, self.threshold)) if scenario else float(self.threshold)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the model's maps are calibrated probabilities (see :attr:`scale_note`)."""
+        return bool(self.calibration)
+
+    def calibration_maps(self):
+        """The card's :class:`~core.model.calibration.Calibration`, or None."""
+        from .calibration import Calibration
+
+        return Calibration.from_dict(self.calibration) if self.calibration else None
+
+    @property
+    def scale_note(self) -> str:
+        """What a number on this model's maps means, in words for the legend and the report."""
+        from .calibration import RAW_NOTE, SCALE_NOTE
+
+        return SCALE_NOTE if self.calibrated else RAW_NOTE
 
     @property
     def tolerates_blank_aux(self) -> bool:
@@ -208,9 +233,19 @@ def card_problems(card: ModelCard) -> list[str]:
         bad.append(f"tile_size must be a positive whole number of cells, not {card.tile_size!r}")
     if not _is_number(card.threshold) or not 0.0 <= float(card.threshold) <= 1.0:
         bad.append(f"threshold must be a probability between 0 and 1, not {card.threshold!r}")
-    for name in ("grid", "masking", "training", "metrics", "data"):
+    for name in ("grid", "masking", "training", "metrics", "data", "calibration"):
         if not isinstance(getattr(card, name), dict):
             bad.append(f"{name} must be a JSON object")
+    if isinstance(card.calibration, dict) and card.calibration:
+        from .calibration import Calibration
+
+        try:
+            Calibration.from_dict(card.calibration)
+        except ValueError as e:
+            bad.append(f"calibration: {e}")
+        th = card.calibration.get("thresholds", {})
+        if not isinstance(th, dict) or not all(_is_number(v) and 0.0 <= float(v) <= 1.0 for v in th.values()):
+            bad.append("calibration.thresholds must map scenarios to probabilities between 0 and 1")
     model = card.model
     if not isinstance(model, dict):
         return bad + ["model must be a JSON object"]

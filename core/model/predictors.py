@@ -53,6 +53,7 @@ class ModelPredictor:
         self.device = device or next(model.parameters()).device
         self.batch_size = batch_size
         self.model.to(self.device)
+        self.calibration = None  # the card's :class:`~core.model.calibration.Calibration` (see ``from_file``)
 
     @classmethod
     def from_file(cls, path: str | Path, name: Optional[str] = None,
@@ -61,7 +62,13 @@ class ModelPredictor:
 
         model, card = load_model(path, device)
         cfg = card.model_config
-        return cls(model, name or Path(path).stem, cfg.in_channels, cfg.classes, device)
+        out = cls(model, name or Path(path).stem, cfg.in_channels, cfg.classes, device)
+        out.calibration = card.calibration_maps()
+        return out
+
+    def calibrate(self, probs: torch.Tensor, scenario: Optional[str]) -> torch.Tensor:
+        """``probs`` on the card's calibrated scale for ``scenario`` (unchanged without one)."""
+        return probs if self.calibration is None else self.calibration.apply(probs, scenario)
 
     @torch.no_grad()
     def predict(self, presence: torch.Tensor, hidden: torch.Tensor, aux: torch.Tensor,

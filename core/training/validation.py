@@ -47,8 +47,9 @@ class HoldoutMasks:
 
 def collect(predictor: Predictor, tensors: StackTensors, masks: HoldoutMasks, species: list[str],
             scenarios: Sequence[str] = SCENARIOS, chunk: int = 64,
-            progress: Optional[Progress] = None) -> dict[str, HiddenCells]:
-    """Run ``predictor`` on every tile, scenario and draw; collect hidden valid cells."""
+            progress: Optional[Progress] = None, calibrated: bool = True) -> dict[str, HiddenCells]:
+    """Run ``predictor`` on every tile, scenario and draw; collect hidden valid cells (a model's
+    probabilities on its card's calibrated scale unless ``calibrated`` is False)."""
     out = {sc: HiddenCells(species) for sc in scenarios}
     origins = torch.from_numpy(masks.origins)
     for sc in scenarios:
@@ -59,6 +60,8 @@ def collect(predictor: Predictor, tensors: StackTensors, masks: HoldoutMasks, sp
                 batch = tensors.gather(origins[i:i + chunk], masks.tile_size)
                 h = hidden[i:i + chunk].to(batch.presence.device)
                 probs = predictor.predict(batch.presence, h, batch.aux, batch.valid)
+                if calibrated and hasattr(predictor, "calibrate"):  # the scale the model's maps are written in
+                    probs = predictor.calibrate(probs, sc)
                 out[sc].add(probs, batch.presence, h, batch.valid)
             if progress is not None:
                 progress.advance(1)

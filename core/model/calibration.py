@@ -1,0 +1,263 @@
+"""Calibration of a model's probabilities: a monotone map, fitted per masking scenario on the
+validation blocks' hidden cells, that turns the network's output into the share of such cells
+that hold a record ("0.2" then means: about one cell in five scored so holds a recorded site).
+
+Three kinds are fitted and compared: ``temperature`` (logit / T), ``platt`` (a · logit + b) and
+``isotonic`` (pool-adjacent-violators, read back by linear interpolation between its knots).
+The card stores the chosen kind per scenario (``region``, ``species``, ``both``, and ``pooled``
+for a map with nothing hidden, whose draws mix the three); every map, score and threshold of the
+product reads probabilities through :meth:`Calibration.apply`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+METHODS = ("temperature", "platt", "isotonic")
+POOLED = "pooled"     # the scenario key of a map with nothing hidden (its draws mix the scenarios)
+ECE_BINS = 15
+_FIT_BINS = 4000      # equal-count bins the fits run on (millions of cells -> a few thousand points)
+_EPS = 1e-6
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p.astype(np.float64), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+@dataclass
+class _Binned:
+    """Cells sorted by probability and pooled into equal-count bins: mean probability, positives
+    and count per bin (the fits' sufficient statistics, up to the spread inside a bin)."""
+
+    p: np.ndarray
+    pos: np.ndarray
+    n: np.ndarray
+
+    @classmethod
+    def of(cls, probs: np.ndarray, truth: np.ndarray, bins: int = _FIT_BINS) -> "_Binned":
+        order = np.argsort(probs, kind="stable")
+        p, y = probs[order].astype(np.float64), truth[order].astype(np.float64)
+        edges = np.unique(np.linspace(0, len(p), min(bins, len(p)) + 1).astype(np.int64))
+        n = np.diff(edges).astype(np.float64)
+        sums = np.add.reduceat(p, edges[:-1])
+        pos = np.add.reduceat(y, edges[:-1])
+        return cls(sums / n, pos, n)
+
+
+def _nll(q: np.ndarray, b: _Binned) -> float:
+    q = np.clip(q, 1e-12, 1 - 1e-12)
+    return float(-(b.pos * np.log(q) + (b.n - b.pos) * np.log1p(-q)).sum() / b.n.sum())
+
+
+@dataclass(frozen=True)
+class ScaleMap:
+    """One fitted monotone map from a model's probability to a calibrated one."""
+
+    method: str
+    params: dict[str, Any]
+
+    def apply_numpy(self, p: np.ndarray) -> np.ndarray:
+        if self.method == "identity":
+            return p
+        if self.method == "temperature":
+            return _sigmoid(_logit(p) / self.params["t"]).astype(p.dtype)
+        if self.method == "platt":
+            return _sigmoid(self.params["a"] * _logit(p) + self.params["b"]).astype(p.dtype)
+        if self.method == "isotonic":
+            return np.interp(p, self.params["x"], self.params["y"]).astype(p.dtype)
+        raise ValueError(f"unknown calibration method {self.method!r}")
+
+    def apply(self, p: torch.Tensor) -> torch.Tensor:
+        """The calibrated probabilities of ``p`` (any shape), on ``p``'s device and dtype."""
+        if self.method == "identity":
+            return p
+        if self.method in ("temperature", "platt"):
+            z = torch.logit(p.double().clamp(_EPS, 1 - _EPS))
+            z = z / self.params["t"] if self.method == "temperature" else self.params["a"] * z + self.params["b"]
+            return torch.sigmoid(z).to(p.dtype)
+        if self.method == "isotonic":
+            x = torch.tensor(self.params["x"], dtype=torch.float64, device=p.device)
+            y = torch.tensor(self.params["y"], dtype=torch.float64, device=p.device)
+            q = p.double().clamp(float(x[0]), float(x[-1]))
+            i = torch.searchsorted(x, q.contiguous(), right=True).clamp(1, len(x) - 1)
+            x0, x1, y0, y1 = x[i - 1], x[i], y[i - 1], y[i]
+            w = torch.where(x1 > x0, (q - x0) / (x1 - x0).clamp_min(1e-300), torch.zeros_like(q))
+            return (y0 + w * (y1 - y0)).to(p.dtype)
+        raise ValueError(f"unknown calibration method {self.method!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, **self.params}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ScaleMap":
+        d = dict(d)
+        method = d.pop("method", None)
+        if method not in METHODS + ("identity",):
+            raise ValueError(f"calibration method must be one of {', '.join(METHODS)}, not {method!r}")
+        need = {"temperature": ("t",), "platt": ("a", "b"), "isotonic": ("x", "y"), "identity": ()}[method]
+        for k in need:
+            if k not in d:
+                raise ValueError(f"{method} calibration lacks {k!r}")
+        if method == "isotonic":
+            x, y = np.asarray(d["x"], float), np.asarray(d["y"], float)
+            if x.ndim != 1 or len(x) < 2 or len(x) != len(y) or np.any(np.diff(x) < 0) or np.any(np.diff(y) < 0) \
+                    or not np.all(np.isfinite(x)) or not np.all(np.isfinite(y)):
+                raise ValueError("isotonic calibration needs two increasing lists x and y of the same length")
+            d["x"], d["y"] = x.tolist(), y.tolist()
+        else:
+            for k in need:
+                if not isinstance(d[k], (int, float)) or isinstance(d[k], bool) or not math.isfinite(d[k]):
+                    raise ValueError(f"{method} calibration's {k!r} must be a finite number, not {d[k]!r}")
+            if method == "temperature" and d["t"] <= 0:
+                raise ValueError("temperature calibration's 't' must be above 0")
+            if method == "platt" and d["a"] <= 0:
+                raise ValueError("platt calibration's 'a' must be above 0 (a decreasing map is not a calibration)")
+        return cls(method, {k: d[k] for k in need})
+
+
+def fit_temperature(probs: np.ndarray, truth: np.ndarray) -> ScaleMap:
+    """logit(p) / T with T minimising the log loss (golden-section search over log T)."""
+    b = _Binned.of(probs, truth)
+    z = _logit(b.p)
+    lo, hi = math.log(1e-2), math.log(1e3)
+    g = (math.sqrt(5) - 1) / 2
+    f = lambda lt: _nll(_sigmoid(z / math.exp(lt)), b)  # noqa: E731
+    c, d = hi - g * (hi - lo), lo + g * (hi - lo)
+    fc, fd = f(c), f(d)
+    for _ in range(80):
+        if fc < fd:
+            hi, d, fd = d, c, fc
+            c = hi - g * (hi - lo)
+            fc = f(c)
+        else:
+            lo, c, fc = c, d, fd
+            d = lo + g * (hi - lo)
+            fd = f(d)
+    return ScaleMap("temperature", {"t": float(math.exp((lo + hi) / 2))})
+
+
+def fit_platt(probs: np.ndarray, truth: np.ndarray) -> ScaleMap:
+    """sigmoid(a · logit(p) + b), a and b by Newton's method on the log loss."""
+    bn = _Binned.of(probs, truth)
+    z = _logit(bn.p)
+    base = float(np.clip(bn.pos.sum() / bn.n.sum(), 1e-9, 1 - 1e-9))
+    a, b = 1.0, math.log(base / (1 - base)) - float(np.average(z, weights=bn.n))
+    for _ in range(100):
+        q = _sigmoid(a * z + b)
+        r = bn.pos - bn.n * q                     # gradient of the log-likelihood
+        w = bn.n * q * (1 - q) + 1e-12
+        g = np.array([(r * z).sum(), r.sum()])
+        h = np.array([[(w * z * z).sum(), (w * z).sum()], [(w * z).sum(), w.sum()]])
+        step = np.linalg.solve(h + 1e-9 * np.eye(2), g)
+        a, b = a + step[0], b + step[1]
+        if np.abs(step).max() < 1e-10:
+            break
+    if not a > 0:  # the scores do not rise with the truth: keep the ranking, fit the level only
+        a = 1e-3
+    return ScaleMap("platt", {"a": float(a), "b": float(b)})
+
+
+def fit_isotonic(probs: np.ndarray, truth: np.ndarray) -> ScaleMap:
+    """The non-decreasing step of the positives' share (pool adjacent violators over equal-count
+    bins), read back by linear interpolation between the pooled blocks' mean probabilities."""
+    bn = _Binned.of(probs, truth)
+    blocks: list[list[float]] = []  # [sum p·n, positives, n]
+    for p, pos, n in zip(bn.p, bn.pos, bn.n):
+        blocks.append([p * n, pos, n])
+        while len(blocks) > 1 and blocks[-2][1] / blocks[-2][2] >= blocks[-1][1] / blocks[-1][2]:
+            sp, po, nn = blocks.pop()
+            blocks[-1][0] += sp
+            blocks[-1][1] += po
+            blocks[-1][2] += nn
+    x = [b[0] / b[2] for b in blocks]
+    y = [b[1] / b[2] for b in blocks]
+    if len(x) == 1:  # one level: a flat map at the base rate
+        x, y = [0.0, 1.0], [y[0], y[0]]
+    x, y = np.maximum.accumulate(np.asarray(x)), np.maximum.accumulate(np.asarray(y))
+    keep = np.concatenate([[True], np.diff(x) > 0])
+    return ScaleMap("isotonic", {"x": x[keep].tolist(), "y": y[keep].tolist()})
+
+
+FITTERS = {"temperature": fit_temperature, "platt": fit_platt, "isotonic": fit_isotonic}
+
+
+def reliability(probs: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> dict[str, list[float]]:
+    """Equal-width bins of the probability: each bin's mean probability, share of positives and
+    count (the reliability diagram's points)."""
+    idx = np.minimum((probs.astype(np.float64) * bins).astype(np.int64), bins - 1)
+    n = np.bincount(idx, minlength=bins).astype(np.float64)
+    sp = np.bincount(idx, weights=probs.astype(np.float64), minlength=bins)
+    sy = np.bincount(idx, weights=truth.astype(np.float64), minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"mean_probability": (sp / n).tolist(), "observed": (sy / n).tolist(), "cells": n.tolist()}
+
+
+def expected_calibration_error(probs: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE: the cell-weighted mean gap between a bin's mean probability and its share of positives
+    (equal-width bins)."""
+    if len(probs) == 0:
+        return float("nan")
+    r = reliability(probs, truth, bins)
+    n = np.asarray(r["cells"])
+    gap = np.abs(np.nan_to_num(np.asarray(r["mean_probability"])) - np.nan_to_num(np.asarray(r["observed"])))
+    return float((gap * n).sum() / n.sum())
+
+
+def choose_method(probs: np.ndarray, truth: np.ndarray, groups: np.ndarray) -> tuple[str, dict[str, float]]:
+    """The method with the lowest cross-fitted log loss on the validation cells: fitted on one half
+    of the validation tiles (``groups`` 0/1 per cell), scored on the other, both ways. Returns the
+    method and each method's mean held-out log loss and ECE."""
+    out: dict[str, float] = {}
+    for m, fit in FITTERS.items():
+        nll, ece = [], []
+        for k in (0, 1):
+            a, b = groups == k, groups != k
+            if not truth[a].any() or not b.any():
+                continue
+            q = fit(probs[a], truth[a]).apply_numpy(probs[b])
+            nll.append(_nll(q.astype(np.float64), _Binned(q.astype(np.float64), truth[b].astype(np.float64),
+                                                           np.ones(int(b.sum())))))
+            ece.append(expected_calibration_error(q, truth[b]))
+        out[f"{m}_log_loss"] = float(np.mean(nll)) if nll else float("inf")
+        out[f"{m}_ece"] = float(np.mean(ece)) if ece else float("nan")
+    best = min(FITTERS, key=lambda m: out[f"{m}_log_loss"])
+    return best, out
+
+
+@dataclass
+class Calibration:
+    """The card's calibration: one :class:`ScaleMap` per masking scenario (and ``pooled``)."""
+
+    maps: dict[str, ScaleMap]
+    info: dict[str, Any]
+
+    def for_scenario(self, scenario: Optional[str]) -> ScaleMap:
+        key = scenario if scenario in self.maps else POOLED
+        return self.maps.get(key, ScaleMap("identity", {}))
+
+    def apply(self, p: torch.Tensor, scenario: Optional[str]) -> torch.Tensor:
+        return self.for_scenario(scenario).apply(p)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.info, "scenarios": {k: v.to_dict() for k, v in self.maps.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "Calibration":
+        if not isinstance(d, dict) or not isinstance(d.get("scenarios"), dict):
+            raise ValueError("calibration must be a mapping with a 'scenarios' mapping")
+        maps = {str(k): ScaleMap.from_dict(v if isinstance(v, dict) else {}) for k, v in d["scenarios"].items()}
+        return cls(maps, {k: v for k, v in d.items() if k != "scenarios"})
+
+
+SCALE_NOTE = ("calibrated probability: the share of such cells that held a recorded site on the validation "
+              "blocks (1-mile cells, same kind of hiding)")
+RAW_NOTE = "model score (not calibrated: no fixed number means the same twice)"
