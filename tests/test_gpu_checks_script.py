@@ -1,4 +1,4 @@
-"""``scripts/gpu_issue18.py``: the timing stack the GPU checks run on keeps the stack's grid, valid
+"""``scripts/gpu_checks.py``: the timing stack the GPU checks run on keeps the stack's grid, valid
 cells and records, carries the model's aux band names and normalisation, and a model takes it."""
 import sys
 from pathlib import Path
@@ -11,7 +11,7 @@ from core.inference.infer import infill
 from core.model.model_file import read_card, save_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import gpu_issue18  # noqa: E402
+import gpu_checks  # noqa: E402
 
 
 def test_timing_stack_round_trip(tmp_path):
@@ -21,8 +21,8 @@ def test_timing_stack_round_trip(tmp_path):
     stack_file = stack.write(tmp_path / "stack.tif")
     model, card = tiny_context_unet(stack)
     model_file = save_model(tmp_path / "m.safetensors", model, card)
-    gpu_issue18.write_records(stack_file, tmp_path / "records.npz")
-    gpu_issue18.unpack(tmp_path / "records.npz", tmp_path / "timing.tif", model_file)
+    gpu_checks.write_records(stack_file, tmp_path / "records.npz")
+    gpu_checks.unpack(tmp_path / "records.npz", tmp_path / "timing.tif", model_file)
     timing = Stack.read(tmp_path / "timing.tif")
     assert timing.grid == stack.grid and timing.species == stack.species
     np.testing.assert_array_equal(timing.valid, stack.valid)

@@ -1,10 +1,11 @@
-"""scripts/gpu_sweep.py: the selection rule fixed before a sweep (eligible = aux U-Net above its
-no-aux twin in Dice and recall in every scenario; then the highest AUPRC)."""
+"""docs/results/masked_scenarios/gpu_sweep/gpu_sweep.py: the selection rule fixed before a sweep
+(eligible = aux U-Net above its no-aux twin in Dice and recall in every scenario; then the highest
+AUPRC)."""
 from script_support import load_script
 
 
 def _sweep():
-    return load_script("gpu_sweep")
+    return load_script("docs/results/masked_scenarios/gpu_sweep/gpu_sweep.py")
 
 
 def _summary(margins, auprc):

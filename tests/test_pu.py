@@ -200,7 +200,7 @@ def test_predict_writes_presence_and_observation_on_request(pu_model_file, tmp_p
 
     from script_support import load_script
 
-    figure = load_script("observation_map")
+    figure = load_script("docs/results/discovery/positive_unlabeled/observation_map.py")
     png = figure.observation_map(tif, tmp_path / "obs.png", stack_path)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     presence_tif = tmp_path / "presence.tif"

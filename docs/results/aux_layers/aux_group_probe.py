@@ -5,8 +5,8 @@ discovery stack with one group of aux bands at a time, and with all, and prints 
 10-cell blocks and its top-10 % capture on each held-out source. A cheap probe (minutes on one
 core) of which layers carry information about records no survey in the input holds.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/aux_group_probe.py --stack out/discovery_stack.tif \
-        --out docs/results/discovery/aux_groups.json
+    OMP_NUM_THREADS=1 .venv/bin/python docs/results/aux_layers/aux_group_probe.py --stack out/discovery_stack.tif \
+        --out docs/results/aux_layers/aux_groups.json
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(next(p for p in Path(__file__).resolve().parents if (p / "train_cli.py").exists())))  # the repository root
 
 from core.data import defaults  # noqa: E402
 from core.evaluation.discovery import INFO_KEY, aux_only_maps, held_out_sources, score_map  # noqa: E402

@@ -1,12 +1,12 @@
 """The bundled model's stem (7 x 7, stride 2, 80 -> 64 channels on a 512 x 512 draw) as an FFT
-convolution against oneDNN's direct one (session 13, issue 18; a negative result: not used).
+convolution against oneDNN's direct one (a negative result: not used).
 
 The stride-2 convolution splits into four stride-1 convolutions of the input's polyphase
 components with 4 x 4 sub-kernels (one convolution of 320 channels at half resolution); that one
 runs as overlap-save FFT convolutions in T x T tiles, the channel sums as complex matrix products
 batched over the frequencies. Random weights and inputs (the time does not depend on them).
 
-    OMP_NUM_THREADS=2 .venv/bin/python docs/results/precision/fft_stem.py 2 32   # threads, tile
+    OMP_NUM_THREADS=2 .venv/bin/python docs/results/speed/fft_stem.py 2 32   # threads, tile
 """
 import math
 import sys

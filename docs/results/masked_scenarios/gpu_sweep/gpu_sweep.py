@@ -15,7 +15,7 @@ all finish is left out. The rule, fixed before the run:
 Only the chosen candidate is then scored on the test blocks (``--test``), by `compare` on its
 seeded masks, with the baselines named. Usage:
 
-    python scripts/gpu_sweep.py --plan plan.json --out out/gpu_sweep --workers 12 --budget-s 330 --test
+    python docs/results/masked_scenarios/gpu_sweep/gpu_sweep.py --plan plan.json --out out/gpu_sweep --workers 12 --budget-s 330 --test
 
 plan.json: {"preset": "bundled", "seeds": [0, 1, 2], "candidates": {"name": {overrides}, ...}}
 (candidates in priority order; overrides as ``TrainConfig.with_overrides`` takes them).
@@ -32,7 +32,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(next(p for p in Path(__file__).resolve().parents if (p / "train_cli.py").exists())))  # the repository root
 
 from core.evaluation.compare import compare, model_file, variant_config  # noqa: E402
 from core.evaluation.evaluate import aggregate  # noqa: E402
@@ -191,7 +191,7 @@ def main() -> int:
     summaries = {name: validation_summary(args.out / name, seeds) for name in configs}
     chosen, eligible = choose(summaries)
     md = (f"Validation blocks, mean over seeds {seeds} (Dice ± std / recall / AUPRC, overall, per scenario); "
-          f"chosen by the rule in scripts/gpu_sweep.py: **{chosen}** ({'eligible' if eligible else 'NOT eligible'}).\n\n"
+          f"chosen by the rule in docs/results/masked_scenarios/gpu_sweep/gpu_sweep.py: **{chosen}** ({'eligible' if eligible else 'NOT eligible'}).\n\n"
           + table(summaries) + "\n")
     (args.out / "sweep.md").write_text(md)
     (args.out / "sweep.json").write_text(json.dumps({"plan": plan, "summaries": summaries, "chosen": chosen,

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Issue 18's GPU checks, run on the device machine from the repository root with .gpu carried
-# (made here by `scripts/gpu_issue18.py pack`; see its docstring). Logs and JSON go to $OUT.
+# The GPU checks, run on the device machine from the repository root with .gpu carried
+# (made here by `scripts/gpu_checks.py pack`; see its docstring). Logs and JSON go to $OUT.
 #   bench infer (ours float32 and bf16 against the naive reference, whole grid), the 150-evaluation
 #   CONUS map end to end (3 models x 50 draws, float32, then bf16), bench memory, bench train.
 # A dry run on a CPU: M3_DEVICE=cpu M3_MODELS=1 M3_DRAWS=1 M3_MEMORY_CONFIGS=1x1 PYTHON=.venv/bin/python \
-#   M3_SKIP_WHEELS=1 bash scripts/gpu_issue18.sh
+#   M3_SKIP_WHEELS=1 bash scripts/gpu_checks.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/m3_gpu_out}
 PY=${PYTHON:-python3}
@@ -27,7 +27,7 @@ fi
   >> "$OUT/checks.log" 2>&1
 
 log "timing stack"
-"$PY" scripts/gpu_issue18.py unpack .gpu/timing_stack.npz "$STACK" 2>&1 | tee -a "$OUT/checks.log" || exit 1
+"$PY" scripts/gpu_checks.py unpack .gpu/timing_stack.npz "$STACK" 2>&1 | tee -a "$OUT/checks.log" || exit 1
 
 log "bench infer"
 timeout 200 "$PY" train_cli.py bench infer --model "$MODEL" --stack "$STACK" --device "$DEVICE" \

@@ -2,9 +2,9 @@
 glibc's default malloc settings and with large blocks served from the heap and kept when freed
 (``mallopt(M_MMAP_THRESHOLD, 1 GiB)``, ``mallopt(M_TRIM_THRESHOLD, 1 GiB)``: no page faults on
 fresh pages for each large tensor), alternating; prints the best time of each and their ratio.
-A lever tried in session 12 and not kept (docs/cli.md, bench infer). Run from the repository root:
+A lever tried and not kept (docs/cli.md, bench infer). Run from the repository root:
 
-    .venv/bin/python docs/results/precision/allocator_draw.py [rounds]
+    .venv/bin/python docs/results/speed/allocator_draw.py [rounds]
 """
 from __future__ import annotations
 

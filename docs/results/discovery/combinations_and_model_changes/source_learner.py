@@ -1,4 +1,4 @@
-"""Session 11 experiment (issue 14): a discovery learner trained on the discovery question itself.
+"""An experiment of the discovery test: a discovery learner trained on the discovery question itself.
 
 Leave one source out over the discovery stack's *visible* source data sets (those with at least 300
 record cells on the grid): remove its records, and fit gradient boosting to rank its record cells
@@ -12,7 +12,7 @@ tasks like "a state survey held out" to learn from (those with at least MIN_CELL
 default 300).
 
 Run from the repository root:
-  [TILE_DEG=4 MIN_CELLS=100] .venv/bin/python docs/results/discovery_4mile_s11/source_learner.py \
+  [TILE_DEG=4 MIN_CELLS=100] .venv/bin/python docs/results/discovery/combinations_and_model_changes/source_learner.py \
       STACK OUT_PREFIX SOURCE [SOURCE ...]
 """
 import os
@@ -20,7 +20,7 @@ import sys, json, time
 from pathlib import Path
 import numpy as np
 from scipy import ndimage
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(next(p for p in Path(__file__).resolve().parents if (p / "train_cli.py").exists())))  # the repository root
 from core.data.stack import Stack
 from core.evaluation import discovery as D
 from core.evaluation.aux_boosting import aux_features

@@ -2,7 +2,7 @@
 boosting (seed 0), their log-odds added (:func:`core.evaluation.discovery.combined`, no weight fitted),
 scored like every map of the discovery test. Prints AUC over 10-mile blocks and top-10 % capture.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/rival_combination.py --stack out/discovery_stack.tif
+    OMP_NUM_THREADS=1 .venv/bin/python docs/results/discovery/one_mile/rival_combination.py --stack out/discovery_stack.tif
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(next(p for p in Path(__file__).resolve().parents if (p / "train_cli.py").exists())))  # the repository root
 
 from core.data import defaults  # noqa: E402
 from core.evaluation.discovery import (INFO_KEY, aux_only_maps, blurred_records, combined, held_out_sources,  # noqa: E402

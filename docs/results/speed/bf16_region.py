@@ -5,7 +5,7 @@ Prints per part and draw count how far the bf16 map is from float32's (mean and 
 probability, share of cells changed by more than 0.01) and the ROC AUC of the part's Au and Cu
 records under each. Run from the repository root:
 
-    .venv/bin/python docs/results/precision/bf16_region.py [stack.tif]
+    .venv/bin/python docs/results/speed/bf16_region.py [stack.tif]
 """
 from __future__ import annotations
 

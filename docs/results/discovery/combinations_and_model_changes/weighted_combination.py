@@ -1,16 +1,16 @@
-"""Session 11 experiment (issue 14): weighted log-odds combinations of M3's infill map, the aux-only
+"""An experiment of the discovery test: weighted log-odds combinations of M3's infill map, the aux-only
 map (`aux-map`) and blurred visible records, scored by the discovery test's own functions
 (core.evaluation.discovery) on the validation surveys of a discovery stack.
 
 Run from the repository root:
-  .venv/bin/python docs/results/discovery_4mile_s11/weighted_combination.py STACK SOURCE,SOURCE \
+  .venv/bin/python docs/results/discovery/combinations_and_model_changes/weighted_combination.py STACK SOURCE,SOURCE \
       M3_SEED0.tif,M3_SEED1.tif AUXMAP.tif OUT.json
 Prints one line per (σ, weights): per source, AUC over 10-mile blocks (mean, std over the M3 seeds)
 and top-10 % capture."""
 import itertools, json, sys
 from pathlib import Path
 import numpy as np
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(next(p for p in Path(__file__).resolve().parents if (p / "train_cli.py").exists())))  # the repository root
 from core.data.stack import Stack
 from core.evaluation import discovery as D
 from core.inference.combine import logit, EPS

@@ -1,4 +1,4 @@
-"""How far the 150-evaluation CONUS map in bf16 is from the float32 one (session 13, issue 18).
+"""How far the 150-evaluation CONUS map in bf16 is from the float32 one.
 
 Reads two `predict` outputs made with the same models, draws and seed (nothing hidden, 3 × 50),
 and for each species prints the mean and largest change of the mean probability over the valid
@@ -6,7 +6,7 @@ cells, the share of cells changed by more than 0.01, and the ROC AUC of the stac
 under each map (the records the map was made from, each scored over the draws that hid it: a
 measure of agreement between the two maps, not of skill).
 
-    .venv/bin/python docs/results/precision/conus_map_agreement.py out/conus_stack.tif fp32.tif bf16.tif
+    .venv/bin/python docs/results/speed/conus_map_agreement.py out/conus_stack.tif fp32.tif bf16.tif
 """
 import sys
 from pathlib import Path

@@ -5,7 +5,7 @@ The observation map is shared by the species, so the panel is the mean over the 
 bands of each cell (each band holds the draws that hid that species). Records of any species in
 the stack are drawn on top.
 
-    .venv/bin/python scripts/observation_map.py --prediction out/pu/observation.tif --out obs.png
+    .venv/bin/python docs/results/discovery/positive_unlabeled/observation_map.py --prediction out/pu/observation.tif --out obs.png
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(next(p for p in Path(__file__).resolve().parents if (p / "train_cli.py").exists())))  # the repository root
 
 from core.data.maps import block_mean, figure, save_figure  # noqa: E402
 from core.data.prediction_io import read_band, read_prediction_info  # noqa: E402

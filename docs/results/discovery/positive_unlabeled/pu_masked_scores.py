@@ -4,7 +4,7 @@ loss fits to the records); optionally a plain model beside them, and the baselin
 neighbour density, co-presence, fitted on the training cells as ``compare`` does). Thresholds are chosen per
 scenario on the validation blocks (Dice-best) for every row alike; AUPRC needs none.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/pu_masked_scores.py --pu out/pu/quick_pu_seed0.safetensors \
+    OMP_NUM_THREADS=1 .venv/bin/python docs/results/discovery/positive_unlabeled/pu_masked_scores.py --pu out/pu/quick_pu_seed0.safetensors \
         --plain out/pu/quick_seed0.safetensors
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(next(p for p in Path(__file__).resolve().parents if (p / "train_cli.py").exists())))  # the repository root
 
 from core.data.build_stack import default_stack_path  # noqa: E402
 from core.data.stack import Stack  # noqa: E402

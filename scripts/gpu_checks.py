@@ -1,4 +1,4 @@
-"""Issue 18's GPU checks, prepared so that a session lent a GPU spends its device minutes measuring.
+"""The GPU checks, prepared so that a short loan of a GPU machine is spent measuring.
 
 The device machine has PyTorch but not rasterio or segmentation-models-pytorch, no GDAL Python
 bindings (so it cannot build the default stack: its vector layers need them), and a call may carry
@@ -14,11 +14,11 @@ model takes them for its bands). It is a timing stack: the same grid, valid area
 records and band names as the CONUS stack, so the same windows run and are skipped and every
 window evaluation costs what it costs on the real stack, but its maps mean nothing.
 
-Then ``scripts/gpu_issue18.sh`` runs the checks (``bench infer``, the 150-evaluation CONUS map
+Then ``scripts/gpu_checks.sh`` runs the checks (``bench infer``, the 150-evaluation CONUS map
 end to end, ``bench memory``, ``bench train``) and leaves their logs in ``$OUT``::
 
-    .venv/bin/python scripts/gpu_issue18.py pack          # here
-    # device run, carry [".gpu"], timeout_s 560:  bash scripts/gpu_issue18.sh
+    .venv/bin/python scripts/gpu_checks.py pack          # here
+    # device run, carry [".gpu"], timeout_s 560:  bash scripts/gpu_checks.sh
 """
 from __future__ import annotations
 

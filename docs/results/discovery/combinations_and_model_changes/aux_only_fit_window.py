@@ -1,8 +1,8 @@
-"""Session 11 (run from the repository root with .venv/bin/python). How far around a hidden region should the dock's aux-only map be fitted? Top-10 % capture of the
+"""Run from the repository root with .venv/bin/python. How far around a hidden region should the dock's aux-only map be fitted? Top-10 % capture of the
 region's known sites, per fit window: the region grown by k × the run grid's larger side, or CONUS."""
 import sys, json, numpy as np
 from pathlib import Path
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(next(p for p in Path(__file__).resolve().parents if (p / "train_cli.py").exists())))  # the repository root
 from core.data.stack import Stack
 from core.data.build_stack import default_stack_path
 from core.evaluation.aux_map import region_aux_map
