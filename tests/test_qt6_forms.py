@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
+import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,3 +215,41 @@ def test_version_switch_resolves_every_name():
     names = [n for n in dir(qt_compat) if CONSTANT.match(n)]
     assert names
     assert [n for n in names if getattr(qt_compat, n) is None] == []
+
+
+PYQT6_NAMES = """
+import importlib, json, sys
+missing = []
+for owner, scope, member in json.load(sys.stdin):
+    for module in ("PyQt6.QtCore", "PyQt6.QtGui", "PyQt6.QtWidgets"):
+        cls = getattr(importlib.import_module(module), owner, None)
+        if cls is not None:
+            if not hasattr(getattr(cls, scope, None), member):
+                missing.append(f"{owner}.{scope}.{member}")
+            break
+print(json.dumps(missing))
+"""
+
+
+def _pyqt6_python() -> str | None:
+    """An interpreter that imports PyQt6: $M3_PYQT6_PYTHON, else this one. Run apart, since PyQt5 is
+    loaded here."""
+    for python in (os.environ.get("M3_PYQT6_PYTHON"), sys.executable):
+        if python and subprocess.run([python, "-c", "import PyQt6.QtWidgets"], capture_output=True).returncode == 0:
+            return python
+    return None
+
+
+def test_qt_scoped_names_exist_in_pyqt6():
+    """Each Qt ``Owner.Scope.Member`` the plugin writes exists in PyQt6 (QGIS 4's binding)."""
+    python = _pyqt6_python()
+    if python is None:
+        pytest.skip("PyQt6 is not installed: set M3_PYQT6_PYTHON to a Python with PyQt6 to check Qt 6 names")
+    chains = sorted({(o, s, m) for path in plugin_modules()
+                     for _, o, s, m in _scoped_chains(path.read_text(encoding="utf-8"))})
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run([python, "-c", PYQT6_NAMES], input=json.dumps(chains), capture_output=True, text=True,
+                         check=True, env=env).stdout
+    qt_chains = [c for c in chains if not c[0].startswith("Qgs") and c[0] != "Qgis"]
+    assert qt_chains, "no Qt scoped names found to check"
+    assert json.loads(out) == [], "missing in PyQt6"
