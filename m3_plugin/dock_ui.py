@@ -7,8 +7,7 @@ import re
 
 from qgis.core import Qgis
 from qgis.gui import QgsCollapsibleGroupBox, QgsFieldComboBox, QgsFileWidget, QgsMapLayerComboBox
-from qgis.PyQt.QtCore import Qt, QUrl
-from qgis.PyQt.QtGui import QDesktopServices
+from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QHBoxLayout,
                                  QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox,
                                  QToolButton, QVBoxLayout, QWidget)
@@ -21,6 +20,7 @@ from .qt_compat import POINT_LAYERS, POLYGON_LAYERS
 from .region_chooser import RegionChooser
 from .results_panel import ResultsPanel
 from .source_rows import _compact
+from .user_guide import UserGuideDialog
 
 
 def device_text(prefer: str = "auto") -> str:
@@ -36,7 +36,6 @@ def device_text(prefer: str = "auto") -> str:
     return f"Device: {pick_device(prefer)[1]}"
 
 
-HELP_URL = "https://github.com/m3-minerals/m3#qgis-plugin"
 INTRO = ("Hide mineral records in a region and see where the model expects them, compared with the known "
          "sites. First time: Load example data, tick a species, draw a region, Run.")
 
@@ -91,14 +90,19 @@ class DockUi:
         self.help_button = QToolButton(body)
         self.help_button.setText("Help")
         self.help_button.setObjectName("m3Help")
-        self.help_button.setToolTip("Open the plugin's manual (the README's QGIS plugin section) in a browser.")
+        self.help_button.setToolTip("Open the user guide that comes with the plugin (no network needed).")
         self.help_button.clicked.connect(self.open_help)
         row.addWidget(self.intro_label, 1)
         row.addWidget(self.help_button, 0, Qt.AlignmentFlag.AlignTop)
         return row
 
     def open_help(self) -> bool:
-        return QDesktopServices.openUrl(QUrl(HELP_URL))
+        """Show the bundled user guide in a window of its own; False when its file is missing."""
+        if getattr(self, "user_guide", None) is None:
+            self.user_guide = UserGuideDialog(self)
+        self.user_guide.show()
+        self.user_guide.raise_()
+        return self.user_guide.guide_path is not None
 
     def _model_box(self, body: QWidget) -> QWidget:
         """Model file(s), its card, the device, Load example data."""

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Build the zip that QGIS's "Install from ZIP" takes: one top folder ``m3_plugin/`` holding the
-plugin code, ``core`` (real files, not the repository's symlink), metadata.txt and the resources
-the plugin needs. Standard library only.
+plugin code, ``core`` (real files, not the repository's symlink), metadata.txt, the resources
+the plugin needs, and the user guide the dock's Help shows offline: README.md with the docs/
+pictures it shows. Standard library only.
 
     python3 scripts/build_plugin_zip.py [--out dist/m3_plugin.zip]
 """
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -23,6 +25,7 @@ TOP_FILES = ("metadata.txt", "LICENSE", "README.md")
 SKIP_DIRS = {"__pycache__", "tests", ".pytest_cache", ".mypy_cache"}
 SKIP_SUFFIXES = {".pyc", ".pyo", ".part"}
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # same bytes for the same sources
+PICTURE = re.compile(r"!\[[^\]]*\]\((docs/[^)\s#]+)\)")  # ![caption](docs/x.png) in the README
 
 
 def _files_under(folder: Path) -> Iterator[Path]:
@@ -33,6 +36,11 @@ def _files_under(folder: Path) -> Iterator[Path]:
             continue
         if path.is_file() and path.suffix not in SKIP_SUFFIXES:
             yield path
+
+
+def readme_pictures(readme: str) -> list[str]:
+    """The docs/ pictures the README shows, in order, each once (relative paths)."""
+    return list(dict.fromkeys(PICTURE.findall(readme)))
 
 
 def plugin_files(repo: Path = REPO) -> dict[str, Path]:
@@ -55,6 +63,13 @@ def plugin_files(repo: Path = REPO) -> dict[str, Path]:
     for name in TOP_FILES:
         if (repo / name).is_file():
             files[f"{TOP}/{name}"] = repo / name
+    readme = repo / "README.md"
+    if readme.is_file():
+        for rel in readme_pictures(readme.read_text(encoding="utf-8")):
+            if not (repo / rel).is_file():
+                raise SystemExit(f"README.md shows {rel}, which is missing: add the picture or remove it from "
+                                 "README.md (the plugin's user guide shows it).")
+            files[f"{TOP}/{rel}"] = repo / rel
     if f"{TOP}/metadata.txt" not in files:
         raise SystemExit(f"{repo / 'metadata.txt'} is missing: QGIS cannot load a plugin without it.")
     return files

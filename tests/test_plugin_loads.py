@@ -102,7 +102,7 @@ def test_zip_holds_metadata_icon_and_core(plugin_zip):
     general = meta["general"]
     assert general["qgisMinimumVersion"] == "3.22"
     assert general["name"] == "M3 Masked Mineral Modeling"
-    for key in ("description", "about", "version", "author", "email", "tracker", "repository"):
+    for key in ("description", "about", "version", "author", "email"):
         assert general[key].strip(), key
     assert f"m3_plugin/{general['icon']}" in names
     assert {n.split("/")[0] for n in names} == {"m3_plugin"}

@@ -253,3 +253,17 @@ def test_qt_scoped_names_exist_in_pyqt6():
     qt_chains = [c for c in chains if not c[0].startswith("Qgs") and c[0] != "Qgis"]
     assert qt_chains, "no Qt scoped names found to check"
     assert json.loads(out) == [], "missing in PyQt6"
+
+
+def test_metadata_offers_the_plugin_to_qgis_3_and_4_and_names_no_address():
+    """QGIS 3.22 up to QGIS 4.x list the plugin; no web address is claimed (none exists for it yet)."""
+    import configparser
+
+    meta = configparser.ConfigParser(interpolation=None)
+    meta.read(PLUGIN.parent / "metadata.txt", encoding="utf-8")
+    general = meta["general"]
+    assert general["qgisMinimumVersion"] == "3.22"
+    assert general["qgisMaximumVersion"] == "4.99"
+    assert general["supportsQt6"] == "True"
+    assert not [key for key in ("tracker", "repository", "homepage") if general.get(key, "").strip()]
+    assert "http" not in general["about"] and "http" not in general["description"]
