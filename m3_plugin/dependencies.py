@@ -1,15 +1,23 @@
-"""Which Python packages M3 needs that QGIS does not ship; where the plugin installs them (a folder
-it owns on the QGIS profile, never the system Python) and the pip command that does it."""
+"""Which Python packages M3 needs that QGIS does not ship; where the plugin installs them (a folder it
+owns on the QGIS profile, first on ``sys.path``; never QGIS's or the system's site-packages); which
+torch build comes from where; the pip commands; and the tidying after pip, so that QGIS's own numpy,
+GDAL, scipy and Qt stay QGIS's. No Qt here."""
 from __future__ import annotations
 
+import csv
 import importlib
+import importlib.machinery
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+import urllib.request
+from pathlib import Path, PurePosixPath
 from typing import Optional, Sequence
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 # import name -> pip name
 REQUIRED = {
@@ -24,7 +32,17 @@ REQUIRED = {
 # a pip rasterio brings its own GDAL, which clashes with QGIS's)
 INSTALLABLE = ("torch", "segmentation_models_pytorch", "safetensors")
 DEPS_FOLDER = "m3_dependencies"
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+# Packages QGIS's Python brings, built against its GDAL, Qt and numpy: when pip puts a copy of one in the
+# plugin's folder (as a dependency of torch & co.), the copy is removed, so that QGIS's own stays in use.
+QGIS_OWNED = ("numpy", "scipy", "osgeo", "rasterio", "PyQt5", "PyQt6", "sip", "qgis", "shapely", "pyproj",
+              "pandas", "matplotlib", "fiona")
+# torch.compile's compiler: M3 never uses it, and its LLVM crashed the QGIS app (it clashed with Mesa's LLVM).
+NOT_USED = ("triton",)
+TORCH_INDEX = "https://download.pytorch.org/whl"
+WINDOWS_CUDA_TAG = "cu128"  # PyPI's Windows torch is the CPU build; the CUDA one comes from PyTorch's index
+# torch + torchvision + what they pull, in GB: (download, on disk), measured on Linux x86-64, Python 3.11:
+# CPU = torch 2.13.0+cpu, CUDA = torch 2.14.1+cu130 with its nvidia-* libraries (docs: installer notes).
+TORCH_SIZES_GB = {"cpu": (0.2, 0.9), "cuda": (2.8, 4.6)}
 
 
 def deps_dir() -> Path:
@@ -41,14 +59,18 @@ def deps_dir() -> Path:
 
 
 def activate(folder: Optional[Path] = None) -> bool:
-    """Put the plugin's package folder at the end of ``sys.path`` (QGIS's own packages win, e.g. its
-    numpy); True when it is there."""
+    """Put the plugin's package folder FIRST on ``sys.path``, so that torch imports what pip installed beside it
+    (its sympy, networkx...) rather than older copies elsewhere; QGIS's numpy & co. are never in that folder
+    (:func:`drop_from_folder`). True when the folder is there."""
     folder = Path(folder or deps_dir())
     if not folder.is_dir():
         return False
-    if str(folder) not in sys.path:
-        sys.path.append(str(folder))
-    importlib.invalidate_caches()
+    entry = str(folder)
+    if sys.path[:1] != [entry]:
+        while entry in sys.path:
+            sys.path.remove(entry)
+        sys.path.insert(0, entry)
+        importlib.invalidate_caches()
     return True
 
 
@@ -66,7 +88,7 @@ def installable(missing: Sequence[str]) -> list[str]:
 def install_hint(missing: list[str]) -> str:
     """A sentence saying how to install the ``missing`` packages on this platform."""
     if missing and set(missing) <= set(INSTALLABLE):
-        return "Click Install in the M3 dock to add them to a folder of the plugin (no restart needed)."
+        return "Click Install in the M3 dock to add them to a folder of the plugin."
     pips = " ".join(REQUIRED[name] for name in missing)
     if sys.platform.startswith("win"):
         return f'Open the "OSGeo4W Shell" and run: python -m pip install {pips}, then restart QGIS.'
@@ -80,21 +102,6 @@ def install_hint(missing: list[str]) -> str:
 def missing_message(missing: list[str]) -> str:
     """What the plugin shows when packages are missing."""
     return f"{', '.join(missing)} not installed in QGIS's Python. {install_hint(missing)}"
-
-
-def python_executable() -> str:
-    """The Python interpreter QGIS embeds (``sys.executable`` is the QGIS program on most systems)."""
-    exe = Path(sys.executable)
-    if exe.name.lower().startswith("python"):
-        return str(exe)
-    names = ["python.exe", "python3.exe"] if sys.platform.startswith("win") else \
-        [f"python{sys.version_info.major}.{sys.version_info.minor}", "python3"]
-    for base in (Path(sys.exec_prefix), Path(sys.exec_prefix) / "bin", exe.parent):
-        for name in names:
-            if (base / name).is_file():
-                return str(base / name)
-    found = shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}") or shutil.which("python3")
-    return found or "python3"
 
 
 def has_nvidia_gpu() -> bool:
@@ -115,24 +122,223 @@ def torch_variant() -> str:
     return "cuda" if has_nvidia_gpu() else "cpu"
 
 
-def constraints_text() -> str:
-    """pip constraints: the numpy QGIS runs (GDAL and QGIS are built against it), else numpy 1.x."""
+def variant_label(variant: str) -> str:
+    """The torch build as the dock offers it, with its measured size."""
+    if variant == "default":
+        return "torch (Apple silicon / Intel Mac build)"
+    download, disk = TORCH_SIZES_GB[variant]
+    name = "CPU" if variant == "cpu" else "CUDA GPUs"
+    return f"torch for {name} (~{download:g} GB download, {disk:g} GB on disk)"
+
+
+def pypi_torch_build(platform: str = sys.platform) -> str:
+    """Which build PyPI's torch wheel is on ``platform``: the CUDA one on Linux, the CPU one on Windows."""
+    if platform.startswith("linux"):
+        return "cuda"
+    return "default" if platform == "darwin" else "cpu"
+
+
+def torch_index(variant: str, platform: str = sys.platform) -> Optional[str]:
+    """PyTorch's package index that serves the ``variant`` build on ``platform``; None where PyPI's wheel is it."""
+    if variant == "cpu" and platform.startswith("linux"):
+        return f"{TORCH_INDEX}/cpu"
+    if variant == "cuda" and platform.startswith("win"):
+        return f"{TORCH_INDEX}/{WINDOWS_CUDA_TAG}"
+    return None
+
+
+def index_reachable(index: str, timeout: float = 8.0) -> bool:
+    """Whether the package index answers for torch (a short HTTP request; a ``file:`` index is looked up on disk)."""
+    page = index.rstrip("/") + "/torch/"
+    if page.startswith("file:"):
+        return Path(url2pathname(urlparse(page).path)).is_dir()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(page, method="HEAD"), timeout=timeout) as response:
+            return response.status < 400
+    except (OSError, ValueError):  # URLError, HTTPError, timeouts, bad URLs
+        return False
+
+
+def fallback_warning(variant: str, platform: str = sys.platform) -> str:
+    """What the dock says when the index of the chosen torch build cannot be reached and PyPI serves another."""
+    index = torch_index(variant, platform) or "PyTorch's index"
+    other = pypi_torch_build(platform)
+    what = "the CUDA build" if other == "cuda" else "the CPU build"
+    size = ""
+    if other in TORCH_SIZES_GB:
+        download, disk = TORCH_SIZES_GB[other]
+        size = f" (about {download:g} GB to download, {disk:g} GB on disk)"
+    return (f"PyTorch's package index ({urlparse(index).netloc or index}) cannot be reached from this computer, "
+            f"so the {variant.upper()} build of torch cannot be downloaded. Only {what} can be fetched, from "
+            f"PyPI{size}. It runs on the CPU too. Click the button below to download it anyway, or try again "
+            "later (a firewall or proxy may block the index).")
+
+
+def qgis_numpy_version() -> Optional[str]:
+    """The numpy QGIS runs (its public version, without a local label), or None when QGIS has none."""
+    spec = _spec_outside("numpy", deps_dir())
+    if spec is None:
+        return None
     try:
         import numpy
 
-        return f"numpy=={numpy.__version__}\n"
+        return numpy.__version__.split("+")[0]
     except ImportError:
-        return "numpy<2\n"
+        return None
 
 
-def pip_command(packages: Sequence[str], target: Path, variant: str = "cpu", constraints: Optional[Path] = None,
-                extra_args: Sequence[str] = ()) -> list[str]:
-    """``python -m pip install --target <plugin folder> …``: never into QGIS's own site-packages. The
-    CPU torch wheel comes from PyTorch's CPU index (PyPI's Linux wheel is the CUDA one)."""
-    cmd = [python_executable(), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-           "--target", str(target), "--upgrade"]
-    if variant == "cpu" and "torch" in packages:
-        cmd += ["--index-url", TORCH_CPU_INDEX, "--extra-index-url", "https://pypi.org/simple"]
+def constraints_text(pins: Optional[dict[str, str]] = None) -> str:
+    """pip constraints: the numpy QGIS runs (GDAL and QGIS are built against it; the copy pip puts in the folder is
+    removed afterwards), else numpy 1.x; and ``pins`` (name -> exact version)."""
+    version = qgis_numpy_version()
+    lines = [f"numpy=={version}" if version else "numpy<2"]
+    lines += [f"{name}=={v}" for name, v in sorted((pins or {}).items())]
+    return "\n".join(lines) + "\n"
+
+
+def _pip(python: Path) -> list[str]:
+    return [str(python), "-m", "pip"]
+
+
+def _common(constraints: Optional[Path], raw_progress: bool, extra_args: Sequence[str]) -> list[str]:
+    args = ["--disable-pip-version-check", "--no-input"]
+    if raw_progress:
+        args += ["--progress-bar", "raw"]
     if constraints is not None:
-        cmd += ["--constraint", str(constraints)]
-    return cmd + list(extra_args) + [REQUIRED.get(p, p) for p in packages]
+        args += ["--constraint", str(constraints)]
+    return args + list(extra_args)
+
+
+def pip_download_command(python: Path, packages: Sequence[str], dest: Path, index: str,
+                         constraints: Optional[Path] = None, raw_progress: bool = False,
+                         extra_args: Sequence[str] = ()) -> list[str]:
+    """``pip download`` of ``packages`` (torch, torchvision) from ``index`` ONLY (no fallback to PyPI)."""
+    return (_pip(python) + ["download", "--dest", str(dest), "--index-url", index]
+            + _common(constraints, raw_progress, extra_args) + [REQUIRED.get(p, p) for p in packages])
+
+
+def pip_install_command(python: Path, packages: Sequence[str], target: Path, constraints: Optional[Path] = None,
+                        find_links: Sequence[Path] = (), raw_progress: bool = False,
+                        extra_args: Sequence[str] = ()) -> list[str]:
+    """``pip install --target <plugin folder>`` of ``packages`` from pip's own index (PyPI unless the user's pip
+    configuration says otherwise) and ``find_links`` (the torch wheels fetched by :func:`pip_download_command`)."""
+    links: list[str] = []
+    for folder in find_links:
+        links += ["--find-links", str(folder)]
+    return (_pip(python) + ["install", "--target", str(target), "--upgrade"] + links
+            + _common(constraints, raw_progress, extra_args) + [REQUIRED.get(p, p) for p in packages])
+
+
+WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-.+\.whl$")
+
+
+def wheel_pins(folder: Path, names: Sequence[str]) -> dict[str, str]:
+    """Exact versions (local label included, e.g. ``2.13.0+cpu``) of the wheels of ``names`` in ``folder``."""
+    wanted = {_normal(n) for n in names}
+    pins: dict[str, str] = {}
+    for wheel in sorted(folder.glob("*.whl")):
+        m = WHEEL_NAME.match(wheel.name)
+        if m and _normal(m["name"]) in wanted:
+            pins[_normal(m["name"])] = m["version"]
+    return pins
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _spec_outside(module: str, folder: Path):
+    """Where ``module`` would be found on ``sys.path`` without ``folder`` (QGIS's own copy), or None."""
+    entries = [p for p in sys.path if os.path.normcase(os.path.abspath(p or ".")) != os.path.normcase(str(folder))]
+    return importlib.machinery.PathFinder.find_spec(module, entries)
+
+
+def _distributions(folder: Path) -> dict[Path, list[PurePosixPath]]:
+    """Each ``*.dist-info`` folder in ``folder`` -> the paths its RECORD lists, relative to ``folder`` (scripts,
+    recorded as ``../../bin/x`` by ``pip --target``, as ``bin/x``)."""
+    found: dict[Path, list[PurePosixPath]] = {}
+    for info in folder.glob("*.dist-info"):
+        paths = [PurePosixPath(info.name)]
+        record = info / "RECORD"
+        if record.is_file():
+            for row in csv.reader(record.read_text(encoding="utf-8", errors="replace").splitlines()):
+                parts = [p for p in PurePosixPath(row[0]).parts if p != ".."] if row else []
+                if parts:
+                    paths.append(PurePosixPath(*parts))
+        found[info] = paths
+    return found
+
+
+def drop_from_folder(folder: Path, modules: Sequence[str] = QGIS_OWNED) -> list[str]:
+    """Remove from ``folder`` the distributions providing ``modules`` that QGIS's Python already has elsewhere, and
+    those in :data:`NOT_USED`; returns what was removed (``numpy 1.24.2``...). Nothing outside ``folder`` is touched."""
+    folder = Path(folder)
+    dists = _distributions(folder)
+    unwanted = {m for m in modules if _spec_outside(m, folder) is not None} | set(NOT_USED)
+    doomed = [info for info, paths in dists.items() if unwanted & {p.parts[0] for p in paths}]
+    kept_tops = {p.parts[0] for info, paths in dists.items() if info not in doomed for p in paths}
+    removed: list[str] = []
+    for info in doomed:
+        for rel in dists[info]:
+            top = folder / rel.parts[0]
+            path = folder / rel if rel.parts[0] == "bin" or rel.parts[0] in kept_tops else top
+            if not _inside(path, folder) or path == folder:
+                continue
+            if rel.parts[0] in kept_tops and rel.parts[0] != "bin" and path.is_dir():
+                continue  # a namespace folder another package also uses: only this package's files go
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+        name, _, version = info.name[: -len(".dist-info")].partition("-")
+        removed.append(f"{name} {version}".strip())
+    return removed
+
+
+def _inside(path: Path | str, folder: Path) -> bool:
+    try:
+        Path(os.path.realpath(path)).relative_to(os.path.realpath(folder))
+        return True
+    except ValueError:
+        return False
+
+
+def folder_modules(folder: Path) -> set[str]:
+    """Top-level module names ``folder`` holds (packages, modules, extension modules)."""
+    names: set[str] = set()
+    for entry in Path(folder).iterdir():
+        stem = entry.name.split(".")[0]
+        if not stem.isidentifier() or stem in ("bin", "__pycache__"):
+            continue
+        if entry.is_dir() and "." not in entry.name:
+            names.add(entry.name)
+        elif entry.suffix in (".py", ".so", ".pyd"):
+            names.add(stem)
+    return names
+
+
+def stale_modules(folder: Path) -> dict[str, str]:
+    """Modules this QGIS process already imported from elsewhere that ``folder`` now holds a copy of: this process
+    keeps using the old copies until QGIS restarts. Name -> where the loaded one lives."""
+    stale: dict[str, str] = {}
+    for name in sorted(folder_modules(folder)):
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        where = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", None) or []), None)
+        if where and not _inside(where, folder):
+            stale[name] = str(where)
+    return stale
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes of the files below ``folder`` (0 when it does not exist)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:  # removed meanwhile (pip moves its temporary files)
+                pass
+    return total
+
