@@ -17,5 +17,9 @@ class SetupError(M3Error):
     """A library the task needs is not installed."""
 
 
+class WriteError(M3Error):
+    """An output could not be written (full disk, quota, I/O error); nothing half-written was kept."""
+
+
 class Cancelled(M3Error):
     """The user cancelled long work; nothing was written."""
