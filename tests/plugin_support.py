@@ -1,5 +1,5 @@
 """Helpers shared by the plugin tests: wait for background tasks, make a tiny random-weight model that
-fits a stack, and load the example data once into a session's own cache folder."""
+fits a stack, and load the example data once into a test run's own cache folder."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Never lose a user's file, never show a traceback (issue 16, part A).
+"""Never lose a user's file, never show a traceback.
 
 An output that is an input (or another output) is refused before any work; every output is
 checked for writability up front; stale partial files of killed runs are cleaned; bad CRSs,

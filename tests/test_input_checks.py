@@ -1,4 +1,4 @@
-"""Never report a wrong discovery, never drop a record without a word (issue 16, part B).
+"""Never report a wrong discovery, never drop a record without a word.
 
 Each test feeds a bad or unusual input that earlier versions accepted silently (or answered with a
 misleading message) and checks the clear refusal, warning or reading that replaces it. Every file

@@ -1,4 +1,4 @@
-"""The M3 Processing algorithms as a QGIS user meets them (issue 19): ``processing.run`` without
+"""The M3 Processing algorithms as a QGIS user meets them: ``processing.run`` without
 MODEL takes the bundled model, outputs load styled (not as black RGB composites), clusters are
 coloured by species and labelled with the sites' name field, and errors name the M3 algorithm."""
 from __future__ import annotations
