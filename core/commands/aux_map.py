@@ -23,7 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "aux bands and their local mean and spread to where that species' records are, "
                                    "and writes its probability on every valid cell (mean_*/std_* over --seeds, the "
                                    "same GeoTIFF layout as predict). It takes no record as input: a map of what the "
-                                   "aux layers say, beside M3's map of what the records and the aux layers say.")
+                                   "aux layers say, beside M3's map of what the records and the aux layers say. "
+                                   "Where nothing is recorded (a whole survey missing) this map and the blurred "
+                                   "records each rank some held-out surveys best, and M3's map, alone or combined "
+                                   "with this one (combine-maps), leads on none by the margin set in advance; where "
+                                   "other species are recorded, M3's infill map (predict) leads "
+                                   "(docs/results/discovery).")
     p.add_argument("--stack", type=Path, help="stack GeoTIFF (default: the embedded CONUS stack)")
     p.add_argument("--species", nargs="+", metavar="SYMBOL", help="species to map (default: all the stack's)")
     p.add_argument("--seeds", type=int, default=1, help="fits per species (mean and spread over them; default 1)")

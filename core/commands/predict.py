@@ -21,7 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "deviation over the ensemble (one GeoTIFF; NaN where nothing was predicted) and a PNG "
                     "quick-look. Hide species (--hide-species) and/or a region (--hide-bounds or "
                     "--hide-vector); hide nothing for the 'where might minerals be' map, in which the random "
-                    "draws hide each cell in turn (use e.g. 3 models x 50 draws).")
+                    "draws hide each cell in turn (use e.g. 3 models x 50 draws). Which map: to fill a species "
+                    "hidden where other species are recorded, this infill map (its lead over the baselines rests "
+                    "on which species occur together); where nothing is recorded (a whole survey missing), no map "
+                    "here is reliable: compare it with aux-map's aux-only map and the blurred records "
+                    "(docs/results/discovery).")
     p.add_argument("--stack", type=Path, help="stack GeoTIFF (default: the embedded CONUS stack, built and "
                                                "cached on first use); read by windows")
     p.add_argument("--models", nargs="+", type=Path, help="model files (.safetensors), e.g. 3 seeds "
