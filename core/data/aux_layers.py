@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.warp import reproject
 from scipy import ndimage
 
 from ..errors import InputError
 from .grid import Grid
+from .raster_values import band_on_grid, band_statistics, constant_over, fill_note
 from .rasterize import geometry_mask
 from .stack import AuxBand
 from .vectors import read_geometries
@@ -30,10 +30,13 @@ def layer_name(path: str | Path) -> str:
 
 def resample_to_grid(path: str | Path, grid: Grid, valid: np.ndarray,
                      resampling: Resampling = Resampling.bilinear) -> tuple[np.ndarray, str]:
-    """Band 1 of a raster on the grid (float32, NaN where it has no data) and its units."""
+    """Band 1 of a raster on the grid (float32, NaN where it has no data) and its units, read by
+    :func:`core.data.raster_values.band_on_grid` (signed bytes, declared and undeclared fill values)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"Auxiliary raster {path} does not exist.")
+    if path.is_dir():
+        raise InputError(f"Auxiliary raster {path} is a folder; give a raster file.")
     try:
         src = rasterio.open(path)
     except rasterio.errors.RasterioIOError as e:
@@ -42,21 +45,26 @@ def resample_to_grid(path: str | Path, grid: Grid, valid: np.ndarray,
         if src.crs is None:
             raise InputError(f"Auxiliary raster {path} has no CRS. Assign one, e.g. "
                              f"`gdal_edit.py -a_srs EPSG:4326 {path}`, and retry.")
-        out = np.full(grid.shape, np.nan, np.float32)
-        reproject(source=rasterio.band(src, 1), destination=out, src_nodata=src.nodata,
-                  dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=np.nan,
-                  resampling=resampling)
+        try:
+            reading = band_on_grid(src, 1, grid, resampling)
+        except rasterio.errors.RasterioIOError as e:
+            raise InputError(f"Cannot read the values of {path} ({e}); the file may be cut short or damaged.") from None
+        out = reading.values
         units = (src.units[0] if src.units and src.units[0] else "") or ""
         covered = np.isfinite(out) & valid
         frac = covered.sum() / max(1, valid.sum())
         band = f"band 1 of {src.count} (M3 reads band 1 only; `gdal_translate -b N` extracts another)" \
             if src.count > 1 else "its only band"
         if frac == 0:
-            raise InputError(_no_data_message(path, src, grid, band))
-    lo, hi = float(out[covered].min()), float(out[covered].max())
-    if hi - lo <= 1e-6 * max(abs(lo), abs(hi)):  # bilinear resampling may leave float rounding
+            raise InputError(_no_data_message(path, src, grid, band) + (
+                f" ({fill_note(path.name, reading)})" if reading.undeclared_fill else ""))
+    note = fill_note(path.name, reading)
+    if note:
+        warnings.warn(note, stacklevel=2)
+    value = constant_over(out, valid)
+    if value is not None:
         raise InputError(f"Auxiliary raster {path} is constant over the region ({band} holds "
-                         f"{hi:g} in every cell with data): a constant band carries no information. "
+                         f"{value:g} in every cell with data): a constant band carries no information. "
                          "Leave it out of --aux, or give the raster whose values vary.")
     if frac < MIN_COVERAGE_WARN:
         warnings.warn(f"{path.name} covers only {frac:.0%} of the valid cells; the rest is filled "
@@ -99,13 +107,15 @@ def fill_nearest(arr: np.ndarray) -> np.ndarray:
 
 def normalised_band(raw: np.ndarray, valid: np.ndarray, name: str, units: str,
                     source: str) -> tuple[np.ndarray, AuxBand]:
-    """Fill gaps, z-score with statistics over valid cells, zero outside valid. Gaps are filled
-    from the nearest cell with data only when a valid cell has none (cells outside valid end as 0)."""
+    """Fill gaps, z-score with statistics over valid cells (float64), zero outside valid. Gaps are
+    filled from the nearest cell with data only when a valid cell has none (cells outside valid end as 0)."""
     filled = fill_nearest(raw) if (valid & ~np.isfinite(raw)).any() else raw
-    vals = filled[valid]
-    mean, std = float(vals.mean()), float(vals.std())
+    mean, std = band_statistics(filled[valid])
+    if not (np.isfinite(mean) and np.isfinite(std)):
+        raise InputError(f"Aux band {name} ({source}) has no finite value over the region (mean {mean}, "
+                         f"std {std}); check the layer's nodata value.")
     band = AuxBand(name=name, mean=mean, std=std if std > 0 else 1.0, units=units, source=source)
-    z = band.normalise(filled)
+    z = ((filled.astype(np.float64) - band.mean) / band.std).astype(np.float32)
     z[~valid] = 0.0
     return z, band
 

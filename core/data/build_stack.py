@@ -19,7 +19,7 @@ from .rasterize import geometry_mask, presence_bands, record_cells
 from .records import RecordColumns, read_records
 from .species import SpeciesCatalog
 from .stack import AuxBand, Stack
-from .vector_aux import CategoricalPolygonsSpec, LineAttributeSpec, PointSamplesSpec
+from .vector_aux import CategoricalPolygonsSpec, LineAttributeSpec, PointSamplesSpec, check_bands_vary
 from .vectors import read_geometries, reproject_geometries
 
 FAULT_BAND = "fault_distance_km"
@@ -146,6 +146,7 @@ def build_stack(out: str | Path,
         for spec in vector_specs:
             check_cancelled(progress)
             raws = spec.bands(grid, valid)
+            check_bands_vary(raws, valid, spec.option)
             while raws:  # each raw band freed once normalised
                 raw = raws.pop(0)
                 z, band = normalised_band(raw.raw, valid, raw.name, raw.units, raw.source)

@@ -46,12 +46,39 @@ UNIT_SUFFIXES = {"mgkg": "mg/kg", "mg_kg": "mg/kg", "ppm": "ppm", "ppb": "ppb", 
 
 
 class RawBand(NamedTuple):
-    """A band on the grid before normalisation: values (NaN where unknown), name, units, source."""
+    """A band on the grid before normalisation: values (NaN where unknown), name, units, source;
+    bands of one ``group`` (a categories layer's classes) carry information together."""
 
     raw: np.ndarray
     name: str
     units: str
     source: str
+    group: str = ""
+
+
+def check_bands_vary(raws: Sequence[RawBand], valid: np.ndarray, option: str) -> None:
+    """Refuse a layer that says nothing over the region: a band (or every band of a group) that
+    holds one value in every valid cell (:func:`core.data.raster_values.constant_over`, the test
+    of aux rasters too). ``option`` names where the layer came from, for the message."""
+    from .raster_values import constant_over
+
+    groups: dict[str, list[tuple[RawBand, Optional[float]]]] = {}
+    for raw in raws:
+        groups.setdefault(raw.group or raw.name, []).append((raw, constant_over(raw.raw, valid)))
+    for key, members in groups.items():
+        if any(value is None for _, value in members):
+            continue
+        if len(members) == 1:
+            raw, value = members[0]
+            what = f"band {raw.name} ({raw.source}) holds {value:g} in every valid cell"
+        else:
+            covering = [r.name for r, v in members if v == 1.0]
+            detail = f"one class ({covering[0]}) covers every valid cell" if covering else \
+                "no polygon covers a valid cell"
+            what = f"{key}: {detail}"
+        raise InputError(f"{option}: {what}, so it carries no information over the region. Leave it out "
+                         f"({option} none, or the field out of fields=) or use a layer whose values vary over "
+                         "the region.")
 
 
 @dataclass
@@ -465,6 +492,7 @@ class PointSamplesSpec:
     where: Optional[str] = None
     log: bool = True
     prefix: Optional[str] = None
+    option = "--points"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", tuple(self.fields))
@@ -517,6 +545,7 @@ class CategoricalPolygonsSpec:
     layer: Optional[str] = None
     where: Optional[str] = None
     prefix: Optional[str] = None
+    option = "--categories"
 
     @property
     def band_prefix(self) -> str:
@@ -524,8 +553,9 @@ class CategoricalPolygonsSpec:
 
     def bands(self, grid: Grid, valid: Optional[np.ndarray] = None) -> list[RawBand]:
         feats = read_features(self.path, self.layer, (self.field,), self.where)
+        group = f"{feats.source}: field {self.field}"
         return [RawBand(band, name, "1 inside, 0 outside",
-                        f"{feats.source}: cell centre in a polygon with {self.field} = {category_label(value)}")
+                        f"{feats.source}: cell centre in a polygon with {self.field} = {category_label(value)}", group)
                 for name, value, band in one_hot_polygons(feats.geometries, feats.crs, feats.values[self.field],
                                                           grid, self.band_prefix)]
 
@@ -541,6 +571,7 @@ class LineAttributeSpec:
     where: Optional[str] = None
     sigma_km: float = 10.0
     name: Optional[str] = None
+    option = "--line-attribute"
 
     def __post_init__(self) -> None:
         if not (self.sigma_km >= 0):

@@ -7,6 +7,7 @@ aligned with every other grid of that resolution (see :meth:`Grid.from_bounds`).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence, Union
@@ -16,7 +17,6 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.features import bounds as geometry_bounds
-from rasterio.warp import reproject
 from scipy import ndimage
 
 from ..data.aux_layers import fill_nearest
@@ -134,10 +134,13 @@ def band_on_grid(src: RasterBand, grid: Grid, resampling: Resampling = Resamplin
             raise InputError(f"{src.label}: {src.path} has {ds.count} band(s), not band {src.band}.")
         if ds.crs is None:
             raise InputError(f"{src.label} has no CRS. Set the layer's CRS and retry.")
-        out = np.full(grid.shape, np.nan, np.float32)
-        reproject(source=rasterio.band(ds, src.band), destination=out, src_nodata=ds.nodata,
-                  dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=np.nan, resampling=resampling)
-    return out
+        from ..data.raster_values import band_on_grid as read_on_grid, fill_note
+
+        reading = read_on_grid(ds, src.band, grid, resampling)
+    note = fill_note(src.label, reading)
+    if note:
+        warnings.warn(note, stacklevel=2)
+    return reading.values
 
 
 def same_cells(src: RasterBand, grid: Grid) -> bool:
