@@ -16,7 +16,7 @@ from . import defaults
 from .aux_layers import distance_to_lines_km, layer_name, normalised_band, resample_to_grid
 from .grid import Grid, parse_crs
 from .rasterize import geometry_mask, presence_bands, record_cells
-from .records import RecordColumns, read_records
+from .records import RecordColumns, Records, read_records
 from .species import SpeciesCatalog
 from .stack import AuxBand, Stack
 from .vector_aux import CategoricalPolygonsSpec, LineAttributeSpec, PointSamplesSpec, check_bands_vary
@@ -79,6 +79,36 @@ def _aux_band_count(aux_rasters, faults, point_samples, categorical_polygons, li
             + len(categorical_polygons) + len(line_attributes))
 
 
+def no_record_message(recs: Records, records: str | Path, outline: str | Path, grid: Grid,
+                      valid: np.ndarray) -> str:
+    """Why no record fell in the region, with the counts of each reason and what to do: a stack
+    without records trains nothing and predicts nothing."""
+    name = Path(records).name
+    why = [f"{recs.rows_read} row(s) read"]
+    if recs.skipped_out_of_range:
+        note = recs.coordinates_note()
+        why.append(f"{recs.skipped_out_of_range} with missing or out-of-range coordinates" + (f" ({note})" if note else ""))
+    if recs.skipped_no_species:
+        why.append(f"{recs.skipped_no_species} naming none of the species {', '.join(recs.symbols)}")
+    if recs.skipped_processing:
+        why.append(f"{recs.skipped_processing} processing plants")
+    if len(recs):
+        why.append(f"{len(recs)} outside the outline {Path(outline).name}")
+        in_range = np.abs(recs.lon) <= 90.0
+        if in_range.any():
+            flipped = Records(recs.lat[in_range], recs.lon[in_range], recs.species[in_range], recs.symbols,
+                              [], [])
+            r, c, inside = record_cells(flipped, grid)
+            inside[inside] = valid[r[inside], c[inside]]
+            if inside.any():
+                why.append(f"with longitude and latitude swapped {int(inside.sum())} of them would fall inside: "
+                           "the columns look swapped; name them with --lon-column and --lat-column")
+    return (f"No record of the species {', '.join(recs.symbols)} falls inside the outline ({name}: "
+            f"{'; '.join(why)}). A stack without records trains and predicts nothing: check the records' "
+            "columns (--lon-column/--lat-column, WGS84 degrees), the species (--species, --extra-species) "
+            "and the outline (--outline).")
+
+
 def build_stack(out: str | Path,
                 records: str | Path = defaults.RECORDS,
                 aux_rasters: Sequence[str | Path] = defaults.AUX_RASTERS,
@@ -120,9 +150,11 @@ def build_stack(out: str | Path,
         check_cancelled(progress)
 
         recs = read_records(records, catalog, include_processing_sites, record_columns)
-        presence = presence_bands(recs, grid, valid)
         rows, cols, inside = record_cells(recs, grid)
         inside[inside] = valid[rows[inside], cols[inside]]
+        if not inside.any():
+            raise InputError(no_record_message(recs, records, outline, grid, valid))
+        presence = presence_bands(recs, grid, valid)
         progress.advance(1)
 
         aux: list[Optional[np.ndarray]] = []
