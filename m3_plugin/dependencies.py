@@ -42,7 +42,7 @@ TORCH_INDEX = "https://download.pytorch.org/whl"
 WINDOWS_CUDA_TAG = "cu128"  # PyPI's Windows torch is the CPU build; the CUDA one comes from PyTorch's index
 # torch + torchvision + what they pull, in GB: (download, on disk), measured on Linux x86-64, Python 3.11:
 # CPU = torch 2.13.0+cpu, CUDA = torch 2.14.1+cu130 with its nvidia-* libraries (docs: installer notes).
-TORCH_SIZES_GB = {"cpu": (0.2, 0.9), "cuda": (2.8, 4.6)}
+TORCH_SIZES_GB = {"cpu": (0.2, 0.9), "cuda": (3.1, 4.6)}
 
 
 def deps_dir() -> Path:
@@ -126,9 +126,8 @@ def variant_label(variant: str) -> str:
     """The torch build as the dock offers it, with its measured size."""
     if variant == "default":
         return "torch (Apple silicon / Intel Mac build)"
-    download, disk = TORCH_SIZES_GB[variant]
-    name = "CPU" if variant == "cpu" else "CUDA GPUs"
-    return f"torch for {name} (~{download:g} GB download, {disk:g} GB on disk)"
+    download, _disk = TORCH_SIZES_GB[variant]
+    return f"torch for {'CPU' if variant == 'cpu' else 'CUDA GPUs'} ({download:g} GB)"
 
 
 def pypi_torch_build(platform: str = sys.platform) -> str:
@@ -172,6 +171,18 @@ def fallback_warning(variant: str, platform: str = sys.platform) -> str:
             f"so the {variant.upper()} build of torch cannot be downloaded. Only {what} can be fetched, from "
             f"PyPI{size}. It runs on the CPU too. Click the button below to download it anyway, or try again "
             "later (a firewall or proxy may block the index).")
+
+
+def free_space_problem(folder: Path, need_gb: float) -> str:
+    """What to do when the disk holding ``folder`` has less than ``need_gb`` free; empty when it has enough."""
+    probe = Path(folder)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free / 1e9
+    if free >= need_gb:
+        return ""
+    return (f"Only {free:.1f} GB is free on the disk of {folder}; the install needs about {need_gb:.0f} GB while it "
+            "runs. Free some space, then click Install again.")
 
 
 def qgis_numpy_version() -> Optional[str]:

@@ -76,7 +76,10 @@ class PipProgress:
         elif text.startswith("Collecting "):
             self.step = f"Looking up {text[len('Collecting '):].split()[0]}"
         elif text.startswith(("Processing ", "Using cached ", "File was already downloaded ")):
-            self.step = f"Reading {_name(text.split(' ', 1)[1] if ' ' in text else text)}"
+            where = text.split(" ", 1)[1] if " " in text else text
+            self.step = f"Reading {_name(where)}"
+            if os.path.isfile(where):  # a wheel on disk (a local index, --find-links): counts as downloaded
+                self.done_bytes += os.path.getsize(where)
         elif text.startswith("Installing collected packages:"):
             self._finish_current()
             count = len([p for p in text.split(":", 1)[1].split(",") if p.strip()])
@@ -95,15 +98,15 @@ class PipProgress:
         """The size of pip's temporary folder (downloads land there, then the unpacked packages)."""
         self.folder_bytes = size
         if self.phase == "install":
-            self.step = (f"Unpacking into the plugin's folder: {(size - self.install_base) / 1e9:.1f} of about "
-                         f"{self.disk_bytes / 1e9:.1f} GB")
+            self.step = f"Unpacking into the plugin's folder: {(size - self.install_base) / 1e9:.1f} GB written"
 
     def fraction(self) -> float:
         if self.phase in ("resolve", "download"):
             got = max(self.done_bytes + self.current_bytes, self.folder_bytes)
             return 0.03 + 0.62 * min(1.0, got / self.download_bytes)
-        if self.phase == "install":
-            return 0.65 + 0.27 * min(1.0, max(0, self.folder_bytes - self.install_base) / self.disk_bytes)
+        if self.phase == "install":  # pip's temporary copy outgrows the final folder by about a quarter
+            written = max(0, self.folder_bytes - self.install_base)
+            return 0.65 + 0.27 * min(1.0, written / (1.25 * self.disk_bytes))
         return 0.92
 
 
@@ -122,8 +125,8 @@ def check_model_loads() -> str:
 
     model, card = load_model(paths[0])
     count = sum(p.numel() for p in model.parameters())
-    return (f"torch {torch.__version__} and the bundled model ({Path(paths[0]).name}: {count / 1e6:.1f} M "
-            f"parameters, {len(card.species)} species) load in this QGIS")
+    return (f"torch {torch.__version__} and the bundled model ({count / 1e6:.1f} M parameters, "
+            f"{len(card.species)} species) load in this QGIS")
 
 
 class InstallTask(QgsTask):
@@ -207,6 +210,10 @@ class InstallTask(QgsTask):
         download_gb, disk_gb = (deps.TORCH_SIZES_GB.get(build, deps.TORCH_SIZES_GB["cpu"]) if "torch" in self.packages
                                 else SMALL_GB)
         self._progress = PipProgress(download_gb * 1e9, disk_gb * 1e9)
+        short = deps.free_space_problem(self.target.parent, download_gb + 1.5 * disk_gb)
+        if short:
+            self.message = short
+            return False
         shutil.rmtree(self.staging, ignore_errors=True)
         self.staging.mkdir(parents=True)
         self.target.mkdir(parents=True, exist_ok=True)
@@ -340,8 +347,9 @@ class InstallPanel(QWidget):
             self.variant.addItem(deps.variant_label(variant), variant)
         self.variant.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.variant.setMinimumContentsLength(8)
-        self.variant.setToolTip("Which torch build to download; the CUDA one is picked when an NVIDIA driver "
-                                "answers on this machine. Both run on the CPU.")
+        self.variant.setToolTip("Which torch build to download (" + "; ".join(
+            f"{v}: {d:g} GB download, {k:g} GB on disk" for v, (d, k) in deps.TORCH_SIZES_GB.items())
+            + "). The CUDA one is picked when an NVIDIA driver answers on this machine; both run on the CPU.")
         self.variant.setCurrentIndex(max(0, self.variant.findData(default)))
         self.button = QPushButton("Install", self)
         self.button.setObjectName("m3Install")
@@ -447,8 +455,8 @@ class InstallPanel(QWidget):
             self.progress.setValue(100)
             text = f"Installed in {minutes}: {task.loaded}. M3 is ready."
             if task.stale:
-                text += (" Restart QGIS when convenient: before the install this QGIS had already loaded "
-                         f"{', '.join(task.stale)} from elsewhere, and keeps using those copies until then.")
+                text += (f" Restart QGIS when convenient: it had loaded {', '.join(task.stale)} from elsewhere "
+                         "before the install and keeps using those until it restarts.")
             self.label.setText(text)
             self.installed.emit()
             return
@@ -456,7 +464,9 @@ class InstallPanel(QWidget):
             self.progress.setVisible(False)
             other = deps.pypi_torch_build()
             size = deps.TORCH_SIZES_GB.get(other, (0, 0))[0]
-            self.confirm_button.setText(f"Download PyPI's {other.upper()} build of torch (~{size:g} GB)")
+            self.confirm_button.setText(f"Get the {other.upper()} build ({size:g} GB)")
+            self.confirm_button.setToolTip(f"pip install PyPI's torch, the {other.upper()} build, into "
+                                           f"{task.target}.")
             self.confirm_button.setVisible(True)
             self.label.setText(task.message)
             return

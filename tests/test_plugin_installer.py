@@ -115,7 +115,13 @@ def test_pip_commands_use_the_plugin_folder_and_one_index_for_torch(tmp_path):
     assert dependencies.torch_index("cpu", "win32") is None and "cu" in dependencies.torch_index("cuda", "win32")
     assert dependencies.constraints_text({"torch": "2.13.0+cpu"}) == f"numpy=={NUMPY}\ntorch==2.13.0+cpu\n"
     text = dependencies.fallback_warning("cpu", "linux")
-    assert "download.pytorch.org" in text and "CUDA build" in text and "2.8 GB" in text
+    assert "download.pytorch.org" in text and "CUDA build" in text and "3.1 GB" in text
+
+
+def test_free_space_check_says_how_much_is_free(tmp_path):
+    assert dependencies.free_space_problem(tmp_path / "not" / "yet", 0.001) == ""
+    text = dependencies.free_space_problem(tmp_path / "not" / "yet", 1e9)
+    assert text.startswith("Only ") and "GB is free" in text and "Free some space" in text
 
 
 def test_index_probe_answers_false_for_a_closed_port_quickly(tmp_path):
@@ -126,11 +132,15 @@ def test_index_probe_answers_false_for_a_closed_port_quickly(tmp_path):
     assert dependencies.index_reachable((tmp_path / "cpu").as_uri())
 
 
-def test_progress_moves_with_pip_lines_and_the_folder_size():
+def test_progress_moves_with_pip_lines_and_the_folder_size(tmp_path):
     p = installer.PipProgress(1000e6, 2000e6)
     start = p.fraction()
     p.feed("Collecting torch")
     assert p.step == "Looking up torch"
+    local = tmp_path / "sympy-1.14.0-py3-none-any.whl"  # a wheel from a local index counts as downloaded
+    local.write_bytes(b"0" * 5_000_000)
+    p.feed(f"Processing {local}")
+    assert p.step == f"Reading {local.name}" and p.done_bytes == 5_000_000
     p.feed("  Downloading torch-2.14.1-cp311-cp311-manylinux_2_28_x86_64.whl (555.6 MB)")
     assert p.step.startswith("Downloading torch-2.14.1") and "555.6 MB" in p.step
     p.feed("Progress 277800000 of 555600000")  # pip's --progress-bar raw
@@ -143,7 +153,7 @@ def test_progress_moves_with_pip_lines_and_the_folder_size():
     unpack_start = p.fraction()
     assert "Unpacking 3 packages" in p.step
     p.set_folder_bytes(1000 + 1000e6)
-    assert p.fraction() > unpack_start and "1.0 of about 2.0 GB" in p.step
+    assert p.fraction() > unpack_start and "1.0 GB written" in p.step
     p.feed("Successfully installed mpmath-1.3.0 sympy-1.14.0 torch-2.14.1")
     assert p.fraction() >= 0.92
 
@@ -358,7 +368,7 @@ def test_unreachable_cpu_index_asks_before_fetching_the_cuda_build(qgis_app, tar
     task = run_install(panel, ["torch", "segmentation_models_pytorch"])
     assert task.outcome == "confirm" and not (target / "torch").exists()
     assert not panel.confirm_button.isHidden() and "CUDA" in panel.confirm_button.text()
-    assert "cannot be reached" in panel.label.text() and "2.8 GB" in panel.label.text()
+    assert "cannot be reached" in panel.label.text() and "3.1 GB" in panel.label.text()
     assert "does not answer" in panel.log_view.toPlainText()
     task = run_install(panel, confirm=True)
     assert task.outcome == "installed", task.log

@@ -1,0 +1,119 @@
+"""Run inside the QGIS desktop (qgis --code), started by scripts/installer_check.sh: click Install in the M3 dock
+with torch missing, click the confirmation when the CPU index cannot be reached (M3_INSTALL_CONFIRM=1), wait for
+the end, record the progress seen (progress.tsv), pip's log (install_log.txt), the dock and the screen
+(confirm_*, progress_*, installer_*: dock.png, screen.png), then check the model card shows. Exits QGIS with status 0 when the
+install ended with the model loading, else 1."""
+import os
+import subprocess
+import sys
+import time
+
+from qgis.core import QgsApplication, QgsProject
+from qgis.PyQt.QtCore import QTimer
+from qgis.PyQt.QtWidgets import QDockWidget
+from qgis.utils import iface, plugins
+
+OUT = os.environ["M3_INSTALL_OUT"]
+VARIANT = os.environ.get("M3_INSTALL_VARIANT", "cpu")
+CONFIRM = os.environ.get("M3_INSTALL_CONFIRM", "1") == "1"
+LIMIT_S = float(os.environ.get("M3_INSTALL_LIMIT_S", "3000"))
+state = {"t0": time.monotonic(), "step": "start", "samples": [], "code": 1}
+
+
+def say(text: str) -> None:
+    print(f"installer_check: {text}", flush=True)
+
+
+def shoot(name: str) -> None:
+    dock = state["dock"]
+    dock.grab().save(os.path.join(OUT, f"{name}_dock.png"))
+    subprocess.run(["import", "-window", "root", os.path.join(OUT, f"{name}_screen.png")], check=False)
+
+
+def finish(code: int, why: str) -> None:
+    say(why)
+    with open(os.path.join(OUT, "progress.tsv"), "w") as f:
+        f.write("seconds\tpercent\tlabel\n")
+        f.writelines(f"{t:.0f}\t{p}\t{label}\n" for t, p, label in state["samples"])
+    panel = state.get("dock") and state["dock"].install_panel
+    if panel:
+        with open(os.path.join(OUT, "install_log.txt"), "w") as f:
+            f.write(panel.log_view.toPlainText() + "\n")
+    QgsProject.instance().setDirty(False)
+    QgsApplication.exit(code)
+
+
+def tick() -> None:
+    try:
+        step()
+    except Exception as e:  # report and leave QGIS, never hang
+        finish(1, f"failed: {e!r}")
+        return
+    if state["step"] != "done":
+        if time.monotonic() - state["t0"] > LIMIT_S:
+            finish(1, "timed out")
+            return
+        QTimer.singleShot(1000, tick)
+
+
+def step() -> None:
+    if state["step"] == "start":
+        say(f"sys.executable={sys.executable} exec_prefix={sys.exec_prefix} version={sys.version.split()[0]}")
+        window = iface.mainWindow()
+        window.setGeometry(0, 0, 1280, 800)
+        for name in ("Browser", "Browser2"):
+            widget = window.findChild(QDockWidget, name)
+            if widget is not None:
+                widget.hide()
+        plugin = plugins["m3_plugin"]
+        plugin.show_dock(True)
+        dock = plugin.dock
+        state["dock"] = dock
+        panel = dock.install_panel
+        say(f"missing before: {panel.missing}; label: {panel.label.text()}")
+        say(f"model card before: {dock.card_label.text()}")
+        if "torch" not in panel.missing:
+            raise RuntimeError("torch is importable in this QGIS: hide it first (no venv on PYTHONPATH)")
+        panel.variant.setCurrentIndex(panel.variant.findData(VARIANT))
+        state["started"] = time.monotonic()
+        panel.button.click()
+        state["step"] = "wait"
+    elif state["step"] == "wait":
+        panel = state["dock"].install_panel
+        elapsed = time.monotonic() - state["started"]
+        state["samples"].append((elapsed, panel.progress.value(), panel.label.text().replace("\n", " ")))
+        if len(state["samples"]) % 15 == 1:
+            say(f"{elapsed:.0f} s {panel.progress.value()} % {panel.label.text()}")
+        if panel.task is not None:
+            if panel.progress.value() >= 70 and "progress_shot" not in state:  # unpacking: the bar and step shown
+                state["progress_shot"] = True
+                shoot("progress")
+            return
+        task = panel.last_task
+        say(f"task ended: {task.outcome} after {elapsed:.0f} s; label: {panel.label.text()}")
+        if task.outcome == "confirm":
+            shoot("confirm")
+            if not CONFIRM:
+                finish(1, "the CPU index cannot be reached and M3_INSTALL_CONFIRM is not 1")
+                state["step"] = "done"
+                return
+            say(f"clicking: {panel.confirm_button.text()}")
+            panel.confirm_button.click()
+            return
+        state["outcome"] = task.outcome
+        state["step"] = "settle"
+        state["t_settle"] = time.monotonic()
+    elif state["step"] == "settle":
+        if time.monotonic() - state["t_settle"] < 3:
+            return
+        dock = state["dock"]
+        dock.widget().verticalScrollBar().setValue(0)
+        shoot("installer")
+        say(f"model card after: {dock.card_label.text()}")
+        say(f"device: {dock.device_label.text()}")
+        ok = state["outcome"] == "installed" and dock.card is not None
+        state["step"] = "done"
+        finish(0 if ok else 1, f"outcome {state['outcome']}, model card {'shown' if dock.card else 'missing'}")
+
+
+QTimer.singleShot(2000, tick)
