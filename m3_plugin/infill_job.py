@@ -13,6 +13,7 @@ from qgis.core import QgsCoordinateReferenceSystem, QgsMapLayer, QgsRasterLayer,
 
 from . import layer_sources as ls
 from .core.data.grid import Grid
+from .core.inference.flagging import FlagRule
 from .core.inference.layer_inputs import LayerInputs, PointRecords, VectorShapes
 
 SITES_MARGIN_M = 200_000.0  # known sites are exported this far around the run's grid
@@ -32,15 +33,19 @@ class InfillJob:
     draws: int
     batch_size: int
     device: str
-    threshold: float
+    flag_rule: "FlagRule"      # which cells are flagged (core.inference.flagging): the threshold is set after the run
+    validated_threshold: float  # the models' validated threshold for this kind of question (for reference)
+    scale_note: str = ""        # what a number on the map means (calibrated or not)
+    calibrated: bool = False    # whether every model of the run is calibrated
     sites: Optional[PointRecords] = None
     sites_layer_id: str = ""
     find_clusters: bool = True
     cluster_min_area_km2: float = 25.0
     cluster_min_distance_km: float = 10.0
-    aux_only_map: bool = False          # also the aux-only map of the hidden species (core.evaluation.aux_map)
+    aux_only_map: bool = False          # also the aux-only map of the hidden species (core.inference.aux_map)
     label_field: str = "nearest_site"   # the clusters' label (a field of the clusters layer)
     settings: Optional[dict] = None     # what the user asked, for the report
+    threshold: Optional[float] = None   # the flag rule's threshold, set once the run's map is known
 
 
 @dataclass
@@ -60,7 +65,8 @@ class JobRequest:
     batch_size: int = 4
     device: str = "auto"
     device_text: str = ""
-    threshold_override: Optional[float] = None
+    flag_share: float = 0.01                      # the top share of the region flagged
+    threshold_override: Optional[float] = None    # a fixed probability instead
     find_clusters: bool = True
     cluster_min_area_km2: float = 25.0
     cluster_min_distance_km: float = 10.0
@@ -68,15 +74,13 @@ class JobRequest:
     run_base: Optional[Path] = None               # where run folders go (None: the M3 cache)
 
 
-def job_threshold(cards: list, hidden: list[str], override: Optional[float] = None) -> float:
-    """``override`` when the user set one, else the ensemble's validation threshold for this kind of
-    question (a region with some or all species hidden): what :func:`core.inference.infer.infill`
-    writes into the prediction (:func:`core.model.model_file.ensemble_threshold`)."""
+def job_threshold(cards: list, hidden: list[str]) -> float:
+    """The ensemble's validated threshold for this kind of question (a region with some or all
+    species hidden): what :func:`core.inference.infer.infill` writes into the prediction
+    (:func:`core.model.model_file.ensemble_threshold`), shown beside the run's own threshold."""
     from .core.masks.hiding import hiding_scenario
     from .core.model.model_file import ensemble_threshold
 
-    if override is not None:
-        return float(override)
     return ensemble_threshold(cards, hiding_scenario(hidden, True, cards[0].species))
 
 
@@ -139,15 +143,20 @@ def build_job(req: JobRequest) -> InfillJob:
         sites_id = layer.id()
     what = ", ".join(req.hidden) if req.hidden else "all species"
     name = f"M3 infill {what} {time.strftime('%H:%M:%S')}"
-    threshold = job_threshold(req.cards, req.hidden, req.threshold_override)
+    validated = job_threshold(req.cards, req.hidden)
+    rule = FlagRule(share=req.flag_share, threshold=req.threshold_override)
     settings = {"model": ", ".join(Path(p).name for p in req.model_paths), "hidden species": what,
                 "region": req.region_text, "mask draws per model": req.draws,
-                "threshold at the run": f"{threshold:.2f}",
-                "known sites": req.sites[0].name() if sites is not None else "none",
-                "device": req.device_text}
+                "known sites": req.sites[0].name() if sites is not None else "none"}
+    replaced = [n for n, (layer, band) in req.aux.items() if layer is not None and not (
+        isinstance(layer, QgsRasterLayer) and ls.band_description(layer, int(band or 1)) == f"aux_{n}")]
+    if replaced:
+        settings["aux layers replaced by yours"] = ", ".join(replaced)
     return InfillJob(name=name, folder=run_folder(req.run_base, name.replace(", ", "-")), inputs=inputs,
                      region=req.region, hide_species=list(req.hidden), model_paths=list(req.model_paths), grid=grid,
-                     draws=req.draws, batch_size=req.batch_size, device=req.device, threshold=threshold,
+                     draws=req.draws, batch_size=req.batch_size, device=req.device, flag_rule=rule,
+                     validated_threshold=validated, scale_note=req.cards[0].scale_note,
+                     calibrated=all(c.calibrated for c in req.cards),
                      sites=sites, sites_layer_id=sites_id, find_clusters=req.find_clusters,
                      cluster_min_area_km2=req.cluster_min_area_km2,
                      cluster_min_distance_km=req.cluster_min_distance_km, aux_only_map=req.aux_only_map,

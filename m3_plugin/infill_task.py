@@ -62,6 +62,7 @@ class InfillTask(QgsTask):
         return self.was_cancelled and self.error is None
 
     def _infill(self) -> RunOutputs:
+        from .core.inference.flagging import flagged_share
         from .core.inference.site_comparison import compare_with_sites
         from .core.masks.hiding import HideSpec
         from .core.inference.infer import infill
@@ -89,11 +90,19 @@ class InfillTask(QgsTask):
         mean, std = result.read()
         means = dict(zip(result.species, mean))
         write_shapes(job.region, job.folder / REGION_FILE)
+        region_cells = hide.cells(grid, stack.valid)
+        # the threshold shown is the threshold used: the rule's (by default the top share of the region)
+        threshold = job.threshold = job.flag_rule.threshold_for(mean, region_cells)
+        flagged = flagged_share(mean, region_cells, threshold)
         outputs = RunOutputs(job.name, job.folder, job.folder / PREDICTION_FILE, list(result.species),
-                             job.threshold, job.folder / REGION_FILE, sites_layer_id=job.sites_layer_id)
+                             threshold, job.folder / REGION_FILE, sites_layer_id=job.sites_layer_id,
+                             flag_text=job.flag_rule.describe(threshold, flagged),
+                             validated_threshold=job.validated_threshold, scale_note=job.scale_note)
         outputs.std_max = {s: float(np.nanmax(a)) if np.isfinite(a).any() else 0.0
                            for s, a in zip(result.species, std)}
-        region_cells = hide.cells(grid, stack.valid)
+        outputs.mean_max = {s: float(np.nanmax(a)) if np.isfinite(a).any() else 1.0
+                            for s, a in zip(result.species, mean)}
+        outputs.calibrated = job.calibrated
         sites = records_from_points(job.sites, catalog_for(stack.species)) if job.sites is not None else None
         if sites is not None:
             outputs.comparison = compare_with_sites(means, grid, region_cells, stack.valid, job.threshold, sites)
@@ -102,7 +111,9 @@ class InfillTask(QgsTask):
             outputs.known_sites_count = write_sites(sites.subset(inside), list(result.species),
                                                     job.folder / SITES_FILE)
             outputs.known_sites = job.folder / SITES_FILE
-        outputs.settings = dict(job.settings or {})
+        outputs.settings = {**(job.settings or {}), "device": result.device, "flagged": outputs.flag_text,
+                            "probability scale": job.scale_note,
+                            "validated threshold for this question": f"{job.validated_threshold:.3g}"}
         outputs.label_field = job.label_field
         summary = (f"{result.evaluations} evaluations ({len(result.models)} model(s) × {result.draws} "
                    f"draws) on {result.device}, {result.seconds:.1f} s; {result.hide}.")
@@ -130,12 +141,12 @@ class InfillTask(QgsTask):
 
     @staticmethod
     def _aux_only(stack, job: InfillJob, region, region_cells, outputs: RunOutputs, progress) -> str:
-        """The aux-only map of the hidden species on the region's cells (:func:`core.evaluation.aux_map.aux_map_around`:
+        """The aux-only map of the hidden species on the region's cells (:func:`core.inference.aux_map.aux_map_around`:
         fitted around the region, never on it) into the run folder; returns a sentence for the summary.
         Cancellable during the fits (``progress``)."""
         from .core.errors import InputError
         from .core.evaluation.run_summary import percent, top_share_capture
-        from .core.evaluation.aux_map import AuxMap, aux_map_around, sklearn_missing, write_aux_map
+        from .core.inference.aux_map import AuxMap, aux_map_around, sklearn_missing, write_aux_map
 
         if sklearn_missing():
             return "No aux-only map: it needs scikit-learn, which QGIS's Python cannot import."

@@ -1,9 +1,11 @@
-"""The aux-only map: features by strips equal whole-grid filtering; it learns what an aux band says."""
+"""The aux-only map: features by strips equal whole-grid filtering; it learns what an aux band says;
+the stratified sample keeps its probabilities; prediction by strips equals one-shot prediction; an
+extent limits what is read, fitted and mapped; progress runs to 100 % and a cancel stops it."""
 import numpy as np
 import pytest
 from scipy import ndimage
 
-import core.evaluation.aux_boosting as ab
+import core.inference.aux_boosting as ab
 from core.cli import main
 from core.data.prediction_io import read_band, read_prediction_info
 from core.data.synthetic import synthetic_stack
@@ -71,15 +73,15 @@ def test_aux_map_command_writes_a_prediction_the_readers_take(tmp_path, capsys):
 
 
 def fitting_cells(monkeypatch) -> list:
-    """The ``cells`` each later :meth:`AuxBoosting.fit` is given, in call order (the fits still run)."""
+    """The ``cells`` of each fit later given to :func:`fit_models`, in order (the fits still run)."""
     seen = []
-    real_fit = ab.AuxBoosting.fit.__func__
+    real = ab.fit_models
 
-    def spy(cls, stack_, target, seed, cells=None, **kw):
-        seen.append(cells.copy())
-        return real_fit(cls, stack_, target, seed, cells=cells, **kw)
+    def spy(stack_, targets, fits, *args, **kw):
+        seen.extend(None if f.cells is None else f.cells.copy() for f in fits)
+        return real(stack_, targets, fits, *args, **kw)
 
-    monkeypatch.setattr(ab.AuxBoosting, "fit", classmethod(spy))
+    monkeypatch.setattr(ab, "fit_models", spy)
     return seen
 
 
@@ -119,7 +121,7 @@ def test_aux_map_stack_out_adds_the_map_as_aux_bands(tmp_path, capsys):
 
 def test_region_aux_map_is_fitted_around_the_region_never_on_it(monkeypatch):
     from core.evaluation.run_summary import top_share_capture
-    from core.evaluation.aux_map import region_aux_map
+    from core.inference.aux_map import region_aux_map
 
     stack = synthetic_stack(96, 96, n_species=2, n_aux=2, seed=7)
     hidden = np.zeros(stack.grid.shape, bool)

@@ -170,9 +170,15 @@ def test_infill_run_adds_a_group_and_fills_the_comparison_table(dock, qgis_iface
     rows, cols, inside = record_cells(recs, grid)
     in_region = np.zeros(len(recs), bool)
     in_region[inside] = cells[rows[inside], cols[inside]]
-    # the spin box was left at the card's value: the model's threshold for "some species in a region"
+    # by default the run flags the top 1 % of the region's cells (both hidden species pooled), and the
+    # threshold it shows is the one it used
     threshold = task.job.threshold
-    assert threshold == pytest.approx(dock.card.threshold_for("both"))
+    pooled = np.concatenate([mean["Au"][cells], mean["Cu"][cells]])
+    assert 0.01 <= float(np.mean(pooled >= threshold)) < 0.02
+    assert task.outputs.threshold == threshold
+    assert dock.results.threshold == pytest.approx(threshold, abs=0.0005)
+    assert "top 1 % of the region" in dock.results.scale_label.text()
+    assert task.outputs.settings["device"].startswith("CPU")
     for sym in ("Au", "Cu"):
         sel = in_region & recs.species[:, recs.symbols.index(sym)]
         hits = int((mean[sym][rows[sel], cols[sel]] >= threshold).sum())
@@ -189,7 +195,8 @@ def test_infill_run_adds_a_group_and_fills_the_comparison_table(dock, qgis_iface
     # the legend names the species and marks the threshold; the uncertainty's labels are short
     layers = {n.name(): n.layer() for n in group.findLayers()}
     labels = [label for label, _ in layers["Au mean probability"].legendSymbologyItems()]
-    assert f"{threshold:.2f}: threshold, Au flagged at or above" in labels, labels
+    assert f"{threshold:.3g}: threshold, Au flagged at or above" in labels, labels
+    assert not any("certain" in label for label in labels), labels
     std_labels = [label for label, _ in layers["Au uncertainty (std)"].legendSymbologyItems()]
     assert all(len(label.split(":")[0]) <= 8 for label in std_labels), std_labels
     # what the layer tree shows: our title, not QGIS's "Band 1: mean_Au (Gray)"
@@ -197,12 +204,14 @@ def test_infill_run_adds_a_group_and_fills_the_comparison_table(dock, qgis_iface
 
     model = QgsLayerTreeModel(QgsProject.instance().layerTreeRoot())
     shown = [n.data(0) for n in model.layerLegendNodes(group.findLayers()[3])]
-    assert shown[0] == "Au: mean probability of presence" and not any("Band 1" in t for t in shown), shown
+    assert shown[0].startswith("Au: ") and "probab" in shown[0] and not any("Band 1" in t for t in shown), shown
+    # every hidden species' map is in view
+    assert all(n.isVisible() for n in group.findLayers() if n.name().endswith("mean probability"))
     del model
 
     # the slider re-colours the layers and updates the table without a new run
     runs = len(list((tmp_path / "runs").iterdir()))
-    dock.results.threshold_slider.setValue(int(round(threshold * 100)) + 10)
+    dock.results.threshold_slider.setValue(int(round(threshold * 1000)) + 10)
     moved = dock.results.threshold
     items = layers["Cu mean probability"].renderer().shader().rasterShaderFunction().colorRampItemList()
     assert any(abs(i.value - moved) < 1e-9 and "threshold" in i.label for i in items)
@@ -262,7 +271,7 @@ def test_cancel_during_the_aux_only_fit_stops_it(dock, monkeypatch):
     import threading
     import time
 
-    import m3_plugin.core.evaluation.aux_boosting as boosting
+    import m3_plugin.core.inference.aux_boosting as boosting
 
     real, entered, seen = boosting.fit_cancellable, threading.Event(), []
 
@@ -399,11 +408,12 @@ def test_point_layer_sources_rasterise_like_the_stack(dock):
 def test_settings_persist_between_sessions(dock, tiny):
     dock.draws_spin.setValue(7)
     dock.threshold_spin.setValue(0.3)
+    dock.flag_share_spin.setValue(2.5)
     dock.mineral_rows["Zn"].hide.setChecked(True)
     dock.region_mode.setCurrentIndex(dock.region_mode.findData("extent"))
     dock.save_settings()
     loaded = DockSettings.load()
-    assert loaded.draws == 7 and loaded.threshold == pytest.approx(0.3)
+    assert loaded.draws == 7 and loaded.threshold == pytest.approx(0.3) and loaded.flag_percent == pytest.approx(2.5)
     assert loaded.hidden_species == ["Zn"] and loaded.region_mode == "extent" and loaded.device == "cpu"
     assert loaded.model_paths == [str(tiny)]
     again = M3Dock(dock.iface)

@@ -288,7 +288,7 @@ def test_infill_algorithm_hides_only_the_cells_without_a_record(processing, coar
 
 def test_aux_only_map_and_combine_maps_algorithms_equal_core(processing, coarse, model, tmp_path):
     from core.data.prediction_io import read_band
-    from core.evaluation.aux_map import make_aux_map
+    from core.inference.aux_map import make_aux_map
     from core.inference.combine import combined_probability
 
     aux_out, infill_out, both_out = tmp_path / "aux.tif", tmp_path / "infill.tif", tmp_path / "both.tif"

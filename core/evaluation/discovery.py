@@ -56,7 +56,7 @@ from ..data.stack import Stack
 from ..errors import InputError
 from ..model.aux_prior import has_aux_prior
 from ..model.model_file import read_card
-from .aux_boosting import AuxBoosting, window_features
+from ..inference.aux_boosting import AuxBoosting, window_map
 
 DEFAULT_SOURCES = ("utah_mineral_occurrence_system", "nc_geological_survey",
                    "geological_survey_of_alabama", "idaho_geology_survey")
@@ -249,16 +249,10 @@ def neighbour_density_map(stack: Stack) -> np.ndarray:
 
 
 def aux_only_maps(stack: Stack, windows: Sequence[tuple[int, int, int, int]], seed: int) -> list[np.ndarray]:
-    """The aux-only rival (:mod:`core.evaluation.aux_boosting`), fitted to any-species presence of the
+    """The aux-only rival (:mod:`core.inference.aux_boosting`), fitted to any-species presence of the
     visible records over the whole grid: its probability on each window (NaN outside valid cells)."""
     model = AuxBoosting.fit(stack, stack.presence.any(axis=0), seed)
-    out = []
-    for (r0, c0, h, w) in windows:
-        vr, vc, x = window_features(stack, (r0, c0, h, w))
-        p = np.full((h, w), np.nan)
-        p[vr, vc] = model.predict(x)
-        out.append(p)
-    return out
+    return [window_map(model, stack, window) for window in windows]
 
 
 def model_map(stack: Stack, model: str | Path, window: tuple[int, int, int, int], draws: int,
