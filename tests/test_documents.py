@@ -1,5 +1,5 @@
 """The project's documents speak of the product, not of how it was built: no tracked file names a
-round of work ("session 8", "issue 18") except the results' history, no tracked path carries a
+round of work (a numbered work session or issue) except the results' history, no tracked path carries a
 round's number, the README stays readable in ten minutes, and it links every results folder."""
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ RESULTS = ROOT / "docs" / "results"
 README_MAX_BYTES = 20_000
 
 # A round of work named in prose. A QGIS or HTTP session, pytest's scope="session" or "between
-# QGIS sessions" do not match: only a session with a number, "this session" or "session's".
+# QGIS sessions" do not match: only a session followed by its number, or referred to as the
+# current one or as an owner.
 ROUND_WORDING = re.compile(r"\bsession\s*\d+|\bsessions?\s+\d|\bthis session\b|\bsession's\b|\bissues?\s*#?\d+",
                            re.IGNORECASE)
 ROUND_PATH = re.compile(r"issue\d+|_s\d+(?=[._/]|$)", re.IGNORECASE)
@@ -61,8 +62,10 @@ def test_no_tracked_path_carries_a_round_number():
 
 
 def test_the_wording_check_tells_rounds_from_other_sessions():
-    assert ROUND_WORDING.search("measured in session 12") and ROUND_WORDING.search("Sessions 9–11 tried")
-    assert ROUND_WORDING.search("no GPU was lent to this session") and ROUND_WORDING.search("issue 18's goal")
+    # the examples are split so that this file does not match its own check
+    assert ROUND_WORDING.search("measured in sess" "ion 12") and ROUND_WORDING.search("Sess" "ions 9–11 tried")
+    assert ROUND_WORDING.search("no GPU was lent to this sess" "ion") and ROUND_WORDING.search("iss" "ue 18's goal")
+    assert ROUND_WORDING.search("the sess" "ion's runs")
     for fine in ('@pytest.fixture(scope="session")', "choices persist between QGIS sessions",
                  "an HTTP session with retries", "def example_session(tmp_path_factory):"):
         assert not ROUND_WORDING.search(fine), fine
