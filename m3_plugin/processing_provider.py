@@ -371,7 +371,7 @@ class InfillAlgorithm(M3Algorithm):
 
 
 class AuxMapAlgorithm(M3Algorithm):
-    STACK, SPECIES, SEEDS, OUTPUT = "STACK", "SPECIES", "SEEDS", "OUTPUT"
+    STACK, SPECIES, SEEDS, EXTENT, OUTPUT = "STACK", "SPECIES", "SEEDS", "EXTENT", "OUTPUT"
 
     def name(self) -> str:
         return "auxmap"
@@ -384,19 +384,29 @@ class AuxMapAlgorithm(M3Algorithm):
                 "spread, fitted to where that species' records are: the probability on every valid cell, with "
                 "no record as input (mean_<species>, std_<species> over the seeds; the layout of Infill "
                 "minerals). On M3's discovery test (README) this map ranks some held-out surveys' records "
-                "better than M3's own maps: look at it beside M3's, or add the two with Combine maps.")
+                "better than M3's own maps: look at it beside M3's, or add the two with Combine maps.\n\n"
+                "Extent (optional): map only the extent's cells, fitted on them and the cells around them (the "
+                "extent grown on every side by its larger side, as the dock grows a hidden region); only that "
+                "part of the stack is read. Empty: the whole stack.\n\n"
+                "Time and memory: each fit learns from the cells holding a record (at most 200,000) and 300,000 "
+                "random cells holding none, weighted back to their share; the map is predicted by strips of "
+                "256 rows. Memory: the part of the stack read (about 4 bytes per aux band per cell), the map (8 "
+                "bytes per species per cell) and at most about 1 GB more while a fit runs.")
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        from qgis.core import QgsProcessingParameterExtent
+
         self.addParameter(QgsProcessingParameterRasterLayer(self.STACK, "M3 stack (from Build stack)"))
         self.addParameter(QgsProcessingParameterString(
             self.SPECIES, "Species (e.g. Au, Cu; empty: all the stack's)", "", optional=True))
         self.addParameter(QgsProcessingParameterNumber(self.SEEDS, "Fits per species (mean and spread over them)",
                                                        NUMBER_INTEGER, 1, minValue=1))
+        self.addParameter(QgsProcessingParameterExtent(
+            self.EXTENT, "Extent to map (empty: the whole stack)", optional=True))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Aux-only probability"))
 
     def process(self, parameters, context, feedback) -> dict[str, Any]:
-        from .core.data.stack import Stack
-        from .core.evaluation.aux_map import make_aux_map, sklearn_missing, write_aux_map
+        from .core.inference.aux_map import make_aux_map, read_for_extent, sklearn_missing, write_aux_map
         from .core.output_paths import check_outputs
 
         if sklearn_missing():
@@ -408,11 +418,18 @@ class AuxMapAlgorithm(M3Algorithm):
             raise QgsProcessingException("Choose an M3 stack raster (made by Build stack).")
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         check_outputs({"The output": out}, inputs={"the stack": stack_layer.source()})
-        stack = Stack.read(stack_layer.source())
-        feedback.pushInfo("Fitting on the CPU (scikit-learn).")
+        rect = self.parameterAsExtent(parameters, self.EXTENT, context, stack_layer.crs())
+        extent = None if rect.isNull() or rect.isEmpty() else (
+            rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+        stack, window = read_for_extent(stack_layer.source(), extent)
+        g = stack.grid
+        feedback.pushInfo(f"Fitting on the CPU (scikit-learn) on {g.width} x {g.height} cells"
+                          + (f"; mapping the extent's {window[3]} x {window[2]}." if window else "."))
         aux_map = make_aux_map(stack, _symbols(self.parameterAsString(parameters, self.SPECIES, context)),
-                               self.parameterAsInt(parameters, self.SEEDS, context), progress=_progress(feedback))
+                               self.parameterAsInt(parameters, self.SEEDS, context), progress=_progress(feedback),
+                               window=window)
         write_aux_map(aux_map, stack, out)
+        feedback.setProgress(100)
         feedback.pushInfo(f"aux-only map of {', '.join(aux_map.species)} from {len(stack.aux_names)} aux bands")
         _style_on_load(context, out, _StylePrediction, f"M3 aux-only map: {aux_map.species[0]}")
         return {self.OUTPUT: out}

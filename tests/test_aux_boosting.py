@@ -187,3 +187,156 @@ def test_an_error_in_the_fit_reaches_the_caller():
     x, y, w = _boosting_data()
     with pytest.raises(ValueError):
         ab.fit_cancellable(HistGradientBoostingClassifier(), x, y[:10], w, SilentProgress(lambda: False), poll=0.01)
+
+
+def test_one_target_sample_is_every_record_cell_and_random_empty_cells():
+    """For one target the stratified sample is the discovery rival's: every record cell, then
+    ``negatives`` empty cells drawn with the seed, weighted back to their share."""
+    stack = synthetic_stack(64, 64, n_species=2, n_aux=1, seed=8)
+    target = stack.presence[0].astype(bool)
+    got = ab.fit_sample(stack.valid, target[None], seed=3, negatives=500)
+    pr, pc = np.nonzero(target & stack.valid)
+    er, ec = np.nonzero(stack.valid & ~target)
+    pick = np.random.default_rng(3).choice(len(er), 500, replace=False)
+    np.testing.assert_array_equal(got.rows, np.concatenate([pr, er[pick]]))
+    np.testing.assert_array_equal(got.cols, np.concatenate([pc, ec[pick]]))
+    np.testing.assert_allclose(got.weights, np.concatenate([np.ones(len(pr)), np.full(500, len(er) / 500)]))
+    assert got.weights.sum() == pytest.approx(stack.valid.sum())
+
+
+def test_capped_record_cells_keep_rare_targets_whole_and_weigh_back_the_others():
+    stack = synthetic_stack(160, 160, n_species=3, n_aux=1, seed=9)
+    targets = stack.presence.astype(bool) & stack.valid
+    targets[2] = False
+    rows, cols = np.nonzero(stack.valid)
+    targets[2, rows[:15], cols[:15]] = True                     # a rare target: 15 cells
+    counts = targets.sum(axis=(1, 2))
+    cap = 300
+    assert counts[:2].min() > cap
+    weighed = []
+    for seed in range(20):
+        got = ab.fit_sample(stack.valid, targets, seed=seed, negatives=2000, record_cells=cap)
+        held = targets[:, got.rows, got.cols]
+        assert held[2].sum() == 15 and np.all(got.weights[held[2]] == 1.0)   # the rare target whole
+        assert held.any(axis=0).sum() < cap                                  # the others capped
+        weighed.append([got.weights[held[t]].sum() for t in range(3)] + [got.weights.sum()])
+    # weighed back: on average over draws, each target's cells and all the usable cells count in full
+    # (one draw is within about ±10 %)
+    np.testing.assert_allclose(np.mean(weighed, axis=0), [*counts, stack.valid.sum()], rtol=0.05)
+
+
+def _sloped_stack(size: int, seed: int):
+    """A stack whose one species' records follow a logistic of its first aux band."""
+    stack = synthetic_stack(size, size, n_species=1, n_aux=2, seed=seed)
+    p = 1.0 / (1.0 + np.exp(-(3.0 * stack.aux[0] - 3.5)))
+    stack.presence[0] = ((np.random.default_rng(seed).random(p.shape) < p) & stack.valid).astype(np.uint8)
+    return stack
+
+
+def test_a_sampled_fit_gives_the_probabilities_of_a_fit_on_every_cell():
+    """Every cell (about 45,000) against a third of the empty cells, and also only half of the record
+    cells. Samples stay above 10,000 cells, where the classifier stops early on held-out cells as
+    on the real grids' samples (300,000 empty cells); a small sample fitted to 300 rounds overfits."""
+    stack = _sloped_stack(256, 10)
+    targets = stack.presence.astype(bool)
+    prevalence = targets[0][stack.valid].mean()
+    empty = int((stack.valid & ~targets[0]).sum())
+    full = ab.fit_models(stack, targets, [ab.FitCells(0)], negatives=10 ** 9)[0][0]
+    sampled = ab.fit_models(stack, targets, [ab.FitCells(0)], negatives=empty // 3)[0][0]
+    capped = ab.fit_models(stack, targets, [ab.FitCells(0)], negatives=empty // 3,
+                           record_cells=int(targets.sum()) // 2)[0][0]
+    maps = [ab.window_map(m, stack)[stack.valid] for m in (full, sampled, capped)]
+    assert full.classifier.n_features_in_ == ab.feature_count(stack)
+    for m in maps:                      # calibrated: the mean probability is the share of record cells
+        assert m.mean() == pytest.approx(prevalence, rel=0.08)
+    for m in maps[1:]:                  # and the same map, cell by cell
+        assert np.abs(m - maps[0]).mean() < 0.25 * prevalence
+        assert np.corrcoef(m, maps[0])[0, 1] > 0.9
+
+
+def test_prediction_by_strips_equals_one_shot_prediction(monkeypatch):
+    stack = synthetic_stack(100, 90, n_species=2, n_aux=2, seed=11)
+    targets = stack.presence.astype(bool)
+    models = ab.fit_models(stack, targets, [ab.FitCells(0)])[0]
+    vr, vc = np.nonzero(stack.valid)
+    x = ab.aux_features(stack, vr, vc)
+    one_shot = [m.classifier.predict_proba(x)[:, 1] for m in models]
+    monkeypatch.setattr(ab, "STRIP_ROWS", 7)
+    monkeypatch.setattr(ab, "PREDICT_CELLS", 100)
+    mean, std = ab.aux_boosting_maps(stack, targets, [0])
+    for t in range(2):
+        np.testing.assert_array_equal(mean[t][vr, vc], one_shot[t].astype(np.float32))
+        assert np.isnan(mean[t][~stack.valid]).all() and (std[t][vr, vc] == 0).all()
+    r0, c0, h, w = 10, 20, 50, 40
+    part = ab.window_map(models[1], stack, (r0, c0, h, w))
+    inside = (vr >= r0) & (vr < r0 + h) & (vc >= c0) & (vc < c0 + w)
+    np.testing.assert_array_equal(part[vr[inside] - r0, vc[inside] - c0], one_shot[1][inside])
+
+
+def test_every_fit_shares_one_pass_of_features(monkeypatch):
+    stack = synthetic_stack(80, 80, n_species=2, n_aux=2, seed=12)
+    monkeypatch.setattr(ab, "STRIP_ROWS", 16)
+    calls = []
+    real = ab._block_features
+    monkeypatch.setattr(ab, "_block_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    models = ab.fit_models(stack, stack.presence.astype(bool), [ab.FitCells(0), ab.FitCells(1)])
+    assert len(models) == 2 and len(models[0]) == 2
+    assert len(calls) <= 80 // 16           # one filtering of each strip for 2 seeds × 2 species
+
+
+def test_progress_runs_to_100_and_a_cancel_stops_the_map(monkeypatch):
+    from core.progress import CallbackProgress, Cancelled
+
+    stack = synthetic_stack(80, 80, n_species=2, n_aux=2, seed=13)
+    targets = stack.presence.astype(bool)
+    monkeypatch.setattr(ab, "STRIP_ROWS", 16)
+    seen: list[float] = []
+    ab.aux_boosting_maps(stack, targets, [0], progress=CallbackProgress(seen.append))
+    assert seen[0] == 0 and seen[-1] == 100 and seen == sorted(seen)
+    assert len(set(seen)) == 5 + 2 + 5 + 1   # 5 strips of features, 2 fits, 5 strips mapped, and 0 %
+    stopped: list[float] = []
+    with pytest.raises(Cancelled):
+        ab.aux_boosting_maps(stack, targets, [0], progress=CallbackProgress(stopped.append, lambda: len(stopped) > 6))
+    assert 0 < len(stopped) <= 8 and max(stopped) < 100
+
+
+def _same_grid(a, b) -> bool:
+    return a.shape == b.shape and a.crs == b.crs and a.transform.almost_equals(b.transform, precision=1e-6)
+
+
+def test_an_extent_limits_what_is_read_fitted_and_mapped(tmp_path, monkeypatch, capsys):
+    from rasterio.warp import transform_bounds
+
+    from core.inference.aux_map import extent_window, read_for_extent
+
+    stack = synthetic_stack(120, 120, n_species=2, n_aux=2, seed=14)
+    path = tmp_path / "stack.tif"
+    stack.write(path)
+    g = stack.grid
+    left, top = g.transform * (40.2, 50.3)          # inside cell (row 50, col 40)
+    right, bottom = g.transform * (59.7, 61.6)      # inside cell (row 61, col 59)
+    assert extent_window(g, (left, bottom, right, top)) == (50, 40, 12, 20)
+    fitted_on = []
+    real = ab.fit_models
+    monkeypatch.setattr(ab, "fit_models", lambda s, *a, **k: fitted_on.append(s.grid) or real(s, *a, **k))
+    out = tmp_path / "extent.tif"
+    assert main(["aux-map", "--stack", str(path), "--extent", str(left), str(bottom), str(right), str(top),
+                 "--out", str(out), "--no-quicklook"]) == 0
+    grid, species, meta = read_prediction_info(out)
+    assert _same_grid(grid, g.window(50, 40, 12, 20)) and species == stack.species
+    assert "fitted on the extent and the cells around it" in meta["method"]
+    # fitted on the extent grown by its larger side (20 cells) on every side, and on nothing else
+    assert len(fitted_on) == 1 and _same_grid(fitted_on[0], g.window(30, 20, 52, 60))
+    p = read_band(out, "mean_Au")
+    assert np.isfinite(p[stack.valid[50:62, 40:60]]).all() and np.isnan(p[~stack.valid[50:62, 40:60]]).all()
+    # the same extent in lon/lat gives the cells around it; one at a corner is clipped; off the stack refused
+    lonlat = transform_bounds(g.crs, "EPSG:4326", left, bottom, right, top)
+    sub, window = read_for_extent(path, lonlat, "EPSG:4326")
+    r0, c0, h, w = window
+    assert h >= 12 and w >= 20 and sub.grid.window(r0, c0, h, w).bounds[0] <= left
+    x0, y0 = g.transform * (-5, -5)
+    x1, y1 = g.transform * (3.5, 3.5)
+    assert extent_window(g, (x0, y1, x1, y0)) == (0, 0, 4, 4)
+    assert main(["aux-map", "--stack", str(path), "--extent", "0", "0", "10", "10", "--out",
+                 str(tmp_path / "off.tif")]) != 0
+    assert "does not overlap the stack" in capsys.readouterr().err and not (tmp_path / "off.tif").exists()
