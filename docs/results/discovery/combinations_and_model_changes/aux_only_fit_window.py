@@ -5,7 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(next(p for p in Path(__file__).resolve().parents if (p / "train_cli.py").exists())))  # the repository root
 from core.data.stack import Stack
 from core.data.build_stack import default_stack_path
-from core.evaluation.aux_map import region_aux_map
+from core.inference.aux_map import region_aux_map
 from core.evaluation.run_summary import top_share_capture
 from core.inference.layer_inputs import as_region, VectorShapes, model_context_grid, window_in, context_grid
 from core.data.records import read_records

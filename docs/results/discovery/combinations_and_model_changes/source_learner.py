@@ -23,7 +23,7 @@ from scipy import ndimage
 sys.path.insert(0, str(next(p for p in Path(__file__).resolve().parents if (p / "train_cli.py").exists())))  # the repository root
 from core.data.stack import Stack
 from core.evaluation import discovery as D
-from core.evaluation.aux_boosting import aux_features
+from core.inference.aux_boosting import aux_features
 from core.inference.combine import logit, EPS
 from core.inference.layer_inputs import catalog_for
 from core.data.records import read_records
