@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from qgis.core import QgsApplication, QgsTask
-from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtCore import Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtWidgets import (QApplication, QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar,
                                  QPushButton, QSizePolicy, QVBoxLayout, QWidget)
 
@@ -241,6 +241,7 @@ class InstallTask(QgsTask):
         if code != 0:
             return self._pip_failed(code)
         self.setProgress(93)
+        self._step("Removing from the folder what QGIS brings itself", force=True)
         removed = deps.drop_from_folder(self.target)
         if removed:
             self._emit("Removed from the plugin's folder, so that QGIS's own copies stay in use (or, for triton, "
@@ -332,6 +333,10 @@ class InstallPanel(QWidget):
         self.extra_args: list[str] = []  # e.g. ["--no-index", "--find-links", folder] (offline use)
         self._packages: list[str] = []
         self._started = 0.0
+        self._step_text = ""
+        self._clock = QTimer(self)  # the elapsed time keeps moving while pip or the model check is quiet
+        self._clock.setInterval(1000)
+        self._clock.timeout.connect(self._show_elapsed)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.label = QLabel(self)
@@ -431,17 +436,23 @@ class InstallPanel(QWidget):
         self.button.setText("Cancel")
         self.button.setToolTip("Stop the install; the plugin's folder is left as it was.")
         self._started = time.monotonic()
-        self.label.setText(f"Installing {', '.join(packages)} into {target}...")
+        self._show_step(f"Installing {', '.join(packages)} into {target}")
+        self._clock.start()
         QgsApplication.taskManager().addTask(self.task)
         return self.task
 
     def _show_step(self, text: str) -> None:
+        self._step_text = text
+        self._show_elapsed()
+
+    def _show_elapsed(self) -> None:
         seconds = int(time.monotonic() - self._started)
-        self.label.setText(f"{text} ({seconds // 60} min {seconds % 60:02d} s)")
+        self.label.setText(f"{self._step_text} ({seconds // 60} min {seconds % 60:02d} s)")
 
     def _done(self) -> None:
         task, self.task = self.task, None
         self.last_task = task
+        self._clock.stop()
         self.button.setText("Install")
         self.button.setToolTip(f"pip install the missing packages into {deps.deps_dir()} (a folder of the "
                                "plugin; QGIS's own Python is not changed).")

@@ -1,8 +1,8 @@
 """Run inside the QGIS desktop (qgis --code), started by scripts/installer_check.sh: click Install in the M3 dock
 with torch missing, click the confirmation when the CPU index cannot be reached (M3_INSTALL_CONFIRM=1), wait for
-the end, record the progress seen (progress.tsv), pip's log (install_log.txt), the dock and the screen
-(confirm_*, progress_*, installer_*: dock.png, screen.png), then check the model card shows. Exits QGIS with status 0 when the
-install ended with the model loading, else 1."""
+the end, record the progress seen (progress.tsv), pip's log (install_log.txt), the dock and the screen at the
+confirmation, while unpacking and at the end (confirm_*, progress_*, installer_*: _dock.png, _screen.png), then
+check the model card shows. Exits QGIS with status 0 when the install ended with the model loading, else 1."""
 import os
 import subprocess
 import sys

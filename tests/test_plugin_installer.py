@@ -31,7 +31,8 @@ def make_wheel(folder: Path, name: str, version: str, requires=(), body: str = "
         f"Requires-Dist: {r}\n" for r in requires)
     files = {f"{module}/__init__.py": body or f"__version__ = {version!r}\n",
              f"{dist}.dist-info/METADATA": meta,
-             f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: m3-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+             f"{dist}.dist-info/WHEEL": ("Wheel-Version: 1.0\nGenerator: m3-test\nRoot-Is-Purelib: true\n"
+                                         "Tag: py3-none-any\n")}
     record = []
     for path, text in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
@@ -105,7 +106,8 @@ def test_pip_commands_use_the_plugin_folder_and_one_index_for_torch(tmp_path):
                                            tmp_path / "c.txt", [tmp_path / "wheels"], raw_progress=True)
     assert cmd[:4] == [str(python), "-m", "pip", "install"] and cmd[cmd.index("--target") + 1] == str(tmp_path / "deps")
     assert cmd[-2:] == ["torch", "segmentation-models-pytorch"] and "--user" not in cmd
-    assert cmd[cmd.index("--progress-bar") + 1] == "raw" and cmd[cmd.index("--find-links") + 1] == str(tmp_path / "wheels")
+    assert cmd[cmd.index("--progress-bar") + 1] == "raw"
+    assert cmd[cmd.index("--find-links") + 1] == str(tmp_path / "wheels")
     down = dependencies.pip_download_command(python, ["torch", "torchvision"], tmp_path / "w",
                                              "https://download.pytorch.org/whl/cpu")
     assert down[3] == "download" and down[down.index("--index-url") + 1] == "https://download.pytorch.org/whl/cpu"
@@ -185,7 +187,8 @@ def test_finder_linux_prefers_qgis_prefix_over_a_python_on_path(tmp_path):
     found = find_qgis_python("linux", str(path_python), str(usr), (3, 11), system_bin=nowhere)
     assert found.path == usr / "bin" / "python3.11" and found.pip == "24.0"
     # sys.executable = /usr/bin/qgis; QGIS's Python is found in /usr/bin (Debian, Ubuntu, Fedora)
-    found = find_qgis_python("linux", str(tmp_path / "opt" / "qgis"), str(tmp_path / "opt"), (3, 11), system_bin=usr / "bin")
+    found = find_qgis_python("linux", str(tmp_path / "opt" / "qgis"), str(tmp_path / "opt"), (3, 11),
+                             system_bin=usr / "bin")
     assert found.path == usr / "bin" / "python3.11"
 
 
@@ -252,6 +255,19 @@ def test_pip_lines_reach_the_log_while_pip_runs(qgis_app, target, tmp_path):
     ended = time.monotonic()
     assert code == 0 and [t for _, t in seen][1:] == ["Collecting first", "Successfully installed x-1"]
     assert ended - seen[1][0] > 1.5  # the first line came while the child still ran (not at its exit)
+
+
+def test_cancel_stops_pip_at_once(qgis_app, target, tmp_path):
+    import threading
+
+    task = installer.InstallTask([], "cpu", target)
+    script = tmp_path / "stuck_pip.py"
+    script.write_text("import time\nprint('Collecting torch')\ntime.sleep(120)\n")
+    threading.Timer(1.0, task.cancel).start()
+    start = time.monotonic()
+    code = task._pip([sys.executable, str(script)])
+    assert code != 0 and time.monotonic() - start < 20 and task.isCanceled()
+    assert task._pip_failed(code) is False and task.outcome == "canceled"
 
 
 def test_install_puts_fresh_packages_first_keeps_qgis_numpy_and_loads_the_model(qgis_app, target, tmp_path,
