@@ -9,6 +9,8 @@ from qgis.gui import QgsMapCanvas, QgsMapMouseEvent, QgsMapTool, QgsRubberBand
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
 
+from .qt_compat import POLYGON_GEOMETRY
+
 OUTLINE = QColor(220, 30, 30)
 FILL = QColor(220, 30, 30, 40)
 
