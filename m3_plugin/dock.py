@@ -13,7 +13,7 @@ from . import layer_sources as ls
 from .dependencies import missing_message, missing_packages
 from .dock_ui import DockUi, device_text
 from .model_info import card_text, default_model_paths, read_cards
-from .results import add_run_group
+from .results import REGION_LAYER_NAME, add_run_group
 from .settings import DockSettings
 from .source_rows import AuxRow, MineralRow
 
@@ -97,8 +97,7 @@ class M3Dock(DockUi, QDockWidget):
         self.mineral_rows, self.aux_rows = {}, {}
         if self.card is None:
             return
-        self.threshold_spin.setValue(self.settings.threshold if self.settings.threshold is not None
-                                     else self._pooled_threshold())
+        self.threshold_spin.setValue(self.settings.threshold or 0.0)
         for r, sym in enumerate(self.card.species):
             row = MineralRow(sym, self.minerals_box)
             row.hide.setChecked(sym in self.settings.hidden_species)
@@ -242,6 +241,7 @@ class M3Dock(DockUi, QDockWidget):
     def _example_ready(self, *_args) -> None:
         self._example_pending = False
         self.guess_sources()
+        self.zoom_to_example()  # again: a layer added meanwhile may have moved the view
 
     def _canvas(self):
         return self.iface.mapCanvas() if self.iface is not None else None
@@ -277,8 +277,8 @@ class M3Dock(DockUi, QDockWidget):
         s.draws = self.draws_spin.value()
         s.batch_size = self.batch_spin.value()
         s.device = self.device_combo.currentData()
-        if self.card is not None:
-            s.threshold = self.threshold_spin.value() if self._threshold_overridden() else None
+        s.threshold = self._threshold_override()
+        s.flag_percent = self.flag_share_spin.value()
         s.output_dir = self.output_widget.filePath()
         s.hidden_species = [sym for sym, row in self.mineral_rows.items() if row.hide.isChecked()]
         s.region_mode = self.region_mode.currentData()
@@ -313,22 +313,16 @@ class M3Dock(DockUi, QDockWidget):
             outline=self.outline_layer.currentLayer(), sites=sites, draws=self.draws_spin.value(),
             batch_size=self.batch_spin.value(), device=self.device_combo.currentData(),
             device_text=self.device_combo.currentText(),
-            threshold_override=float(self.threshold_spin.value()) if self._threshold_overridden() else None,
+            flag_share=self.flag_share_spin.value() / 100.0, threshold_override=self._threshold_override(),
             find_clusters=self.clusters_check.isChecked(), cluster_min_area_km2=self.cluster_area_spin.value(),
             cluster_min_distance_km=self.cluster_distance_spin.value(),
             aux_only_map=self.aux_only_check.isChecked(),
             run_base=Path(self.output_widget.filePath()) if self.output_widget.filePath() else None))
 
-    def _pooled_threshold(self) -> float:
-        """The ensemble's pooled threshold (:func:`core.model.model_file.ensemble_threshold`): the spin box's default."""
-        from .core.model.model_file import ensemble_threshold
-
-        return ensemble_threshold(self.cards)
-
-    def _threshold_overridden(self) -> bool:
-        """Whether the user moved the threshold spin box off the ensemble's pooled threshold."""
-        shown = round(self._pooled_threshold(), self.threshold_spin.decimals())  # as the spin box holds it
-        return abs(self.threshold_spin.value() - shown) > 1e-9
+    def _threshold_override(self) -> Optional[float]:
+        """The fixed probability the user set (None: flag the top share of the region)."""
+        value = float(self.threshold_spin.value())
+        return value if value > 0 else None
 
     def run_blocker(self) -> str:
         """Why Run cannot start now ('' when it can): what is missing, in the dock's words."""
@@ -423,7 +417,26 @@ class M3Dock(DockUi, QDockWidget):
         self.region_box.hide_outline()  # the run's region layer is the outline now
         self.last_outputs = task.outputs
         self.results.set_run(task.outputs, self.last_group)
+        self.zoom_to_run(self.last_group)
+        self.scroll.ensureWidgetVisible(self.results)  # the answer, not the top of the form
         self.message(f"{task.outputs.name}: {task.outputs.summary}", Qgis.MessageLevel.Success)
+
+    def zoom_to_run(self, group) -> None:
+        """Zoom the map to the run's hidden region (with a margin), where its answer is."""
+        canvas = self._canvas()
+        if canvas is None or group is None:
+            return
+        for node in group.findLayers():
+            layer = node.layer()
+            if layer is not None and layer.name() == REGION_LAYER_NAME and layer.isValid():
+                tr = QgsCoordinateTransform(layer.crs(), canvas.mapSettings().destinationCrs(), QgsProject.instance())
+                try:
+                    extent = tr.transformBoundingBox(layer.extent())
+                except Exception:  # noqa: BLE001 (a CRS that cannot hold the region: leave the view)
+                    return
+                canvas.setExtent(extent.buffered(0.15 * max(extent.width(), extent.height())))
+                canvas.refresh()
+                return
 
     def show_comparison(self, rows) -> None:
         """Show a run's table rows (``SpeciesComparison``) without scores (no slider, no curve)."""

@@ -12,6 +12,7 @@ from qgis.PyQt.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayo
                                  QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox,
                                  QToolButton, QVBoxLayout, QWidget)
 
+from .core.inference.map_choice import WHICH_MAP
 from . import dependencies
 from .dependencies import install_hint
 from .installer import InstallPanel
@@ -82,6 +83,7 @@ class DockUi:
         layout.addStretch(1)
         scroll.setWidget(body)
         self.setWidget(scroll)
+        self.scroll = scroll
 
     def _intro(self, body: QWidget) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -130,10 +132,10 @@ class DockUi:
         self.card_label.setToolTip("What the model was trained on: its species, aux bands, cells and threshold.")
         mform.addRow(self.card_label)
         self.device_combo = QComboBox(model_box)
-        self.device_combo.addItem("Automatic (CUDA if any)", "auto")
+        self.device_combo.addItem("Auto (GPU if any)", "auto")
         self.device_combo.addItem("CPU", "cpu")
         self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(self.settings.device)))
-        _compact(self.device_combo)
+        _compact(self.device_combo, 17)
         self.device_combo.setToolTip("Where torch runs the model: a CUDA GPU when there is one, else the CPU.")
         self.device_combo.currentIndexChanged.connect(lambda _: self._update_device())
         mform.addRow("Device", self.device_combo)
@@ -232,14 +234,29 @@ class DockUi:
         self.batch_spin.setValue(self.settings.batch_size)
         self.batch_spin.setToolTip("Windows per forward pass; lower it when memory runs out.")
         form.addRow("Batch size", self.batch_spin)
+        self.flag_share_spin = QDoubleSpinBox(box)
+        self.flag_share_spin.setObjectName("m3FlagShare")
+        self.flag_share_spin.setRange(0.1, 50.0)
+        self.flag_share_spin.setSingleStep(0.5)
+        self.flag_share_spin.setDecimals(1)
+        self.flag_share_spin.setPrefix("top ")
+        self.flag_share_spin.setSuffix(" %")
+        self.flag_share_spin.setValue(self.settings.flag_percent)
+        self.flag_share_spin.setToolTip("Which cells the run flags (map colours, table, clusters): the most "
+                                        "likely cells of the region, this share of them over the hidden species. "
+                                        "The probability this takes is shown after the run; the slider under "
+                                        "Results moves it.")
+        form.addRow("Flag (region)", self.flag_share_spin)
         self.threshold_spin = QDoubleSpinBox(box)
-        self.threshold_spin.setRange(0.01, 0.99)
-        self.threshold_spin.setSingleStep(0.05)
-        self.threshold_spin.setDecimals(2)
-        self.threshold_spin.setToolTip("Probability at or above which a cell is flagged; left at the card's "
-                                       "value, the model's validated threshold for this question is used. The "
-                                       "slider under Results changes it after a run.")
-        form.addRow("Threshold", self.threshold_spin)
+        self.threshold_spin.setRange(0.0, 0.999)
+        self.threshold_spin.setSingleStep(0.01)
+        self.threshold_spin.setDecimals(3)
+        self.threshold_spin.setSpecialValueText("none")
+        self.threshold_spin.setToolTip("A fixed probability at or above which cells are flagged instead of the "
+                                       "top share; 0 = none. With a calibrated model (see the model card) a "
+                                       "probability of 0.2 means about one such cell in five held a recorded "
+                                       "site on validation blocks.")
+        form.addRow("Or from p ≥", self.threshold_spin)
         self.clusters_check = QCheckBox("Find clusters", box)
         self.clusters_check.setToolTip("Clusters: connected flagged cells of at least the area, with no known "
                                        "site of the species closer than the distance.")
@@ -262,7 +279,7 @@ class DockUi:
             "Also map the hidden species from the aux layers alone (gradient boosting, scikit-learn), fitted "
             "on the cells around the region, never on it: on M3's discovery test this map ranks some "
             "held-out surveys better than M3's. Added as hidden layers; the summary compares the known sites "
-            "each map puts in the top 10 % of the region. Takes longer.")
+            "each map puts in the top 10 % of the region. Takes longer.\n\n" + WHICH_MAP)
         self.aux_only_check.setChecked(self.settings.aux_only_map)
         form.addRow(self.aux_only_check)
         self.output_widget = QgsFileWidget(box)

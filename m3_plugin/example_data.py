@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-from qgis.core import QgsApplication, QgsLayerTreeGroup, QgsMapLayer, QgsProject, QgsRasterLayer, QgsTask, QgsVectorLayer
+from qgis.core import (QgsApplication, QgsCoordinateReferenceSystem, QgsLayerTreeGroup, QgsMapLayer, QgsProject,
+                       QgsRasterLayer, QgsTask, QgsVectorLayer)
 from qgis.PyQt import sip
 from qgis.PyQt.QtGui import QColor
 
@@ -26,6 +27,30 @@ STACK_LAYER = "M3 stack (CONUS, 1 mile)"
 RECORDS_LAYER = "mineral sites (MinMod)"
 RECORDS_TABLE = "mineral_sites"
 CONUS_EXTENT_WGS84 = (-125.0, 24.0, -66.5, 49.5)  # the conterminous US (xmin, ymin, xmax, ymax)
+
+
+EXAMPLE_CRS = "EPSG:5070"   # NAD83 / Conus Albers: the stack's grid
+
+
+def prefer_datum_operations(project) -> None:
+    """Record in the project which operation turns WGS84 (and NAD83) coordinates into the
+    example's CRS, so that adding an ordinary WGS84 layer does not stop on QGIS's datum
+    transformation dialog (NAD83 and WGS84 differ by about a metre; the cells are 1.6 km)."""
+    from qgis.core import QgsDatumTransform
+
+    dest = QgsCoordinateReferenceSystem(EXAMPLE_CRS)
+    context = project.transformContext()
+    for code in ("EPSG:4326", "EPSG:4269"):
+        src = QgsCoordinateReferenceSystem(code)
+        if context.hasTransform(src, dest):
+            continue
+        try:
+            ops = [op for op in QgsDatumTransform.operations(src, dest) if op.isAvailable]
+        except Exception:  # noqa: BLE001 (an older QGIS without the API: QGIS asks as before)
+            return
+        if ops:
+            context.addCoordinateOperation(src, dest, ops[0].proj)
+    project.setTransformContext(context)
 
 
 def records_geopackage() -> Path:
@@ -89,7 +114,17 @@ class StackBuildTask(QgsTask):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():
-                build_stack(path, progress=CallbackProgress(self.setProgress, self.isCanceled))
+                import warnings
+
+                # the embedded records also name quarries, sand and gravel...: left out on purpose, and
+                # the CLI's hint (--extra-species) means nothing in QGIS: said in the log, not the message bar
+                with warnings.catch_warnings(record=True) as seen:
+                    warnings.simplefilter("always")
+                    build_stack(path, progress=CallbackProgress(self.setProgress, self.isCanceled))
+                from qgis.core import Qgis, QgsMessageLog
+
+                for w in seen:
+                    QgsMessageLog.logMessage(str(w.message), "M3", Qgis.MessageLevel.Info)
             self.path = path
             return True
         except M3Error as e:
@@ -121,6 +156,9 @@ class ExampleData:
             self.group = old
             self.report("The example data is already in the project.", False)
             return old
+        if not project.mapLayers():  # a new project: the example's own equal-area CRS, set before any layer
+            project.setCrs(QgsCoordinateReferenceSystem(EXAMPLE_CRS))
+        prefer_datum_operations(project)
         group = root.insertGroup(0, GROUP)
         try:
             outline = _vector(defaults.OUTLINE, "CONUS outline")

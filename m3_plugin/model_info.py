@@ -23,12 +23,24 @@ def card_text(card, paths: list[str]) -> str:
              f"Aux bands: {', '.join(card.aux_names) or 'none'}",
              f"Cells: {float(g.get('resolution', 0)):g} m in {g.get('crs', '?')}; tiles of {card.tile_size}; "
              f"{cfg.arch} resnet{cfg.encoder_depth}",
-             f"Threshold: {card.threshold:.2f}"]
+             scale_text(card)]
     val = (card.metrics or {}).get("validation", card.metrics or {})
     nums = [(k, v) for k, v in val.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if nums:
         lines.append("Validation: " + ", ".join(f"{k} {v:.3g}" for k, v in nums[:6]))
     return "<br>".join(lines)
+
+
+def scale_text(card) -> str:
+    """What the model's numbers mean, and its validated thresholds per question, for the card."""
+    names = {"region": "region hidden", "species": "species hidden", "both": "species in a region"}
+    thresholds = ", ".join(f"{names[sc]} {card.threshold_for(sc):.3g}" for sc in names)
+    if card.calibrated:
+        ece = card.calibration.get("test_ece", {})
+        worst = max((v.get("after", 0.0) for v in ece.values() if isinstance(v, dict)), default=float("nan"))
+        return (f"Probabilities: calibrated on validation blocks (test ECE ≤ {worst:.3f}). "
+                f"Validated thresholds: {thresholds}")
+    return f"Scores: not calibrated (no fixed number means the same twice). Validated thresholds: {thresholds}"
 
 
 def read_cards(paths: list[str]):

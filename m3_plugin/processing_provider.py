@@ -19,6 +19,7 @@ from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingConte
                        QgsVectorFileWriter, QgsVectorLayer)
 from qgis.PyQt.QtGui import QIcon
 
+from .core.inference.map_choice import WHICH_MAP
 from .core.data import defaults
 from .core.errors import M3Error
 from .core.progress import CallbackProgress
@@ -298,7 +299,8 @@ class InfillAlgorithm(M3Algorithm):
                 "predict them: a GeoTIFF with the mean probability (mean_<species>) and its standard deviation "
                 "(std_<species>) per hidden species. With a region, only the region and half a tile of context "
                 "around it are computed. 'Hide only the cells without a record' asks where the unrecorded "
-                "minerals are: every record stays visible (and shows as probability 1 of its species).")
+                "minerals are: every record stays visible (and shows as probability 1 of its species).\n\n"
+                + WHICH_MAP)
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.STACK, "M3 stack (from Build stack)"))
@@ -329,6 +331,7 @@ class InfillAlgorithm(M3Algorithm):
         from .core.inference.layer_inputs import as_region, region_grid, window_in
         from .core.model.model_file import read_ensemble_cards
         from .layer_sources import source_shapes
+        from .core.data.prediction_io import band_names
         from .core.data.stack_sources import GeoTiffStackSource
 
         stack_layer = self.parameterAsRasterLayer(parameters, self.STACK, context)
@@ -364,7 +367,7 @@ class InfillAlgorithm(M3Algorithm):
         finally:
             stack.close()
         feedback.pushInfo(f"{result.evaluations} evaluations on {result.device} in {result.seconds:.1f} s; "
-                          f"{result.hide}; bands: " + ", ".join(f"mean_{s}, std_{s}" for s in result.species))
+                          f"{result.hide}; bands in the file's order: " + ", ".join(band_names(result.species)))
         _style_on_load(context, out, _StylePrediction,
                        f"M3 infill: {', '.join(result.species[:1])} mean probability" if result.species else "")
         return {self.OUTPUT: out}
@@ -384,7 +387,8 @@ class AuxMapAlgorithm(M3Algorithm):
                 "spread, fitted to where that species' records are: the probability on every valid cell, with "
                 "no record as input (mean_<species>, std_<species> over the seeds; the layout of Infill "
                 "minerals). On M3's discovery test (README) this map ranks some held-out surveys' records "
-                "better than M3's own maps: look at it beside M3's, or add the two with Combine maps.\n\n"
+                "better than M3's own maps: look at it beside M3's, or add the two with Combine maps. "
+                + WHICH_MAP + "\n\n"
                 "Extent (optional): map only the extent's cells, fitted on them and the cells around them (the "
                 "extent grown on every side by its larger side, as the dock grows a hidden region); only that "
                 "part of the stack is read. Empty: the whole stack.\n\n"

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 REGION_COLOUR = QColor(30, 30, 220)
 KNOWN_SITES_TABLE = "known_sites"
+REGION_LAYER_NAME = "hidden region"
 
 
 @dataclass
@@ -47,6 +48,11 @@ class RunOutputs:
     label_field: str = "nearest_site"     # the clusters' label
     aux_only: Optional[Path] = None       # GeoTIFF: the aux-only map of the hidden species (mean_<sp>)
     aux_only_range: dict[str, tuple[float, float]] = field(default_factory=dict)  # its colour stretch
+    flag_text: str = ""                   # how the run's threshold was chosen, in words
+    validated_threshold: float = float("nan")  # the models' validated threshold for this question
+    scale_note: str = ""                  # what a number on the map means
+    calibrated: bool = False              # whether the map's numbers are calibrated probabilities
+    mean_max: dict[str, float] = field(default_factory=dict)   # each map's highest value (colour stretch)
 
 
 def _band(path: Path, name: str) -> int:
@@ -73,7 +79,7 @@ def run_layers(out: RunOutputs) -> list[tuple[QgsMapLayer, bool]]:
                                f"known {what} sites ({out.known_sites_count})", "ogr")
         styles.style_sites(sites, 2.0, QColor(0, 230, 255), hollow=True)
         layers.append((sites, True))
-    region = QgsVectorLayer(f"{out.region}|layername=region", "hidden region", "ogr")
+    region = QgsVectorLayer(f"{out.region}|layername=region", REGION_LAYER_NAME, "ogr")
     styles.style_outline(region, REGION_COLOUR, 0.8, dashed=True)
     layers.append((region, True))
     if out.clusters is not None:
@@ -84,8 +90,9 @@ def run_layers(out: RunOutputs) -> list[tuple[QgsMapLayer, bool]]:
     for i, sym in enumerate(out.species):
         mean = raster_layer(str(out.prediction), probability_name(sym))
         if mean.isValid():
-            styles.style_probability(mean, out.threshold, _band(out.prediction, f"mean_{sym}"), sym)
-        layers.append((mean, i == 0))
+            styles.style_probability(mean, out.threshold, _band(out.prediction, f"mean_{sym}"), sym,
+                                     top=out.mean_max.get(sym, 1.0), calibrated=out.calibrated)
+        layers.append((mean, True))  # every hidden species' map in view (each is transparent below its threshold)
     if out.aux_only is not None:
         for sym in out.species:
             if sym not in out.aux_only_range:

@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from qgis.core import QgsProject
 from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtCore import QPointF, QRectF, Qt, pyqtSignal
@@ -28,6 +30,19 @@ def default_export_base() -> Path:
     """Beside the project file when it is saved, else in the home folder: never a cache."""
     home = QgsProject.instance().homePath()
     return (Path(home) if home else Path.home()) / EXPORT_FOLDER
+
+
+SLIDER_STEPS = 1000  # the threshold slider moves in steps of 0.001 (calibrated maps are mostly below 0.3)
+AREA_TICKS = (0.001, 0.01, 0.1, 1.0)  # the capture curve's area axis: log scale from 0.1 % to 100 %
+
+
+def area_position(share: float) -> float:
+    """Where a share of the region's area lies on the capture curve's log axis (0 at 0.1 % or less, 1 at 100 %)."""
+    import math
+
+    if share <= AREA_TICKS[0]:
+        return 0.0
+    return min(1.0, math.log10(share / AREA_TICKS[0]) / math.log10(AREA_TICKS[-1] / AREA_TICKS[0]))
 
 
 class CaptureCurve(QWidget):
@@ -64,11 +79,12 @@ class CaptureCurve(QWidget):
     def paint(self, p: QPainter, width: int, height: int) -> None:
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.fillRect(QRectF(0, 0, width, height), QColor(255, 255, 255))
-        left, right, top, bottom = 38.0, 10.0, 10.0, 30.0
+        left, right, top = 38.0, 10.0, 10.0
+        bottom = 30.0 + 12.0 * len(self.curves)  # the key sits under the axis, off the lines
         w, h = max(1.0, width - left - right), max(1.0, height - top - bottom)
 
         def pt(x: float, y: float) -> QPointF:
-            return QPointF(left + x * w, top + (1 - y) * h)
+            return QPointF(left + area_position(x) * w, top + (1 - y) * h)
 
         p.setPen(QPen(QColor(120, 120, 120), 1))
         p.drawRect(QRectF(left, top, w, h))
@@ -78,11 +94,15 @@ class CaptureCurve(QWidget):
         for v in (0.0, 0.5, 1.0):
             p.drawText(QRectF(0, top + (1 - v) * h - 7, left - 4, 14), int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter),
                        f"{v:.0%}")
-            p.drawText(QRectF(left + v * w - 20, top + h + 2, 40, 12), int(Qt.AlignmentFlag.AlignHCenter), f"{v:.0%}")
+        for v in AREA_TICKS:
+            p.drawText(QRectF(left + area_position(v) * w - 20, top + h + 2, 40, 12), int(Qt.AlignmentFlag.AlignHCenter),
+                       f"{100 * v:g}%")
         p.drawText(QRectF(0, top + h + 14, width, 14), int(Qt.AlignmentFlag.AlignHCenter),
-                   "top % of area (x) · % of sites (y)")
+                   "top % of area (x, log scale) · % of sites (y)")
         p.setPen(QPen(QColor(170, 170, 170), 1, Qt.PenStyle.DotLine))
-        p.drawLine(pt(0, 0), pt(1, 1))
+        diagonal = [AREA_TICKS[0] * 10 ** (k / 20) for k in range(61)]  # random: y = x, curved on a log axis
+        for a, b in zip(diagonal, diagonal[1:]):
+            p.drawLine(pt(a, a), pt(b, b))
         if not self.curves:
             p.setPen(QColor(110, 110, 110))
             p.drawText(QRectF(left, top, w, h), int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.empty_text)
@@ -104,8 +124,9 @@ class CaptureCurve(QWidget):
                 x, y = self.marks[sym]
                 p.setBrush(colour)
                 p.drawEllipse(pt(x, y), 3.5, 3.5)
-            p.drawText(QRectF(left + 6, top + 4 + 12 * i, w - 12, 12), int(Qt.AlignmentFlag.AlignLeft),
-                       f"{sym}: model ——, baseline – –" + (", aux-only ····" if aux is not None else ""))
+            p.setPen(colour)
+            p.drawText(QRectF(left, top + h + 28 + 12 * i, w, 12), int(Qt.AlignmentFlag.AlignLeft),
+                       f"{sym}: model ——, blurred records – –" + (", aux-only ····" if aux is not None else ""))
 
     def save_png(self, path: Path, width: int = 640, height: int = 420) -> Path:
         image = QImage(width, height, QImage.Format.Format_ARGB32)
@@ -133,7 +154,7 @@ class ResultsPanel(QWidget):
         slider_row = QHBoxLayout()
         self.threshold_slider = QSlider(Qt.Orientation.Horizontal, self)
         self.threshold_slider.setObjectName("m3ThresholdSlider")
-        self.threshold_slider.setRange(1, 99)
+        self.threshold_slider.setRange(1, SLIDER_STEPS - 1)
         self.threshold_slider.setEnabled(False)
         self.threshold_slider.setToolTip("Move to re-colour the probability layers and update the table at "
                                          "another threshold (no new run).")
@@ -142,6 +163,10 @@ class ResultsPanel(QWidget):
         slider_row.addWidget(self.threshold_label)
         slider_row.addWidget(self.threshold_slider, 1)
         layout.addLayout(slider_row)
+        self.scale_label = QLabel(self)
+        self.scale_label.setObjectName("m3ScaleNote")
+        self.scale_label.setWordWrap(True)
+        layout.addWidget(self.scale_label)
         # one column per hidden species, one row per measure: it reads in a narrow dock
         self.table = QTableWidget(len(COMPARISON_HEADERS) - 1, 0, self)
         self.table.setObjectName("m3Comparison")
@@ -183,7 +208,7 @@ class ResultsPanel(QWidget):
     def set_run(self, outputs: RunOutputs, group=None) -> None:
         self.outputs, self.group = outputs, group
         self.threshold_slider.blockSignals(True)
-        self.threshold_slider.setValue(int(round(outputs.threshold * 100)))
+        self.threshold_slider.setValue(int(round(outputs.threshold * SLIDER_STEPS)))
         self.threshold_slider.blockSignals(False)
         self.threshold_slider.setEnabled(bool(outputs.species))
         self.export_button.setEnabled(True)
@@ -197,19 +222,32 @@ class ResultsPanel(QWidget):
         self.caveat.show()
 
     def _slider_moved(self, value: int) -> None:
-        self.set_threshold(value / 100.0)
+        self.set_threshold(value / SLIDER_STEPS)
 
     def set_threshold(self, threshold: float, restyle: bool = True) -> None:
         """Re-colour the run's probability layers and recompute the table and the curve's marks."""
         out = self.outputs
         if out is None:
             return
-        self.threshold_label.setText(f"Threshold {threshold:.2f}")
+        if abs(threshold - out.threshold) < 0.5 / SLIDER_STEPS and out.flag_text:
+            flagged = out.flag_text
+        else:
+            values = [s.scores for s in out.scores if s.scores is not None and len(s.scores)]
+            share = float(np.mean(np.concatenate(values) >= threshold)) if values else float("nan")
+            flagged = (f"moved by hand; {100 * share:.2g} % of the region flagged" if share == share
+                       else "moved by hand")
+        self.threshold_label.setText(f"Threshold {threshold:.3f}")
+        self.threshold_label.setToolTip(flagged)
+        validated = "" if out.validated_threshold != out.validated_threshold else (
+            f" The models' validated threshold for this question: {out.validated_threshold:.3g}.")
+        self.scale_label.setText(f"<small>Flagged: {flagged}. Numbers on the map: {out.scale_note or 'model score'}."
+                                 f"{validated}</small>")
         if restyle and self.group is not None:
             from .results import _band
 
             for sym, layer in probability_layers(self.group).items():
-                styles.style_probability(layer, threshold, _band(out.prediction, f"mean_{sym}"), sym)
+                styles.style_probability(layer, threshold, _band(out.prediction, f"mean_{sym}"), sym,
+                                         top=out.mean_max.get(sym, 1.0), calibrated=out.calibrated)
         if out.scores:
             self.rows = [s.at_threshold(threshold) for s in out.scores]
             cells = [r.cells() for r in self.rows]
@@ -238,7 +276,7 @@ class ResultsPanel(QWidget):
 
     @property
     def threshold(self) -> float:
-        return self.threshold_slider.value() / 100.0
+        return self.threshold_slider.value() / SLIDER_STEPS
 
     # -- export -------------------------------------------------------------------------------
     def export(self, base: Optional[Path] = None) -> Optional[Path]:
@@ -271,7 +309,8 @@ class ResultsPanel(QWidget):
             self.curve.save_png(folder / "capture_curve.png")
             curve_png = "capture_curve.png"
             files += ["capture_curve.csv", curve_png]
-        settings = {**out.settings, "threshold": f"{self.threshold:.2f}",
+        settings = {**out.settings, "threshold": f"{self.threshold:.3f}" + (
+                        "" if abs(self.threshold - out.threshold) < 0.5 / SLIDER_STEPS else " (moved by hand after the run)"),
                     "hidden species": ", ".join(out.species), "run folder": str(out.folder), "run": out.summary}
         write_report_html(folder / "report.html", out.name, settings, self.rows, curve_png, files)
         self.exported.emit(str(folder))

@@ -19,7 +19,8 @@ class DockSettings:
     draws: int = 10
     batch_size: int = 8
     device: str = "auto"
-    threshold: Optional[float] = None  # None: the threshold on the model's card
+    threshold: Optional[float] = None  # a fixed probability; None: flag the top share of the region
+    flag_percent: float = 1.0          # the top share of the region flagged, in per cent
     output_dir: str = ""                # "": the cache folder
     hidden_species: list[str] = field(default_factory=list)
     region_mode: str = "drawn"

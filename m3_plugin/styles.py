@@ -80,31 +80,37 @@ def style_presence(layer: QgsRasterLayer, band: int = 1) -> None:
                  0.0, 1.0, discrete=True)
 
 
-def probability_items(species: str, threshold: float) -> list[QgsColorRampShader.ColorRampItem]:
-    """Transparent below half the threshold, fading in up to the threshold, then YlOrRd to 1; the
-    labels name the species and mark the threshold."""
+def probability_items(species: str, threshold: float, top: float = 1.0) -> list[QgsColorRampShader.ColorRampItem]:
+    """Transparent below half the threshold, fading in up to the threshold, then YlOrRd up to
+    ``top`` (the highest value of the run's map, so that the flagged cells use the whole ramp); the
+    labels name the species, mark the threshold and say what the top is, never "certain"."""
+    top = max(float(top) if top == top else 1.0, threshold + 1e-6)
     low = max(0.0, threshold / 2)
     items = [QgsColorRampShader.ColorRampItem(0.0, QColor(255, 255, 178, 0), "0: not drawn"),
-             QgsColorRampShader.ColorRampItem(low, QColor(255, 255, 178, 0), f"{low:.2f}: faint below the threshold")]
+             QgsColorRampShader.ColorRampItem(low, QColor(255, 255, 178, 0), f"{low:.3g}: faint below the threshold")]
     steps = len(PROBABILITY_COLOURS)
     for i, rgb in enumerate(PROBABILITY_COLOURS):
-        value = threshold + (1.0 - threshold) * i / (steps - 1)
+        value = threshold + (top - threshold) * i / (steps - 1)
         if i == 0:
-            label = f"{value:.2f}: threshold, {species} flagged at or above"
+            label = f"{value:.3g}: threshold, {species} flagged at or above"
         elif i == steps - 1:
-            label = f"{value:.2f}: {species} certain"
+            label = f"{value:.3g}: highest {species} value of this map"
         else:
-            label = f"{value:.2f}"
+            label = f"{value:.3g}"
         items.append(QgsColorRampShader.ColorRampItem(value, QColor(*rgb, 220), label))
     return items
 
 
-def style_probability(layer: QgsRasterLayer, threshold: float, band: int = 1, species: str = "") -> None:
-    """The mean probability of ``species`` (see :func:`probability_items`)."""
+def style_probability(layer: QgsRasterLayer, threshold: float, band: int = 1, species: str = "",
+                      top: float = 1.0, calibrated: bool = False) -> None:
+    """The mean probability of ``species`` (see :func:`probability_items`); the legend's title says
+    whether the numbers are calibrated probabilities (the model card decides)."""
     species = species or _band_species(layer, band, "mean_") or "mineral"
-    items = probability_items(species, threshold)
-    _pseudocolor(layer, band, items, 0.0, 1.0, smooth=True)
-    set_titled_legend(layer, f"{species}: mean probability of presence", items)
+    items = probability_items(species, threshold, top)
+    _pseudocolor(layer, band, items, 0.0, max(top, threshold), smooth=True)
+    what = ("probability that a 1-mile cell holds a recorded site (calibrated)" if calibrated
+            else "model score (not a calibrated probability)")
+    set_titled_legend(layer, f"{species}: {what}", items)
 
 
 def style_ranking(layer: QgsRasterLayer, band: int, species: str, low: float, high: float) -> None:
@@ -162,8 +168,22 @@ def style_prediction_layer(layer: QgsRasterLayer, species: Optional[str] = None,
     species = species if species in means else means[0]
     if threshold is None:
         threshold = prediction_threshold(layer.source())
-    style_probability(layer, threshold, names.index(f"mean_{species}") + 1, species)
+    band = names.index(f"mean_{species}") + 1
+    top = layer.dataProvider().bandStatistics(band).maximumValue
+    style_probability(layer, threshold, band, species, top=top if 0 < top <= 1 else 1.0,
+                      calibrated=prediction_scale(layer.source()) == "calibrated")
     return True
+
+
+def prediction_scale(path: str) -> str:
+    """"calibrated" when the prediction GeoTIFF says its probabilities are calibrated."""
+    try:
+        import rasterio
+
+        with rasterio.open(path) as src:
+            return str(src.tags().get("probability_scale", "model score"))
+    except Exception:  # noqa: BLE001 — an unreadable file is styled as uncalibrated
+        return "model score"
 
 
 def prediction_threshold(path: str, default: float = 0.5) -> float:

@@ -50,7 +50,6 @@ def step() -> None:
             widget = window.findChild(QDockWidget, panel)
             if widget is not None:
                 widget.hide()
-        QgsProject.instance().setCrs(QgsCoordinateReferenceSystem("EPSG:5070"))
         plugin.show_dock(True)
         dock = plugin.dock
         state["dock"] = dock
@@ -66,8 +65,7 @@ def step() -> None:
         for sym, row in dock.mineral_rows.items():
             row.hide.setChecked(sym in HIDE)
         dock.set_region(QgsGeometry.fromRect(REGION), QgsCoordinateReferenceSystem("EPSG:4326"))
-        dock.draws_spin.setValue(4)
-        dock.aux_only_check.setChecked(True)
+        dock.aux_only_check.setChecked(True)  # every other option at the dock's default
         if dock.run() is None:
             raise RuntimeError(dock.status_label.text())
         state["step"] = "wait_run"
@@ -77,27 +75,8 @@ def step() -> None:
             return
         if dock.last_outputs is None:
             raise RuntimeError("the infill did not finish: " + dock.status_label.text())
-        canvas = iface.mapCanvas()
-        layer = next(n.layer() for n in dock.last_group.findLayers() if n.name().endswith("mean probability"))
-        canvas.setDestinationCrs(layer.crs())
-        # zoom on the highest mean probability: 1-mile cells are too small to read over the whole region
-        import numpy as np
-        import rasterio
-
-        with rasterio.open(dock.last_outputs.prediction) as src:
-            mean = np.nan_to_num(src.read(1), nan=-1.0)
-            r, c = np.unravel_index(int(np.argmax(mean)), mean.shape)
-            x, y = src.xy(r, c)
-        canvas.setExtent(QgsRectangle(x - 60000, y - 40000, x + 60000, y + 40000))  # metres in EPSG:5070
-        root = QgsProject.instance().layerTreeRoot()
-        for group in root.children():  # toggled, so that the view hears of it
-            run = group.name() == dock.last_group.name()
-            group.setExpanded(not run)
-            group.setExpanded(run)
-        for node in dock.last_group.findLayers():
-            node.setExpanded(False)
-            node.setExpanded(node.isVisible())
-        canvas.refresh()
+        # the view as the plugin leaves it after Run: no zoom, expansion or styling by this script
+        print(f"qgis_screenshot: flagged {dock.last_outputs.flag_text}; table {dock.comparison_cells()}", flush=True)
         state["step"] = "render"
         state["t_render"] = time.monotonic()
     elif state["step"] == "render":

@@ -94,6 +94,23 @@ def calibrate_model(stack: Stack, model_path: str | Path, out: str | Path, repor
         raise InputError(f"Model files end in .safetensors; got {out}.")
     for p in (out, card_path(out)) + ((Path(report),) if report else ()):
         check_writable(p)
+    card, check = calibrated_card(stack, model_path, draws, seed, device, progress, log)
+    check["out"] = str(out)
+    _write_model(model_path, out, card)
+    log(f"wrote {out} (same weights; the card carries the calibration)")
+    if report is not None:
+        with atomic_path(report) as tmp:
+            tmp.write_text(json.dumps(check, indent=1, default=float))
+        log(f"wrote {report}")
+    return check
+
+
+def calibrated_card(stack: Stack, model_path: str | Path, draws: Optional[int] = None, seed: int = EVAL_SEED,
+                    device: Optional[torch.device] = None, progress: Optional[Progress] = None,
+                    log: Callable[[str], None] = print) -> tuple[ModelCard, dict[str, Any]]:
+    """The card of the model at ``model_path`` with its calibration fitted on the validation blocks,
+    and the check on the test blocks (ECE before and after, reliability, scores)."""
+    model_path = Path(model_path)
     card = read_card(model_path)
     card.check_stack(stack)
     stack = card.fit_stack(stack)
@@ -112,7 +129,7 @@ def calibrate_model(stack: Stack, model_path: str | Path, out: str | Path, repor
     predictor = ModelPredictor.from_file(model_path, device=tensors.device)
     predictor.calibration = None  # fit on the network's own output, whatever the card held
     if progress is not None:
-        progress.start(2 * len(SCENARIOS) * draws, "calibrate (mask draws)")
+        progress.start(3 * len(SCENARIOS) * draws, "calibrate (mask draws)")
     log(f"calibrating {model_path.name} on {len(val.origins)} validation tiles, checking on {len(test.origins)} "
         f"test tiles ({draws} mask draws per scenario)")
     calibration, val_pairs = fit_calibration(predictor, tensors, val, species, progress, log)
@@ -123,7 +140,7 @@ def calibrate_model(stack: Stack, model_path: str | Path, out: str | Path, repor
     test_pairs[POOLED] = (np.concatenate([test_pairs[sc][0] for sc in SCENARIOS]),
                           np.concatenate([test_pairs[sc][1] for sc in SCENARIOS]))
     raw_thresholds = card.metrics.get("validation", {}).get("thresholds", {})
-    check: dict[str, Any] = {"model": str(model_path), "out": str(out), "ece_bins": ECE_BINS,
+    check: dict[str, Any] = {"model": str(model_path), "ece_bins": ECE_BINS,
                              "test_tiles": int(len(test.origins)), "val_tiles": int(len(val.origins)),
                              "draws": draws, "mask_seed": seed, "scenarios": {}}
     for sc, (p, y) in test_pairs.items():
@@ -148,13 +165,7 @@ def calibrate_model(stack: Stack, model_path: str | Path, out: str | Path, repor
     card.calibration = {**calibration.to_dict(),
                         "test_ece": {sc: {"before": v["ece_before"], "after": v["ece_after"]}
                                      for sc, v in check["scenarios"].items()}}
-    _write_model(model_path, out, card)
-    log(f"wrote {out} (same weights; the card carries the calibration)")
-    if report is not None:
-        with atomic_path(report) as tmp:
-            tmp.write_text(json.dumps(check, indent=1, default=float))
-        log(f"wrote {report}")
-    return check
+    return card, check
 
 
 def _write_model(src: Path, out: Path, card: ModelCard) -> None:

@@ -592,7 +592,9 @@ def infill(stack: Stack | StackSource | str | Path,
             if out is not None:
                 from ..data.prediction_io import prediction_file
 
-                tags = {**result.tags(), "stack": stack_fingerprint(source)}  # clusters checks its stack
+                tags = {**result.tags(), "stack": stack_fingerprint(source),  # clusters checks its stack
+                        "probability_scale": "calibrated" if output == "presence" and all(
+                            m.card.calibrated for m in members) else "model score"}
                 if output != "presence":
                     tags["output"] = output
                 if engine.rank == 0:
