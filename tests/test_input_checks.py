@@ -317,8 +317,10 @@ def test_validation_problem_names_a_stack_without_validation_tiles():
     from core.training.train import validation_problem
 
     assert "no validation tile" in validation_problem({"threshold": 0.5, "thresholds": {}, "scenarios": {}, "tiles": 0})
-    ok = {"threshold": 0.3, "tiles": 2, "scenarios": {"region": {"overall": {"positives": 5}}}}
+    ok = {"threshold": 0.3, "tiles": 8, "scenarios": {"region": {"overall": {"positives": 50}}}}
     assert validation_problem(ok) == ""
+    few = {"threshold": 0.0, "tiles": 1, "scenarios": {"region": {"overall": {"positives": 3}}}}
+    assert "rest on 1 validation tile(s) holding 3 hidden record cell(s)" in validation_problem(few)
 
 
 def test_map_layer_points_naming_no_species_are_counted_too():

@@ -11,7 +11,7 @@ from ..data.species import SpeciesCatalog
 from ..data.vector_aux import SPEC_SYNTAX, parse_specs
 from ..output_paths import check_outputs
 from ..progress import TqdmProgress
-from .common_args import add_column_arguments, record_columns
+from .common_args import POSITIVE, add_column_arguments, record_columns
 
 VECTOR_HELP = f"""vector layers as aux bands (after the rasters and the fault distance; each band z-scored
 over the valid cells like the rasters):
@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="lines + numeric field → Gaussian-smoothed density (repeatable; 'none': no default)")
     p.add_argument("--outline", type=Path, default=defaults.OUTLINE, help="polygon layer of valid cells")
     p.add_argument("--crs", default=defaults.GRID_CRS, help="grid CRS (projected, metres)")
-    p.add_argument("--resolution", type=float, default=defaults.RESOLUTION_M, help="cell size in metres")
+    p.add_argument("--resolution", type=POSITIVE, default=defaults.RESOLUTION_M, help="cell size in metres")
     p.add_argument("--species", nargs="*", help="species symbols to keep (default: the 10 defaults)")
     p.add_argument("--extra-species", default="",
                    help="add species or spellings: 'Mo=Molybdenum|moly,Co=Cobalt'")

@@ -1,9 +1,47 @@
-"""The arguments several commands share: the stack to read (``--stack``) and the options that name a
-records CSV's columns."""
+"""The arguments several commands share: the stack to read (``--stack``), the options that name a
+records CSV's columns, and the one check of numeric options (:func:`number`)."""
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
+from typing import Callable, Optional, Union
+
+Number = Union[int, float]
+
+
+def number(kind: type = float, low: Optional[Number] = None, high: Optional[Number] = None,
+           low_open: bool = False, high_open: bool = False) -> Callable[[str], Number]:
+    """An argparse ``type``: a finite number of ``kind`` (int or float) in ``[low, high]`` (the ends
+    open when ``low_open``/``high_open``); anything else is refused with the range, before any
+    work ("argument --lr: must be a finite number > 0, not 'nan'")."""
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
+    wanted = f"{'a whole number' if kind is int else 'a finite number'}{' ' + ' and '.join(parts) if parts else ''}"
+
+    def parse(text: str) -> Number:
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, not {text!r}") from None
+        if not math.isfinite(value) or (low is not None and (value < low or (low_open and value == low))) \
+                or (high is not None and (value > high or (high_open and value == high))):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, not {text!r}")
+        return value
+
+    parse.__name__ = wanted  # argparse names the type in its message
+    return parse
+
+
+POSITIVE_INT = number(int, 1)
+COUNT = number(int, 0)
+POSITIVE = number(float, 0, low_open=True)
+NON_NEGATIVE = number(float, 0)
+PROBABILITY = number(float, 0, 1)
+FINITE = number(float)
 
 from ..data.records import RecordColumns
 from ..data.stack import Stack

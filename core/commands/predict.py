@@ -9,6 +9,7 @@ from ..errors import InputError
 from ..inference.infer import infill
 from ..masks.hiding import HideSpec, UnrecordedRegion, region_from_bounds, region_from_vector
 from ..progress import TqdmProgress
+from .common_args import COUNT, FINITE, POSITIVE_INT, number
 
 GDAL_CACHE_BYTES = 128 * 2 ** 20
 
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                           "(default: the bundled model)")
     p.add_argument("--hide-species", nargs="+", default=[], metavar="SYMBOL", help="species to hide, e.g. Cu Au")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--hide-bounds", nargs=4, type=float, metavar=("MINX", "MINY", "MAXX", "MAXY"),
+    where.add_argument("--hide-bounds", nargs=4, type=FINITE, metavar=("MINX", "MINY", "MAXX", "MAXY"),
                        help="rectangle to hide in (see --bounds-crs)")
     where.add_argument("--hide-vector", type=Path, help="polygon layer to hide in (GeoPackage, Shapefile, ...)")
     p.add_argument("--hide-layer", help="layer of --hide-vector (default: its first)")
@@ -43,13 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "their species")
     p.add_argument("--bounds-crs", default="EPSG:4326",
                    help="CRS of --hide-bounds (default EPSG:4326: lon/lat degrees; 'grid' for the stack's CRS)")
-    p.add_argument("--draws", type=int, default=1,
+    p.add_argument("--draws", type=POSITIVE_INT, default=1,
                    help="random mask draws per model (default 1: the hidden set alone; more adds random extra "
                         "masking from the model's training configuration around it)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random mask draws")
-    p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
-    p.add_argument("--window", type=int, help="largest window side in cells (default: 8 tiles, at least 512; fitted to the grid)")
-    p.add_argument("--overlap", type=int, help="cells shared by neighbouring windows (default: one tile)")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=4, help="windows per forward pass")
+    p.add_argument("--window", type=number(int, 32), help="largest window side in cells (default: 8 tiles, at least 512; fitted to the grid)")
+    p.add_argument("--overlap", type=COUNT, help="cells shared by neighbouring windows (default: one tile)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--bf16", action="store_true",
                    help="run the U-Net's backbone in bf16 (CUDA, or a CPU with AVX512-BF16/AMX): 1.4x faster on "

@@ -14,7 +14,7 @@ import rasterio
 from ..atomic import atomic_path
 from ..errors import InputError
 from .grid import Grid
-from .tagged_tiff import open_tagged
+from .tagged_tiff import open_tagged, unreadable
 
 STACK_TAG = "M3_STACK"
 MAKE_STACK = "python train_cli.py build-stack"
@@ -61,6 +61,23 @@ def normalisation_differences(expected: list[AuxBand], actual: list[AuxBand], to
             out.append(f"{e.name} (mean {e.mean:.4g}, std {e.std:.4g} expected; the stack's {a.mean:.4g}, "
                        f"{a.std:.4g})")
     return out
+
+
+def stack_layout(path: Path, meta: dict[str, Any], band_count: int) -> tuple[list[str], list[AuxBand]]:
+    """The species and aux bands a stack's tag describes, checked against its band count; an
+    :class:`InputError` when the tag is damaged or does not fit the file."""
+    try:
+        species = [str(s) for s in meta["species"]]
+        aux_bands = [AuxBand(**b) for b in meta["aux_bands"]]
+        for b in aux_bands:
+            b.mean, b.std = float(b.mean), float(b.std)
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"{path}: its {STACK_TAG} tag is damaged ({e!r}); rebuild the stack with: {MAKE_STACK}") from None
+    expected = len(species) + len(aux_bands) + 1
+    if band_count != expected:
+        raise InputError(f"{path} has {band_count} bands but its {STACK_TAG} tag describes {expected}; rebuild the "
+                         f"stack with: {MAKE_STACK}")
+    return species, aux_bands
 
 
 @dataclass
@@ -157,11 +174,14 @@ class Stack:
         """Read a stack written by :meth:`write`."""
         src, meta, grid = open_tagged(path, STACK_TAG, "stack", MAKE_STACK)
         with src:
-            data = src.read()
-        s = len(meta["species"])
-        aux_bands = [AuxBand(**b) for b in meta["aux_bands"]]
+            species, aux_bands = stack_layout(Path(path), meta, src.count)
+            try:
+                data = src.read()
+            except rasterio.errors.RasterioIOError as e:
+                raise InputError(unreadable(Path(path), "stack", MAKE_STACK, e)) from None
+        s = len(species)
         a = len(aux_bands)
-        return cls(grid=grid, species=list(meta["species"]),
+        return cls(grid=grid, species=species,
                    presence=data[:s].astype(np.uint8), aux_bands=aux_bands,
                    aux=np.ascontiguousarray(data[s:s + a]), valid=data[s + a] > 0.5,
                    info=meta.get("info", {}))

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import rasterio
 
 from ..errors import InputError
 from .grid import Grid
-from .stack import MAKE_STACK, STACK_TAG, AuxBand, Stack
-from .tagged_tiff import open_tagged
+from .stack import MAKE_STACK, STACK_TAG, AuxBand, Stack, stack_layout
+from .tagged_tiff import open_tagged, unreadable
 
 
 class StackSource(Protocol):
@@ -97,14 +98,12 @@ class GeoTiffStackSource:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._src, meta, self.grid = open_tagged(self.path, STACK_TAG, "stack", MAKE_STACK)
-        self.species = list(meta["species"])
-        self.aux_bands = [AuxBand(**b) for b in meta["aux_bands"]]
-        self.info = meta.get("info", {})
-        expected = len(self.species) + len(self.aux_bands) + 1
-        if self._src.count != expected:
+        try:
+            self.species, self.aux_bands = stack_layout(self.path, meta, self._src.count)
+        except InputError:
             self._src.close()
-            raise InputError(f"{self.path} has {self._src.count} bands but its {STACK_TAG} tag describes "
-                             f"{expected}; rebuild the stack with build-stack.")
+            raise
+        self.info = meta.get("info", {})
 
     @property
     def aux_names(self) -> list[str]:
@@ -118,7 +117,10 @@ class GeoTiffStackSource:
         if ov is not None:
             (gr, gc), (wr, wc) = ov
             win = Window(gc.start, gr.start, gc.stop - gc.start, gr.stop - gr.start)
-            out[:, wr, wc] = self._src.read(bands, window=win, out_dtype=np.float32)
+            try:
+                out[:, wr, wc] = self._src.read(bands, window=win, out_dtype=np.float32)
+            except rasterio.errors.RasterioIOError as e:
+                raise InputError(unreadable(self.path, "stack", MAKE_STACK, e)) from None
         return out
 
     def read_window(self, row0: int, col0: int, height: int, width: int) -> Stack:

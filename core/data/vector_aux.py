@@ -234,6 +234,23 @@ def numeric_values(values: np.ndarray, name: str, source: str) -> np.ndarray:
     return out
 
 
+def check_degrees(lon: np.ndarray, lat: np.ndarray, source: str) -> None:
+    """Refuse WGS84 points whose coordinates are not degrees in range, saying when they look
+    swapped or projected (the records' wording: :func:`core.data.records.coordinates_note`)."""
+    from .records import coordinates_note
+
+    lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+    bad = ~(np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90))
+    if not bad.any():
+        return
+    swapped = int((bad & (np.abs(lat) <= 180) & (np.abs(lon) <= 90)).sum())
+    projected = int((bad & (np.maximum(np.abs(lon), np.abs(lat)) > 1000)).sum())
+    note = coordinates_note(int(bad.sum()), swapped, projected)
+    raise InputError(f"{source}: {int(bad.sum())} of {len(lon)} points have coordinates out of range for WGS84 "
+                     f"degrees (longitude in [-180, 180], latitude in [-90, 90]){'; ' + note if note else ''}. A CSV "
+                     "of points needs WGS84 lon and lat columns.")
+
+
 def point_coordinates(geoms: Geometries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x, y of each point and the index of its feature (a MultiPoint gives one point per part)."""
     xs, ys, idx = [], [], []
@@ -514,7 +531,13 @@ class PointSamplesSpec:
         cens = [f"{f}_cens" for f in self.fields]
         feats = read_features(self.path, self.layer, self.fields, self.where, optional_fields=cens)
         lon, lat, owner = point_coordinates(feats.geometries)
-        x, y = transform_points(feats.crs, grid.crs, lon, lat)
+        if feats.crs == WGS84:
+            check_degrees(lon, lat, feats.source)
+        try:
+            x, y = transform_points(feats.crs, grid.crs, lon, lat)
+        except Exception as e:  # noqa: BLE001 — rasterio/PROJ raise their own errors for coordinates off the CRS
+            raise InputError(f"The points of {feats.source} cannot be carried into the grid's CRS ({e}); check that "
+                             "their coordinates are in the layer's CRS.") from None
         values = {f: numeric_values(feats.values[f], f, feats.source)[owner] for f in self.fields}
         gridded = grid_point_samples(np.asarray(x), np.asarray(y), values, grid, log=self.log, cells=valid)
         how = f"IDW of the {IDW_NEIGHBOURS} nearest samples, power {IDW_POWER:g}"

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -172,7 +173,11 @@ def read_card(path: str | Path) -> ModelCard:
     if not cp.exists():
         raise InputError(f"The model {path} has no card {cp} beside it; copy the .json card with the weights.")
     try:
-        card = ModelCard(**json.loads(cp.read_text()))
+        text = json.loads(cp.read_text())
+        if not isinstance(text, dict):
+            raise TypeError(f"it holds a JSON {type(text).__name__}, not an object")
+        known = {f.name for f in fields(ModelCard)}  # fields of newer versions are left aside
+        card = ModelCard(**{k: v for k, v in text.items() if k in known})
     except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
         raise InputError(f"The model card {cp} is not a valid M3 card ({e}).") from None
     problems = card_problems(card)
@@ -217,6 +222,67 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _is_finite(v: Any) -> bool:
+    return _is_number(v) and math.isfinite(v)
+
+
+def _aux_band_problems(bands: list[dict[str, Any]]) -> list[str]:
+    """Each aux band needs a finite ``mean`` and a finite positive ``std`` (how the model's inputs
+    were z-scored); ``units`` and ``source`` are text."""
+    bad = []
+    for b in bands:
+        if not _is_finite(b.get("mean")):
+            bad.append(f"aux band {b['name']}: mean must be a finite number, not {b.get('mean')!r}")
+        if not _is_finite(b.get("std")) or b["std"] <= 0:
+            bad.append(f"aux band {b['name']}: std must be a finite positive number, not {b.get('std')!r}")
+        unknown = set(b) - {"name", "mean", "std", "units", "source"}
+        wrong = [k for k in ("units", "source") if k in b and not isinstance(b[k], str)]
+        if unknown or wrong:
+            bad.append(f"aux band {b['name']}: {'unknown fields ' + str(sorted(unknown)) if unknown else ''}"
+                       f"{'; ' if unknown and wrong else ''}{' and '.join(wrong) + ' must be text' if wrong else ''}")
+    return bad
+
+
+def _section_problems(card: ModelCard) -> list[str]:
+    """The card's grid, masking, training settings, hold-out split and thresholds, as the code
+    that reads them needs them (each checked where it is present)."""
+    from ..masks.masking import MaskSpec
+    from ..masks.tiles import HoldoutSplit
+
+    bad = []
+    grid = card.grid if isinstance(card.grid, dict) else {}
+    if "resolution" in grid and (not _is_finite(grid["resolution"]) or grid["resolution"] <= 0):
+        bad.append(f"grid.resolution must be a cell size in metres (a positive number), not {grid['resolution']!r}")
+    for key in ("crs", "crs_wkt"):
+        if key in grid and not (isinstance(grid[key], str) and grid[key]):
+            bad.append(f"grid.{key} must be a CRS in text (e.g. 'EPSG:5070'), not {grid[key]!r}")
+    masking = card.masking if isinstance(card.masking, dict) else {}
+    if masking:
+        known = {f.name for f in fields(MaskSpec)}
+        try:
+            MaskSpec.from_dict({k: v for k, v in masking.items() if k in known})
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError, InputError) as e:
+            bad.append(f"masking is not a valid masking configuration ({e})")
+    training = card.training if isinstance(card.training, dict) else {}
+    for key in ("aux_dropout", "min_valid"):
+        if training.get(key) is not None and not _is_finite(training[key]):
+            bad.append(f"training.{key} must be a number, not {training[key]!r}")
+    holdout = card.data.get("holdout") if isinstance(card.data, dict) else None
+    if holdout is not None:
+        try:
+            split = holdout["split"]
+            if not isinstance(split, dict):
+                raise TypeError("not a JSON object")
+            HoldoutSplit.from_dict(split)
+        except (TypeError, ValueError, KeyError, InputError) as e:
+            bad.append(f"data.holdout.split is not a hold-out split ({e})")
+    validation = card.metrics.get("validation", {}) if isinstance(card.metrics, dict) else {}
+    per = validation.get("thresholds", {}) if isinstance(validation, dict) else None
+    if not isinstance(per, dict) or not all(_is_finite(v) and 0.0 <= v <= 1.0 for v in per.values()):
+        bad.append("metrics.validation.thresholds must map scenarios to probabilities between 0 and 1")
+    return bad
+
+
 def card_problems(card: ModelCard) -> list[str]:
     """What is wrong with a card's fields (types, ranges, architecture and its options); empty
     when nothing is."""
@@ -229,6 +295,9 @@ def card_problems(card: ModelCard) -> list[str]:
     if not isinstance(card.aux_bands, list) or not all(isinstance(b, dict) and isinstance(b.get("name"), str)
                                                        for b in card.aux_bands):
         bad.append("aux_bands must be a list of bands with a name")
+    else:
+        bad += _aux_band_problems(card.aux_bands)
+    bad += _section_problems(card)
     if not _is_int(card.tile_size) or card.tile_size <= 0:
         bad.append(f"tile_size must be a positive whole number of cells, not {card.tile_size!r}")
     if not _is_number(card.threshold) or not 0.0 <= float(card.threshold) <= 1.0:

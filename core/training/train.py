@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path, check_writable
-from ..data.stack import Stack
+from ..data.stack import Stack, stack_fingerprint
 from ..device import pick_device
 from ..errors import InputError
 from ..masks.masking import (DRAW_SCENARIOS, SCENARIOS, UNRECORDED, MaskSpec, draw_masks, drop_aux_bands,
@@ -45,6 +45,9 @@ from .validation import HoldoutMasks, collect, pooled_threshold
 
 # Fields that may change between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = ("checkpoint_every", "val_every")
+# Fewer validation tiles or hidden record cells than these: the threshold is not a measurement.
+MIN_VALIDATION_TILES = 4
+MIN_VALIDATION_RECORDS = 20
 
 
 @dataclass
@@ -278,7 +281,8 @@ class Trainer:
         return value
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        return {"step": self.step, "config": self.config.to_dict(), "history": self.history}
+        return {"step": self.step, "config": self.config.to_dict(), "history": self.history,
+                "stack": stack_fingerprint(self.stack), "records": str(self.stack.info.get("records", ""))}
 
     def save(self, directory: Path) -> None:
         save_checkpoint(directory, self.model, self.optimizer, self.checkpoint_meta())
@@ -295,6 +299,13 @@ class Trainer:
         if diff:
             raise InputError(f"The checkpoint in {directory} was made with other settings ({', '.join(diff)}); "
                              "resume with the same options, or use another --checkpoint-dir to start afresh.")
+        mine = stack_fingerprint(self.stack)
+        if meta.get("stack") and meta["stack"] != mine:  # checkpoints of older versions carry none
+            made_on = f" (records {meta['records']})" if meta.get("records") else ""
+            raise InputError(f"The checkpoint in {directory} was made on another stack{made_on}: resuming it on "
+                             f"this one (records {self.stack.info.get('records', '?')}) would train on two stacks and "
+                             "write a card naming the second. Resume with the stack it was made on, or use another "
+                             "--checkpoint-dir to start afresh.")
         load_checkpoint(directory, self.model, self.optimizer)
         self.step, self.history = int(meta["step"]), meta["history"]
         return True
@@ -412,6 +423,8 @@ def train(stack: Stack, config: TrainConfig, out: str | Path, checkpoint_dir: Op
     file ``out`` (rank 0). Returns the validation scores and run facts. ``record_sources``: see
     :class:`Trainer`."""
     out = Path(out)
+    if not (isinstance(config.steps, int) and config.steps >= 1):
+        raise InputError(f"Training needs at least one step (steps {config.steps!r}); give --steps 1 or more.")
     dist, dev, why = init_distributed(device)
     say = log if dist.main else (lambda s: None)
     if dist.main:
@@ -492,19 +505,25 @@ def train(stack: Stack, config: TrainConfig, out: str | Path, checkpoint_dir: Op
 
 def validation_problem(validation: dict[str, Any]) -> str:
     """Why a model's validation scores and threshold mean nothing ('' when they do): no
-    validation tile, or no hidden record in them (recall and AUPRC undefined, threshold 0.5)."""
-    why = ""
-    if not validation.get("tiles"):
-        why = "the stack has no validation tile (it is too small for its held-out validation blocks)"
-    elif not sum(r["overall"].get("positives", 0) for r in validation.get("scenarios", {}).values()):
-        why = f"its {validation['tiles']} validation tile(s) hold no hidden record"
-    if not why:
-        return ""
-    return (f"The model's threshold ({float(validation['threshold']):g}) and validation scores are not measured: "
-            f"{why}, so recall and AUPRC are undefined (NaN) and the threshold is the default, not one chosen on "
-            "records. Train on a larger stack (more records and area: several validation blocks of the holdout "
-            "layout), or a smaller --block-size/--tile-size or larger --val-fraction so that validation tiles "
-            "hold records.")
+    validation tile, no hidden record in them (recall and AUPRC undefined, threshold 0.5), or
+    fewer than :data:`MIN_VALIDATION_TILES` tiles or :data:`MIN_VALIDATION_RECORDS` hidden record
+    cells (a threshold chosen on so few says little)."""
+    tiles = int(validation.get("tiles") or 0)
+    positives = sum(r["overall"].get("positives", 0) for r in validation.get("scenarios", {}).values())
+    threshold = float(validation["threshold"])
+    fix = ("Train on a larger stack (more records and area: several validation blocks of the holdout layout), or a "
+           "smaller --block-size/--tile-size or larger --val-fraction so that validation tiles hold records.")
+    if not tiles or not positives:
+        why = ("the stack has no validation tile (it is too small for its held-out validation blocks)" if not tiles
+               else f"its {tiles} validation tile(s) hold no hidden record")
+        return (f"The model's threshold ({threshold:g}) and validation scores are not measured: {why}, so recall "
+                "and AUPRC are undefined (NaN) and the threshold is the default, not one chosen on records. " + fix)
+    if tiles < MIN_VALIDATION_TILES or positives < MIN_VALIDATION_RECORDS:
+        return (f"The model's threshold ({threshold:.4f}) and validation scores rest on {tiles} validation tile(s) "
+                f"holding {positives} hidden record cell(s) (fewer than {MIN_VALIDATION_TILES} tiles or "
+                f"{MIN_VALIDATION_RECORDS} cells): they are not a measurement; set your own threshold (clusters "
+                "--threshold) or " + fix[0].lower() + fix[1:])
+    return ""
 
 
 def _pooled_dice(v: dict[str, Any]) -> float:
