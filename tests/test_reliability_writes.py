@@ -254,3 +254,16 @@ def test_disk_errors_are_told_from_data_errors():
     assert is_disk_error(Exception("Error while serializing: I/O error: No space left on device (os error 28)"))
     assert not is_disk_error(OSError(errno.ENOENT, "No such file"))
     assert not is_disk_error(ValueError("bad value"))
+
+
+def test_the_run_summary_tables_on_a_full_disk_keep_the_old_ones(small_disk):
+    from core.evaluation.run_summary import write_report_html, write_table_csv
+
+    table, page = small_disk / "table.csv", small_disk / "report.html"
+    write_table_csv(table, [])
+    write_report_html(page, "old", {}, [])
+    before = table.read_bytes(), page.read_bytes()
+    fill(small_disk)
+    with pytest.raises(M3Error, match=f"disk mounted at {small_disk}"):
+        write_report_html(page, "new", {f"setting {i}": "x" * 100 for i in range(100)}, [])
+    assert (table.read_bytes(), page.read_bytes()) == before and partial_files(small_disk) == []

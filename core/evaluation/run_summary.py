@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..data.grid import Grid
 from ..data.rasterize import record_cells
 from ..data.records import Records
@@ -167,7 +168,7 @@ def species_scores(mean: dict[str, np.ndarray], grid: Grid, region_cells: np.nda
 
 def write_table_csv(path: str | Path, rows: Sequence[ThresholdRow]) -> Path:
     path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["species", "known_sites_in_region", "sites_in_flagged_cells", "share_of_sites",
                     "flagged_area_km2", "share_of_region", "baseline_share_of_sites", "lift", "threshold"])
@@ -178,7 +179,7 @@ def write_table_csv(path: str | Path, rows: Sequence[ThresholdRow]) -> Path:
 
 def write_curve_csv(path: str | Path, scores: Sequence[SpeciesScores], points: int = CURVE_POINTS) -> Path:
     path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         columns = []  # (header, values), a species' columns together
         for s in scores:
@@ -216,14 +217,14 @@ def write_report_html(path: str | Path, title: str, settings: dict[str, Any], ro
         parts.append("<h2>Files</h2><ul>" + "".join(f"<li>{e(f)}</li>" for f in files) + "</ul>")
     parts.append("</body></html>")
     path = Path(path)
-    path.write_text("\n".join(parts), encoding="utf-8")
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")
     return path
 
 
 def write_sites(records: Records, species: Sequence[str], path: str | Path, layer: str = "known_sites") -> int:
     """The records that name any of ``species`` as a GeoPackage point layer in WGS84 (fields: name,
     commodities, species = the given species each names), atomically; returns how many."""
-    from ..atomic import atomic_path
     from ..data.vectors import ogr_modules
 
     _, ogr, osr = ogr_modules()
