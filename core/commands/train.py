@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -53,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="base configuration; every option below overrides it (default: quick)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint when there is one")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="skip the calibration fitted on the validation blocks after training (see the calibrate "
+                        "command); the model's maps are then scores, not calibrated probabilities")
     p.add_argument("--checkpoint-dir", type=Path, help="checkpoints and validation figure (default: <out>.ckpt)")
     g = p.add_argument_group("data and model")
     g.add_argument("--seed", type=int, help="model initialisation, tiles and masks")
@@ -202,4 +206,27 @@ def run(args: argparse.Namespace) -> int:
     stack = load_stack(args.stack)
     train(stack, config, args.out, checkpoint_dir=args.checkpoint_dir, resume=args.resume, device=args.device,
           progress=TqdmProgress(), record_sources=record_sources(config, stack, args.records))
+    import os
+
+    if not args.no_calibrate and not config.model_options.get(PU_OPTION) and os.environ.get("RANK", "0") == "0":
+        calibrate_trained(stack, args.out, args.device)
     return 0
+
+
+def calibrate_trained(stack, out: Path, device: str) -> None:
+    """Fit the new model's calibration on its validation blocks and write it into its card."""
+    import json
+    from dataclasses import asdict
+
+    from ..atomic import atomic_path
+    from ..device import pick_device
+    from ..evaluation.calibrate import calibrated_card
+
+    print("calibrating the model's probabilities on its validation blocks (skip with --no-calibrate)")
+    try:
+        card, _check = calibrated_card(stack, out, device=pick_device(device)[0], progress=TqdmProgress())
+    except InputError as e:  # the model is trained and written; only its numbers stay uncalibrated
+        print(f"warning: the model's probabilities are not calibrated: {e}", file=sys.stderr)
+        return
+    with atomic_path(card_path(out)) as tmp:
+        tmp.write_text(json.dumps(asdict(card), indent=2))
