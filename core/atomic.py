@@ -95,7 +95,8 @@ def glob_escape(name: str) -> str:
 
 
 def check_writable(path: os.PathLike | str) -> Path:
-    """Fail early, before any long work, when ``path`` cannot be written."""
+    """Fail early, before any long work, when ``path`` cannot be written (a missing or read-only
+    folder, a read-only file, a full disk)."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -104,7 +105,14 @@ def check_writable(path: os.PathLike | str) -> Path:
         raise InputError(f"Cannot write {path}: folder {parent} is not writable. Choose another path.")
     if path.exists() and not os.access(path, os.W_OK):
         raise InputError(f"Cannot write {path}: the file exists and is read-only.")
+    check_room(path)
     return path
+
+
+def check_room(path: Path) -> None:
+    """Refuse to start writing ``path`` on a full disk (:func:`disk_full`)."""
+    if disk_full(path.parent if str(path.parent) else Path(".")):
+        raise write_failed(path, "the disk is full")
 
 
 def is_disk_error(error: BaseException) -> bool:
@@ -119,11 +127,13 @@ def is_disk_error(error: BaseException) -> bool:
 
 
 def disk_full(path: os.PathLike | str) -> bool:
-    """Whether the disk holding ``path`` has less than :data:`FULL_DISK_BYTES` free."""
+    """Whether the disk holding ``path`` is full: less than :data:`FULL_DISK_BYTES` free, or less
+    than 1 % of a disk smaller than 100 MiB."""
     try:
-        return shutil.disk_usage(mount_point(path)).free < FULL_DISK_BYTES
+        usage = shutil.disk_usage(mount_point(path))
     except OSError:
         return False
+    return usage.free < min(FULL_DISK_BYTES, usage.total // 100)
 
 
 def mount_point(path: os.PathLike | str) -> Path:

@@ -113,7 +113,16 @@ def assert_refused_on_the_disk(err: str, disk: Path) -> None:
 
 
 # -- a full disk -----------------------------------------------------------------------------------------
-def test_build_stack_on_a_full_disk_keeps_the_good_stack(small_disk, inputs, capsys):
+@pytest.fixture(params=["up front", "while writing"])
+def when(request, monkeypatch) -> str:
+    """Whether the full disk is seen up front (core.atomic.check_room, before any work) or only by
+    the write itself (that check switched off: GDAL prints the error and goes on)."""
+    if request.param == "while writing":
+        monkeypatch.setattr("core.atomic.check_room", lambda path: None)
+    return request.param
+
+
+def test_build_stack_on_a_full_disk_keeps_the_good_stack(small_disk, inputs, capsys, when):
     out = small_disk / "stack.tif"
     assert build_stack(inputs, out) == 0
     good = out.read_bytes()
@@ -130,7 +139,7 @@ def test_build_stack_on_a_full_disk_keeps_the_good_stack(small_disk, inputs, cap
         src.read()
 
 
-def test_predict_on_a_full_disk_keeps_the_good_prediction(small_disk, stack_and_model, capsys):
+def test_predict_on_a_full_disk_keeps_the_good_prediction(small_disk, stack_and_model, capsys, when):
     stack, model = stack_and_model
     out = small_disk / "pred.tif"
     assert predict(stack, model, out, "--no-quicklook") == 0
@@ -144,7 +153,7 @@ def test_predict_on_a_full_disk_keeps_the_good_prediction(small_disk, stack_and_
     assert out.read_bytes() == good and partial_files(small_disk) == []
 
 
-def test_quicklook_on_a_full_disk_is_a_message(small_disk, stack_and_model, tmp_path, capsys):
+def test_quicklook_on_a_full_disk_is_a_message(small_disk, stack_and_model, tmp_path, capsys, when):
     stack, model = stack_and_model
     fill(small_disk)
     assert predict(stack, model, tmp_path / "pred.tif", "--quicklook", small_disk / "q.png") == 2
@@ -152,7 +161,7 @@ def test_quicklook_on_a_full_disk_is_a_message(small_disk, stack_and_model, tmp_
     assert not (small_disk / "q.png").exists() and partial_files(small_disk) == []
 
 
-def test_train_on_a_full_disk_is_a_message(small_disk, stack_and_model, capsys):
+def test_train_on_a_full_disk_is_a_message(small_disk, stack_and_model, capsys, when):
     stack, _ = stack_and_model
     fill(small_disk)
     rc = cli_main(["train", "--stack", str(stack), "--out", str(small_disk / "m.safetensors"), "--steps", "1",
@@ -163,7 +172,7 @@ def test_train_on_a_full_disk_is_a_message(small_disk, stack_and_model, capsys):
     assert not (small_disk / "m.safetensors").exists() and not (small_disk / "m.json").exists()
 
 
-def test_model_file_on_a_full_disk_keeps_the_old_model(small_disk):
+def test_model_file_on_a_full_disk_keeps_the_old_model(small_disk, when):
     card = card_for(synthetic_stack(64, 64, n_species=2, n_aux=1, seed=5))
     card.model.update(arch="none", options={"context_sigmas": [2]})  # a small model: its file fits the disk
     target = save_model(small_disk / "m.safetensors", build_model(card.model_config), card)
@@ -175,7 +184,7 @@ def test_model_file_on_a_full_disk_keeps_the_old_model(small_disk):
     assert partial_files(small_disk) == []
 
 
-def test_clusters_on_a_full_disk_is_a_message(small_disk, stack_and_model, tmp_path, capsys):
+def test_clusters_on_a_full_disk_is_a_message(small_disk, stack_and_model, tmp_path, capsys, when):
     stack, model = stack_and_model
     pred = tmp_path / "pred.tif"
     assert predict(stack, model, pred, "--no-quicklook") == 0
@@ -256,7 +265,7 @@ def test_disk_errors_are_told_from_data_errors():
     assert not is_disk_error(ValueError("bad value"))
 
 
-def test_the_run_summary_tables_on_a_full_disk_keep_the_old_ones(small_disk):
+def test_the_run_summary_tables_on_a_full_disk_keep_the_old_ones(small_disk, when):
     from core.evaluation.run_summary import write_report_html, write_table_csv
 
     table, page = small_disk / "table.csv", small_disk / "report.html"
