@@ -181,3 +181,25 @@ def test_a_constant_point_field_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--points" in err and "soil_Cu" in err and "carries no information" in err
     assert build_with(tmp_path, "--points", f"{samples}::fields=Zn_mgkg::prefix=soil") == 0
+
+
+def test_a_raster_larger_than_the_budget_is_read_around_the_grid(tmp_path, monkeypatch):
+    """A raster much larger and finer than the grid is read only around it, by strips, averaged
+    over blocks: a linear field comes out as when read whole."""
+    import core.data.raster_values as rv
+
+    grid, valid = small_grid()
+    n = 600  # 100 m cells over 60 km, the 20 km square in the middle
+    yy, xx = np.mgrid[0:n, 0:n]
+    data = (3.0 * xx - 2.0 * yy).astype(np.float32)
+    path = tmp_path / "fine.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=n, height=n, count=1, dtype="float32", crs="EPSG:5070",
+                       transform=from_origin(X0 - 20_000, Y0 + 40_000, 100.0, 100.0)) as dst:
+        dst.write(data, 1)
+    whole, _ = resample_to_grid(path, grid, valid)
+    monkeypatch.setattr(rv, "MIN_SOURCE_CELLS", 1000)  # 10 x 10 blocks of 100 m: 2 km cells hold whole blocks
+    monkeypatch.setattr(rv, "STRIP_CELLS", 5_000)
+    with rasterio.open(path) as src:
+        reading = rv.band_on_grid(src, 1, grid)
+    assert reading.block == 10
+    assert np.allclose(reading.values[valid], whole[valid], atol=1e-2)

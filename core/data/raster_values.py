@@ -78,7 +78,8 @@ def _as_float(raw: np.ndarray, src: Any, band: int, signed: bool,
 
 def _source_window(src: Any, grid: Grid, margin: int = 3):
     """The window of the raster around the grid (its whole extent when the grid's bounds cannot be
-    carried into the raster's CRS); None when they do not meet."""
+    carried into the raster's CRS); None when they do not meet. The margin is ``margin`` raster
+    cells plus two grid cells, the reach of GDAL's resampling kernel when it shrinks the raster."""
     from rasterio.warp import transform_bounds
     from rasterio.windows import Window, from_bounds
 
@@ -90,6 +91,7 @@ def _source_window(src: Any, grid: Grid, margin: int = 3):
         win = from_bounds(l, b, r, t, transform=src.transform)
     except Exception:  # noqa: BLE001 — a CRS pair the bounds cannot be carried across: read it all
         return whole
+    margin += 2 * math.ceil(max(abs(win.width) / grid.width, abs(win.height) / grid.height))
     c0 = max(0, math.floor(min(win.col_off, win.col_off + win.width)) - margin)
     r0 = max(0, math.floor(min(win.row_off, win.row_off + win.height)) - margin)
     c1 = min(src.width, math.ceil(max(win.col_off, win.col_off + win.width)) + margin)
@@ -152,6 +154,9 @@ def band_on_grid(src: Any, band: int, grid: Grid,
             return BandReading(out, signed_bytes=is_signed_byte(src, band))
     cells = int(window.width) * int(window.height)
     block = max(1, math.ceil(math.sqrt(cells / budget))) if cells > budget else 1
+    if block > 1:  # whole blocks only: a partial block's mean would sit off its cell's centre
+        window = Window(window.col_off, window.row_off, max(block, int(window.width) // block * block),
+                        max(block, int(window.height) // block * block))
     values, n_fill, example = read_band(src, band, window, block)
     transform = window_transform(window, src.transform)
     if block > 1:
