@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .errors import InputError, M3Error, WriteError
+from .errors import Cancelled, InputError, M3Error, WriteError
 
 STALE_PARTIAL_AGE_S = 24 * 3600  # a partial file untouched this long has no live writer
 # errors of the disk, not of the data: the write is refused with the disk named
@@ -272,10 +272,10 @@ def _fsync(path: Path, directory: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: os.PathLike | str, verify: bool = True) -> Iterator[Path]:
-    """Yield a temporary path; on success it is checked (``verify``: :func:`verify_written`),
-    flushed and renamed to ``path``; on error it is removed and an existing ``path`` left as it
-    was; a disk's error (full, quota, I/O) becomes a :class:`WriteError` naming the disk."""
+def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
+    """Yield a temporary path; on success it is checked (:func:`verify_written`), flushed and
+    renamed to ``path``; on error it is removed and an existing ``path`` left as it was; a disk's
+    error (full, quota, I/O) becomes a :class:`WriteError` naming the disk."""
     path = check_writable(path)
     clean_stale_partials(path)
     try:
@@ -288,11 +288,9 @@ def atomic_path(path: os.PathLike | str, verify: bool = True) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        if verify and tmp_path.exists():  # some writers (the GeoPackage driver) remove and recreate it
-            verify_written(tmp_path, path)
-        if tmp_path.exists():
-            _fsync(tmp_path)
+        yield tmp_path  # some writers (the GeoPackage driver) remove it and make it again
+        verify_written(tmp_path, path)
+        _fsync(tmp_path)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
@@ -303,6 +301,6 @@ def atomic_path(path: os.PathLike | str, verify: bool = True) -> Iterator[Path]:
             tmp_path.unlink()
         if isinstance(e, Exception) and is_disk_error(e):
             raise write_failed(path, getattr(e, "strerror", None) or e) from None
-        if isinstance(e, Exception) and not isinstance(e, WriteError) and disk_full(path.parent):
+        if isinstance(e, Exception) and not isinstance(e, (WriteError, Cancelled)) and disk_full(path.parent):
             raise write_failed(path, f"{e} (the disk is full)") from None  # a writer's words for it
         raise
