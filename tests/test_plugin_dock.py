@@ -234,7 +234,7 @@ def test_infill_run_adds_a_group_and_fills_the_comparison_table(dock, qgis_iface
     assert {"prediction.tif", "capture_curve.png", "capture_curve.csv", "table.csv", "report.html",
             "region.gpkg", "known_sites.gpkg"} <= names
     assert "Au_model" in (folder / "capture_curve.csv").read_text().splitlines()[0]
-    assert f"{moved:.2f}" in (folder / "report.html").read_text()
+    assert f"{moved:.3f}" in (folder / "report.html").read_text()
     assert (folder / "capture_curve.png").stat().st_size > 1000
     del layers, items
 
