@@ -42,6 +42,21 @@ def test_aux_only_map_maps_the_extent_and_reports_progress_to_100(processing, st
     assert seen[-1] == 100 and seen == sorted(seen) and len(set(seen)) >= 3  # features, fit, map
 
 
+def test_an_extent_in_another_crs_is_taken_onto_the_stack(processing, stack_file, tmp_path):
+    from rasterio.warp import transform_bounds
+
+    stack, path = stack_file
+    left, bottom, right, top = stack.grid.window(40, 30, 10, 16).bounds
+    lon0, lat0, lon1, lat1 = transform_bounds(stack.grid.crs, "EPSG:4326", left, bottom, right, top)
+    out = tmp_path / "aux_lonlat.tif"
+    processing.run("m3:auxmap", {"STACK": str(path), "SPECIES": "Au", "OUTPUT": str(out),
+                                 "EXTENT": f"{lon0},{lon1},{lat0},{lat1} [EPSG:4326]"})
+    grid = read_prediction_info(out)[0]
+    gl, gb, gr, gt = grid.bounds                  # the lon/lat box's cells: at least the window's
+    assert gl <= left + 1 and gb <= bottom + 1 and gr >= right - 1 and gt >= top - 1
+    assert grid.width < 30 and grid.height < 24   # and not much more
+
+
 def test_aux_only_map_without_extent_maps_the_whole_stack(processing, stack_file, tmp_path):
     stack, path = stack_file
     out = tmp_path / "aux_all.tif"

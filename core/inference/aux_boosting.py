@@ -16,7 +16,9 @@ Cost and memory, whatever the grid's size:
 - the features of every fit's sample are computed in one pass over the grid, shared by all
   targets, seeds and folds (:func:`fit_models`);
 - maps are predicted strip by strip (:func:`strip_features`, :data:`STRIP_ROWS` rows), at most
-  :data:`PREDICT_CELLS` cells per call to the classifier.
+  :data:`PREDICT_CELLS` cells per call to the classifier (scikit-learn runs each tree over all the
+  cells it is given: 1,024 cells stay in the cache from tree to tree, about 1.8 times less CPU
+  time than 65,536 for the same probabilities).
 
 Features are filtered on a block of rows and columns with a halo of the Gaussian's full radius,
 which gives the values of filtering the whole grid at once.
@@ -40,7 +42,7 @@ RECORD_CELLS = 200_000          # at most this many record cells in a fit's samp
 MIN_RECORD_CELLS = 10           # fewer cells of a target: too few to learn from
 POLL_SECONDS = 0.2              # between two looks at the cancel button during a fit
 STRIP_ROWS = 256
-PREDICT_CELLS = 65_536          # cells per predict_proba call (it copies its input as float64)
+PREDICT_CELLS = 1_024           # cells per predict_proba call: they stay in the CPU's cache from tree to tree
 TRUNCATE = 4.0                  # scipy's default Gaussian radius, in σ
 
 Window = tuple[int, int, int, int]  # row0, col0, height, width
