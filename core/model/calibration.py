@@ -22,6 +22,9 @@ POOLED = "pooled"     # the scenario key of a map with nothing hidden (its draws
 ECE_BINS = 15
 _FIT_BINS = 4000      # equal-count bins the fits run on (millions of cells -> a few thousand points)
 _EPS = 1e-6
+# isotonic maps are flat below their first knot and above their last: this slope keeps the cells'
+# order there, also in float32 maps (a tie would lose ranking, hence AUPRC); it moves no probability by more than 0.001
+TIE_BREAK = 1e-3
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -73,7 +76,7 @@ class ScaleMap:
         if self.method == "platt":
             return _sigmoid(self.params["a"] * _logit(p) + self.params["b"]).astype(p.dtype)
         if self.method == "isotonic":
-            return np.interp(p, self.params["x"], self.params["y"]).astype(p.dtype)
+            return (np.interp(p, self.params["x"], self.params["y"]) * (1 - TIE_BREAK) + TIE_BREAK * p).astype(p.dtype)
         raise ValueError(f"unknown calibration method {self.method!r}")
 
     def apply(self, p: torch.Tensor) -> torch.Tensor:
@@ -91,7 +94,7 @@ class ScaleMap:
             i = torch.searchsorted(x, q.contiguous(), right=True).clamp(1, len(x) - 1)
             x0, x1, y0, y1 = x[i - 1], x[i], y[i - 1], y[i]
             w = torch.where(x1 > x0, (q - x0) / (x1 - x0).clamp_min(1e-300), torch.zeros_like(q))
-            return (y0 + w * (y1 - y0)).to(p.dtype)
+            return ((y0 + w * (y1 - y0)) * (1 - TIE_BREAK) + TIE_BREAK * p.double()).to(p.dtype)
         raise ValueError(f"unknown calibration method {self.method!r}")
 
     def to_dict(self) -> dict[str, Any]:
