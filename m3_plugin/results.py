@@ -127,7 +127,10 @@ def add_run_group(out: RunOutputs, hide_layer_ids: Iterable[str] = ()) -> QgsLay
             node.setItemVisibilityChecked(visible)
             node.setExpanded(visible)
         group.setCustomProperty("m3/run_folder", str(out.folder))
-        group.setExpanded(True)  # the legends of what is shown, at once
+        # the legends of what is shown, at once; toggled, since QGIS 3.22's tree view does not hear a
+        # group expanded before its layers were added
+        group.setExpanded(False)
+        group.setExpanded(True)
     except Exception:
         remove_group(group)
         raise

@@ -17,6 +17,8 @@ from .qt_compat import SHADER_DISCRETE, SHADER_LINEAR
 
 # yellow → orange → dark red (ColorBrewer YlOrRd), reached at probability 1
 PROBABILITY_COLOURS = ((255, 255, 178), (254, 204, 92), (253, 141, 60), (240, 59, 32), (189, 0, 38))
+# flagged cells: saturated from the threshold up, so that a few flagged 1-mile cells show at a region's scale
+FLAGGED_COLOURS = ((253, 141, 60), (240, 59, 32), (189, 0, 38), (128, 0, 38))
 UNCERTAINTY_COLOURS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))  # viridis
 # one colour per species for clusters (ColorBrewer Set1 + Dark2), cycled
 SPECIES_COLOURS = ((228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0),
@@ -81,23 +83,25 @@ def style_presence(layer: QgsRasterLayer, band: int = 1) -> None:
 
 
 def probability_items(species: str, threshold: float, top: float = 1.0) -> list[QgsColorRampShader.ColorRampItem]:
-    """Transparent below half the threshold, fading in up to the threshold, then YlOrRd up to
+    """Transparent below half the threshold, fading in up to the threshold, then orange to dark red up to
     ``top`` (the highest value of the run's map, so that the flagged cells use the whole ramp); the
     labels name the species, mark the threshold and say what the top is, never "certain"."""
     top = max(float(top) if top == top else 1.0, threshold + 1e-6)
     low = max(0.0, threshold / 2)
     items = [QgsColorRampShader.ColorRampItem(0.0, QColor(255, 255, 178, 0), "0: not drawn"),
              QgsColorRampShader.ColorRampItem(low, QColor(255, 255, 178, 0), f"{low:.3g}: faint below the threshold")]
-    steps = len(PROBABILITY_COLOURS)
-    for i, rgb in enumerate(PROBABILITY_COLOURS):
-        value = threshold + (top - threshold) * i / (steps - 1)
+    steps = len(FLAGGED_COLOURS)
+    for i, rgb in enumerate(FLAGGED_COLOURS):
+        # spaced by ratio: flagged values crowd near the threshold, and each step gets its share of colour
+        value = threshold + (top - threshold) * i / (steps - 1) if threshold <= 0 else \
+            threshold * (top / threshold) ** (i / (steps - 1))
         if i == 0:
             label = f"{value:.3g}: threshold, {species} flagged at or above"
         elif i == steps - 1:
             label = f"{value:.3g}: highest {species} value of this map"
         else:
             label = f"{value:.3g}"
-        items.append(QgsColorRampShader.ColorRampItem(value, QColor(*rgb, 220), label))
+        items.append(QgsColorRampShader.ColorRampItem(value, QColor(*rgb, 235), label))
     return items
 
 

@@ -26,6 +26,6 @@ export M3_SCREENSHOT_MODEL="${1:-}"
 export M3_CACHE="${M3_CACHE:-$HOME/.cache/m3}"
 # QGIS runs the system Python; it finds torch & co. in the venv's site-packages.
 export PYTHONPATH="$(.venv/bin/python -c 'import site; print(site.getsitepackages()[0])')"
-timeout 900 xvfb-run -a -s "-screen 0 1280x800x24" \
+timeout 1800 xvfb-run -a -s "-screen 0 1280x800x24" \
   qgis --nologo --noversioncheck --profiles-path "$work/profiles" --code scripts/qgis_screenshot.py
 test -s "$M3_SCREENSHOT_OUT" && echo "screenshot: $M3_SCREENSHOT_OUT"
