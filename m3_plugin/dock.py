@@ -7,6 +7,7 @@ from typing import Optional
 
 from qgis.core import (Qgis, QgsApplication, QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsGeometry,
                        QgsMapLayer, QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer)
+from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import QDockWidget, QWidget
 
 from . import layer_sources as ls
@@ -236,12 +237,15 @@ class M3Dock(DockUi, QDockWidget):
         if self.example.task is None:  # the stack was cached (or already there): all of it is in
             self._example_ready()
         self.zoom_to_example()
+        # again once the event loop has run: QGIS zooms an empty project to its first layer's extent
+        # (here the records, worldwide) after the layers are added
+        QTimer.singleShot(300, self.zoom_to_example)
         return self.example
 
     def _example_ready(self, *_args) -> None:
         self._example_pending = False
         self.guess_sources()
-        self.zoom_to_example()  # again: a layer added meanwhile may have moved the view
+        QTimer.singleShot(300, self.zoom_to_example)  # again: a layer added meanwhile may have moved the view
 
     def _canvas(self):
         return self.iface.mapCanvas() if self.iface is not None else None
