@@ -31,7 +31,7 @@ def test_infill_without_model_takes_the_bundled_model(processing, coarse, model,
 
 def test_outputs_load_styled_and_clusters_by_species_with_site_names(processing, coarse, model, tmp_path,
                                                                       qgis_new_project, monkeypatch):
-    # QGIS >= 3.40 hands iface.layerTreeView() to C++: pytest-qgis's iface gives a MagicMock there
+    # QGIS 3.44 (not 3.22) hands iface.layerTreeView() to C++, which refuses pytest-qgis's MagicMock
     monkeypatch.setattr("processing.gui.Postprocessing.iface", None, raising=False)
     pred = tmp_path / "infill.tif"
     processing.runAndLoadResults("m3:infill", {"STACK": str(coarse), "MODEL": str(model), "SPECIES": "Au, Cu",
