@@ -25,7 +25,9 @@ def card_text(card, paths: list[str]) -> str:
              f"{cfg.arch} resnet{cfg.encoder_depth}",
              scale_text(card)]
     val = (card.metrics or {}).get("validation", card.metrics or {})
-    nums = [(k, v) for k, v in val.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    # the raw pooled threshold is not one a run uses: the validated thresholds are shown above
+    nums = [(k, v) for k, v in val.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and k != "threshold"]
     if nums:
         lines.append("Validation: " + ", ".join(f"{k} {v:.3g}" for k, v in nums[:6]))
     return "<br>".join(lines)
@@ -38,7 +40,7 @@ def scale_text(card) -> str:
     if card.calibrated:
         ece = card.calibration.get("test_ece", {})
         worst = max((v.get("after", 0.0) for v in ece.values() if isinstance(v, dict)), default=float("nan"))
-        return (f"Probabilities: calibrated on validation blocks (test ECE ≤ {worst:.3f}). "
+        return (f"Probabilities: calibrated on validation blocks (test ECE ≤ {worst:.4f}). "
                 f"Validated thresholds: {thresholds}")
     return f"Scores: not calibrated (no fixed number means the same twice). Validated thresholds: {thresholds}"
 

@@ -35,7 +35,7 @@ def tick() -> None:
         finish(1, f"failed: {e!r}")
         return
     if state["step"] != "done":
-        if time.monotonic() - state["t0"] > 840:
+        if time.monotonic() - state["t0"] > 1700:
             finish(1, "timed out")
             return
         QTimer.singleShot(500, tick)
