@@ -135,7 +135,7 @@ class DockUi:
         self.device_combo.addItem("Auto (GPU if any)", "auto")
         self.device_combo.addItem("CPU", "cpu")
         self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(self.settings.device)))
-        _compact(self.device_combo, 17)
+        _compact(self.device_combo, 12)
         self.device_combo.setToolTip("Where torch runs the model: a CUDA GPU when there is one, else the CPU.")
         self.device_combo.currentIndexChanged.connect(lambda _: self._update_device())
         mform.addRow("Device", self.device_combo)
@@ -246,7 +246,7 @@ class DockUi:
                                         "likely cells of the region, this share of them over the hidden species. "
                                         "The probability this takes is shown after the run; the slider under "
                                         "Results moves it.")
-        form.addRow("Flag (region)", self.flag_share_spin)
+        form.addRow("Flag", self.flag_share_spin)
         self.threshold_spin = QDoubleSpinBox(box)
         self.threshold_spin.setRange(0.0, 0.999)
         self.threshold_spin.setSingleStep(0.01)
@@ -256,7 +256,7 @@ class DockUi:
                                        "top share; 0 = none. With a calibrated model (see the model card) a "
                                        "probability of 0.2 means about one such cell in five held a recorded "
                                        "site on validation blocks.")
-        form.addRow("Or from p ≥", self.threshold_spin)
+        form.addRow("Or p ≥", self.threshold_spin)
         self.clusters_check = QCheckBox("Find clusters", box)
         self.clusters_check.setToolTip("Clusters: connected flagged cells of at least the area, with no known "
                                        "site of the species closer than the distance.")
