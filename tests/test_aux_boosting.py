@@ -190,8 +190,8 @@ def test_an_error_in_the_fit_reaches_the_caller():
 
 
 def test_one_target_sample_is_every_record_cell_and_random_empty_cells():
-    """For one target the stratified sample is the discovery rival's: every record cell, then
-    ``negatives`` empty cells drawn with the seed, weighted back to their share."""
+    """For one target the sample is the discovery rival's: every record cell, then ``negatives``
+    empty cells drawn with the seed, weighted back to their share."""
     stack = synthetic_stack(64, 64, n_species=2, n_aux=1, seed=8)
     target = stack.presence[0].astype(bool)
     got = ab.fit_sample(stack.valid, target[None], seed=3, negatives=500)
@@ -200,29 +200,36 @@ def test_one_target_sample_is_every_record_cell_and_random_empty_cells():
     pick = np.random.default_rng(3).choice(len(er), 500, replace=False)
     np.testing.assert_array_equal(got.rows, np.concatenate([pr, er[pick]]))
     np.testing.assert_array_equal(got.cols, np.concatenate([pc, ec[pick]]))
-    np.testing.assert_allclose(got.weights, np.concatenate([np.ones(len(pr)), np.full(500, len(er) / 500)]))
+    np.testing.assert_array_equal(got.weights, [np.concatenate([np.ones(len(pr)), np.full(500, len(er) / 500)])])
     assert got.weights.sum() == pytest.approx(stack.valid.sum())
 
 
-def test_capped_record_cells_keep_rare_targets_whole_and_weigh_back_the_others():
+def test_each_target_draws_its_sample_from_one_pool_as_if_alone():
+    """Each target: its record cells (at most ``positives``), about ``negatives`` cells without one
+    (records of the other targets among them, at the same rate), each weighted back to its share."""
     stack = synthetic_stack(160, 160, n_species=3, n_aux=1, seed=9)
     targets = stack.presence.astype(bool) & stack.valid
-    targets[2] = False
-    rows, cols = np.nonzero(stack.valid)
-    targets[2, rows[:15], cols[:15]] = True                     # a rare target: 15 cells
-    counts = targets.sum(axis=(1, 2))
-    cap = 300
-    assert counts[:2].min() > cap
-    weighed = []
+    rows, cols = np.nonzero(targets[2])
+    targets[2, rows[100:], cols[100:]] = False                  # a rarer target: 100 cells
+    counts, usable = targets.sum(axis=(1, 2)), int(stack.valid.sum())
+    cap, negatives = 400, 3000
+    assert counts[0] > cap and counts[1] > cap and counts[2] == 100
+    weighed, sizes = [], []
     for seed in range(20):
-        got = ab.fit_sample(stack.valid, targets, seed=seed, negatives=2000, record_cells=cap)
+        got = ab.fit_sample(stack.valid, targets, seed=seed, negatives=negatives, positives=cap)
         held = targets[:, got.rows, got.cols]
-        assert held[2].sum() == 15 and np.all(got.weights[held[2]] == 1.0)   # the rare target whole
-        assert held.any(axis=0).sum() < cap                                  # the others capped
-        weighed.append([got.weights[held[t]].sum() for t in range(3)] + [got.weights.sum()])
-    # weighed back: on average over draws, each target's cells and all the usable cells count in full
-    # (one draw is within about ±10 %)
-    np.testing.assert_allclose(np.mean(weighed, axis=0), [*counts, stack.valid.sum()], rtol=0.05)
+        drawn = got.weights > 0
+        # the target under the cap: all its cells, weight 1; the others about `cap` of theirs
+        assert (drawn[2] & held[2]).sum() == 100 and np.all(got.weights[2][held[2]] == 1.0)
+        assert all(abs((drawn[t] & held[t]).sum() - cap) < 0.2 * cap for t in (0, 1))
+        weighed.append([[got.weights[t][held[t]].sum(), got.weights[t].sum()] for t in range(3)])
+        sizes.append((drawn & ~held).sum(axis=1))
+    # on average over draws: each target's records and all usable cells count in full, and each fit
+    # sees about `negatives` cells without its records (one draw is within a few %)
+    mean = np.mean(weighed, axis=0)
+    np.testing.assert_allclose(mean[:, 0], counts, rtol=0.05)
+    np.testing.assert_allclose(mean[:, 1], usable, rtol=0.02)
+    np.testing.assert_allclose(np.mean(sizes, axis=0), negatives, rtol=0.02)
 
 
 def _sloped_stack(size: int, seed: int):
@@ -244,7 +251,7 @@ def test_a_sampled_fit_gives_the_probabilities_of_a_fit_on_every_cell():
     full = ab.fit_models(stack, targets, [ab.FitCells(0)], negatives=10 ** 9)[0][0]
     sampled = ab.fit_models(stack, targets, [ab.FitCells(0)], negatives=empty // 3)[0][0]
     capped = ab.fit_models(stack, targets, [ab.FitCells(0)], negatives=empty // 3,
-                           record_cells=int(targets.sum()) // 2)[0][0]
+                           positives=int(targets.sum()) // 2)[0][0]
     maps = [ab.window_map(m, stack)[stack.valid] for m in (full, sampled, capped)]
     assert full.classifier.n_features_in_ == ab.feature_count(stack)
     for m in maps:                      # calibrated: the mean probability is the share of record cells

@@ -9,12 +9,12 @@ scores it as a rival.
 
 Cost and memory, whatever the grid's size:
 
-- each fit sees a stratified sample of its cells (:func:`fit_sample`): every cell holding a record
-  of a mapped target (at most :data:`RECORD_CELLS`, rare targets kept whole) and
-  :data:`NEGATIVES` random cells holding none, each weighted by the inverse of its chance of being
-  drawn, so the fitted probabilities stay those of a fit on every cell;
-- the features of every fit's sample are computed in one pass over the grid, shared by all
-  targets, seeds and folds (:func:`fit_models`);
+- each target's fit sees a sample of its cells (:func:`fit_sample`): the cells holding its records
+  (at most :data:`POSITIVES`) and about :data:`NEGATIVES` random cells without one, each weighted
+  by the inverse of its chance of being drawn, so the fitted probabilities stay those of a fit on
+  every cell;
+- all targets draw their samples from one pool of cells, whose features are computed in one pass
+  over the grid, shared by all targets, seeds and folds (:func:`fit_models`);
 - maps are predicted strip by strip (:func:`strip_features`, :data:`STRIP_ROWS` rows), at most
   :data:`PREDICT_CELLS` cells per call to the classifier (scikit-learn runs each tree over all the
   cells it is given: 1,024 cells stay in the cache from tree to tree, about 1.8 times less CPU
@@ -38,7 +38,7 @@ from ..progress import Progress, SilentProgress, check_cancelled
 
 AUX_SIGMAS = (5.0, 10.0)        # cells
 NEGATIVES = 300_000             # cells without a record in each fit's sample
-RECORD_CELLS = 200_000          # at most this many record cells in a fit's sample
+POSITIVES = 100_000             # at most this many cells of a target's records in its fit's sample
 MIN_RECORD_CELLS = 10           # fewer cells of a target: too few to learn from
 POLL_SECONDS = 0.2              # between two looks at the cancel button during a fit
 STRIP_ROWS = 256
@@ -134,34 +134,42 @@ def strip_features(stack: Stack, cells: np.ndarray, window: Optional[Window] = N
 
 @dataclass
 class FitSample:
-    """The cells one fit learns from and the weight of each (the inverse of its chance of being drawn)."""
+    """A pool of cells some fits learn from, and each target's weight of each: the inverse of the
+    cell's chance of being drawn for that target's fit (0: not in it)."""
 
     rows: np.ndarray
     cols: np.ndarray
-    weights: np.ndarray
+    weights: np.ndarray     # (T, N)
 
 
 def fit_sample(usable: np.ndarray, targets: np.ndarray, seed: int, negatives: int = NEGATIVES,
-               record_cells: int = RECORD_CELLS) -> FitSample:
-    """The stratified sample of ``usable`` cells (H × W bool) for fits to ``targets`` (T × H × W
-    bool): cells holding a record of a target first (all of them when at most ``record_cells``;
-    else each target's share of ``record_cells`` drawn from its cells, a rare target whole), then
-    ``negatives`` random cells holding none. For one target under the cap, the sample the
-    discovery test's rival was always fitted to."""
+               positives: int = POSITIVES) -> FitSample:
+    """Each target's sample of ``usable`` cells (H × W bool), drawn as a fit of that target alone
+    draws it: the cells holding its records (all of them, or ``positives`` drawn at random), and
+    about ``negatives`` cells without one drawn at random, each weighted back to its share (a
+    record of another target is such a cell too). All targets draw from one pool: every usable
+    cell holding a record of some target (``targets``: T × H × W bool), then ``negatives`` random
+    cells holding none. For one target, the sample the discovery test's rival was always fitted to."""
     recorded = (targets & usable).any(axis=0)
     pr, pc = np.nonzero(recorded)
     er, ec = np.nonzero(usable & ~recorded)
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(er), min(negatives, len(er)), replace=False)
-    keep = np.ones(len(pr))  # chance of each record cell of being drawn
-    if len(pr) > record_cells:
-        held = targets[:, pr, pc]
-        share = np.minimum(1.0, (record_cells / len(targets)) / np.maximum(1, held.sum(axis=1)))
-        keep = (held * share[:, None]).max(axis=0)
-        drawn = rng.random(len(pr)) < keep
-        pr, pc, keep = pr[drawn], pc[drawn], keep[drawn]
-    weights = np.concatenate([1.0 / keep, np.full(len(pick), len(er) / max(1, len(pick)))])
-    return FitSample(np.concatenate([pr, er[pick]]), np.concatenate([pc, ec[pick]]), weights)
+    n_usable, n_pool = int(usable.sum()), len(pick)
+    in_pool = n_pool / max(1, len(er))              # an empty cell's chance of being in the pool
+    weights = np.zeros((len(targets), len(pr) + n_pool))
+    for t, own in enumerate(targets[:, pr, pc]):
+        n_own = int(own.sum())
+        n_without = n_usable - n_own
+        drawn_own, drawn_without = min(positives, n_own), min(negatives, n_without)
+        chance = np.where(own, drawn_own / max(1, n_own), drawn_without / max(1, n_without))
+        # a pool cell is drawn for this target with its chance, given that it is in the pool
+        given = np.concatenate([chance, np.full(n_pool, drawn_without / max(1, n_without) / max(in_pool, 1e-12))])
+        kept = rng.random(len(given)) < given
+        weights[t] = np.where(np.concatenate([own, np.zeros(n_pool, bool)]), n_own / max(1, drawn_own),
+                              n_without / max(1, drawn_without)) * kept
+    used = weights.any(axis=0)
+    return FitSample(np.concatenate([pr, er[pick]])[used], np.concatenate([pc, ec[pick]])[used], weights[:, used])
 
 
 @dataclass(frozen=True)
@@ -198,7 +206,7 @@ class AuxBoosting:
 
 def fit_models(stack: Stack, targets: np.ndarray, fits: Sequence[FitCells], negatives: int = NEGATIVES,
                sigmas: Sequence[float] = AUX_SIGMAS, progress: Optional[Progress] = None,
-               record_cells: int = RECORD_CELLS) -> list[list[AuxBoosting]]:
+               positives: int = POSITIVES) -> list[list[AuxBoosting]]:
     """Per fit, one classifier per target (T × H × W bool), each on its fit's sample
     (:func:`fit_sample`). The features of all samples are computed in one pass over the grid
     (one ``progress`` step per strip), then each fit is one step. Cancel through
@@ -213,20 +221,22 @@ def fit_models(stack: Stack, targets: np.ndarray, fits: Sequence[FitCells], nega
         held = (targets & usable).sum(axis=(1, 2))
         if held.min() < MIN_RECORD_CELLS:
             raise InputError(f"Only {int(held.min())} cells hold a record of this target: too few to learn from.")
-        samples.append(fit_sample(usable, targets, f.seed, negatives, record_cells))
+        samples.append(fit_sample(usable, targets, f.seed, negatives, positives))
     width = stack.grid.width
     keys = np.concatenate([s.rows.astype(np.int64) * width + s.cols for s in samples])
     unique, inverse = np.unique(keys, return_inverse=True)
     shared = aux_features(stack, unique // width, unique % width, sigmas, progress)
     out, start = [], 0
     for f, s in zip(fits, samples):
-        x = shared[inverse[start:start + len(s.rows)]].astype(np.float64)  # the dtype the classifier fits in
+        at = inverse[start:start + len(s.rows)]
         start += len(s.rows)
         models = []
-        for target in targets:
+        for target, weights in zip(targets, s.weights):
+            use = np.nonzero(weights)[0]
+            x = shared[at[use]].astype(np.float64)  # the dtype the classifier fits in
             clf = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1, max_leaf_nodes=31,
                                                  l2_regularization=1.0, random_state=f.seed)
-            fit_cancellable(clf, x, target[s.rows, s.cols].astype(np.float64), s.weights, progress)
+            fit_cancellable(clf, x, target[s.rows[use], s.cols[use]].astype(np.float64), weights[use], progress)
             models.append(AuxBoosting(clf, tuple(sigmas)))
             if progress is not None:
                 progress.advance()
