@@ -7,7 +7,9 @@ The USGS national compilations among the embedded records (the sources named ``m
   (``predict --hide-species X --draws 1``, the bundled model);
 - the aux-only map (``aux-map``: gradient boosting on the aux bands, fitted to the visible
   records of X);
-- the two combined (the rule of ``combine-maps``: their log-odds added).
+- the two combined (the rule of ``combine-maps``: their log-odds added);
+- a rival that reads no aux band and no other species: the visible records of X blurred by a
+  Gaussian of 16 cells (the discovery test's widest, fixed in advance).
 
 Each map is aggregated over ~60-mile cells (64 × 64 one-mile cells, by the highest cell and by
 the mean). A coarse cell is scored for species X when it holds no visible record of X; it is
@@ -16,6 +18,9 @@ with a 95 % interval from resampling the coarse cells. The same on subsets of th
 those holding a visible record of another species (where M3 can read co-presence), those holding
 no visible record at all, and those inside the bundled model's validation and test blocks
 (which no training tile overlapped: there its training never held the held-out records).
+And, without aggregation, the co-presence question at the record's own cell: over the one-mile
+cells holding a visible record of another species and none of X, how high each map ranks those
+where a held-out record names X.
 
 Run from the repository root (the maps go to --work; steps already written there are kept):
     OMP_NUM_THREADS=1 .venv/bin/python docs/results/discovery/national_check/national_check.py \
@@ -43,7 +48,10 @@ NATIONAL_PREFIX = "mrdata_"          # USGS mineral-resource data compilations (
 NATIONAL_OTHERS = ("earth_mri_usa",)  # USGS Earth MRI, national
 BLOCK = 64                           # one-mile cells per side of a coarse cell (about 60 miles)
 AGGREGATIONS = ("max", "mean")
-MAPS = ("aux-only map", "M3, species hidden", "M3 × aux-only (combine-maps)")
+ONE_MILE = "one-mile cell"           # no aggregation: the co-presence question at the record's cell
+BLUR_SIGMA = 16.0                    # cells: the widest blur of the discovery test's rival, fixed in advance
+MAPS = ("aux-only map", "M3, species hidden", "M3 × aux-only (combine-maps)",
+        f"blurred records of the species (σ = {BLUR_SIGMA:g} cells)")
 SUBSETS = ("all coarse cells", "another species recorded", "nothing recorded", "model's held-out blocks")
 BOOTSTRAP = 500
 
@@ -117,37 +125,47 @@ def score_species(maps: dict[str, np.ndarray], scored: np.ndarray, positive: np.
             "auc": {name: roc_auc(m[cells], y) for name, m in maps.items()}}
 
 
-def summarise(per_species: dict[str, dict], coarse_maps: dict[str, dict[str, np.ndarray]],
-              cells: dict[str, np.ndarray], positives: dict[str, np.ndarray]) -> dict:
+def summarise(per_species: dict[str, dict], values: dict[str, dict[str, np.ndarray]],
+              labels: dict[str, np.ndarray]) -> dict:
     """Mean AUC over species with both classes, and the resampled intervals of the differences
-    that answer the question: aux-only − M3, and the combination − aux-only."""
+    that answer the question: aux-only − M3, and the combination − aux-only (``values``: per
+    species, each map's scores of the scored cells; ``labels``: their positives)."""
     species = [s for s, r in per_species.items() if r["positives"] and r["negatives"]]
     out = {"species_scored": species,
            "mean_auc": {m: float(np.mean([per_species[s]["auc"][m] for s in species])) if species else float("nan")
                         for m in MAPS}}
 
-    def values(m: str) -> list[np.ndarray]:
-        return [coarse_maps[s][m][cells[s]] for s in species]
+    def of(m: str) -> list[np.ndarray]:
+        return [values[s][m] for s in species]
 
-    labels = [positives[s][cells[s]] for s in species]
-    aux, m3, both = MAPS
-    out["aux_minus_m3_95"] = resampled_mean_difference(values(aux), values(m3), labels)
-    out["combined_minus_aux_95"] = resampled_mean_difference(values(both), values(aux), labels)
+    y = [labels[s] for s in species]
+    aux, m3, both = MAPS[:3]
+    out["aux_minus_m3_95"] = resampled_mean_difference(of(aux), of(m3), y)
+    out["combined_minus_aux_95"] = resampled_mean_difference(of(both), of(aux), y)
     return out
 
 
 # --- the maps (the project's commands) --------------------------------------------------------------
 
+TIMES = "step_seconds.json"          # in --work: each map's wall time, kept with the map
+
+
 def run_step(args: list[str], out: Path, log: dict) -> Path:
-    """Run ``train_cli.py ARGS`` unless ``out`` exists; record its wall time."""
+    """Run ``train_cli.py ARGS`` unless ``out`` exists; record its wall time in ``log`` and in
+    the work folder's :data:`TIMES` (so that a rerun reports the times of the maps it kept)."""
+    times_file = out.parent / TIMES
+    times = json.loads(times_file.read_text()) if times_file.exists() else {}
     if out.exists():
         print(f"kept {out}")
+        if out.name in times:
+            log[out.name] = times[out.name]
         return out
     cmd = [sys.executable, str(ROOT / "train_cli.py"), *args]
     print("$", " ".join(cmd[1:]), flush=True)
     t0 = time.time()
     subprocess.run(cmd, cwd=ROOT, check=True, env=os.environ.copy())
-    log[out.name] = round(time.time() - t0, 1)
+    log[out.name] = times[out.name] = round(time.time() - t0, 1)
+    times_file.write_text(json.dumps(times, indent=1))
     return out
 
 
@@ -174,6 +192,7 @@ def evaluate(held: Path, records, model: Path, aux: Path, m3: dict[str, Path], s
     from core.data.prediction_io import read_band
     from core.data.rasterize import presence_bands
     from core.data.stack import Stack
+    from core.evaluation.baselines import gaussian_smoother, visible_share
     from core.evaluation.discovery import INFO_KEY
     from core.inference.combine import combined_probability
     from core.masks.tiles import TRAIN, HoldoutSplit
@@ -192,28 +211,39 @@ def evaluate(held: Path, records, model: Path, aux: Path, m3: dict[str, Path], s
     in_held_blocks = (coarse_all(HoldoutSplit.from_dict(split).cell_labels(stack.valid) != TRAIN)
                       if split else None)
     visible_any = coarse_any(visible.any(axis=0))
-    result: dict = {"aggregations": {}}
-    for how in AGGREGATIONS:
-        coarse_maps, cells, positives = {}, {s: {} for s in SUBSETS}, {}
-        rows: dict[str, dict] = {s: {} for s in SUBSETS}
-        for s in m3:
-            i = stack.species.index(s)
-            a, m = read_band(aux, f"mean_{s}"), read_band(m3[s], f"mean_{s}")
-            one_mile = {MAPS[0]: a, MAPS[1]: m, MAPS[2]: combined_probability([m, a])}
-            coarse_maps[s] = {k: coarse_score(v, stack.valid, how) for k, v in one_mile.items()}
-            covered = np.all([np.isfinite(v) for v in coarse_maps[s].values()], axis=0)
-            base = covered & ~coarse_any(visible[i])
-            positives[s] = coarse_any(held_out[i].astype(bool))
-            other = coarse_any(np.delete(visible, i, axis=0).any(axis=0))
-            masks = {SUBSETS[0]: base, SUBSETS[1]: base & other, SUBSETS[2]: base & ~visible_any}
+    keys = (*AGGREGATIONS, ONE_MILE)
+    kept: dict = {k: {} for k in keys}                       # key → species → map → scored values
+    labels: dict = {k: {} for k in keys}
+    rows: dict = {k: {n: {} for n in SUBSETS} for k in keys}
+    for s in m3:
+        i = stack.species.index(s)
+        a, m = read_band(aux, f"mean_{s}"), read_band(m3[s], f"mean_{s}")
+        blur, _ = visible_share(visible[i].astype(np.float64), stack.valid, gaussian_smoother(BLUR_SIGMA))
+        one_mile = {MAPS[0]: a, MAPS[1]: m, MAPS[2]: combined_probability([m, a]),
+                    MAPS[3]: np.where(stack.valid, blur, np.nan)}
+        other = np.delete(visible, i, axis=0).any(axis=0)
+        for how in AGGREGATIONS:
+            maps = {k: coarse_score(v, stack.valid, how) for k, v in one_mile.items()}
+            base = np.all([np.isfinite(v) for v in maps.values()], axis=0) & ~coarse_any(visible[i])
+            positive = coarse_any(held_out[i].astype(bool))
+            masks = {SUBSETS[0]: base, SUBSETS[1]: base & coarse_any(other), SUBSETS[2]: base & ~visible_any}
             if in_held_blocks is not None:
                 masks[SUBSETS[3]] = base & in_held_blocks
             for name, mask in masks.items():
-                cells[name][s] = mask
-                rows[name][s] = score_species(coarse_maps[s], mask, positives[s])
+                rows[how][name][s] = score_species(maps, mask, positive)
+                kept[how].setdefault(name, {})[s] = {k: v[mask] for k, v in maps.items()}
+                labels[how].setdefault(name, {})[s] = positive[mask]
+        # the co-presence question at the record's own cell: a cell holding another species' record
+        mask = stack.valid & other & ~visible[i] & np.all([np.isfinite(v) for v in one_mile.values()], axis=0)
+        rows[ONE_MILE][SUBSETS[1]][s] = score_species(one_mile, mask, held_out[i].astype(bool))
+        kept[ONE_MILE].setdefault(SUBSETS[1], {})[s] = {k: v[mask] for k, v in one_mile.items()}
+        labels[ONE_MILE].setdefault(SUBSETS[1], {})[s] = held_out[i][mask].astype(bool)
+    result: dict = {"aggregations": {}}
+    for how in keys:
         result["aggregations"][how] = {
-            name: {"per_species": rows[name], **summarise(rows[name], coarse_maps, cells[name], positives)}
-            for name in SUBSETS if rows[name]}
+            name: {"per_species": rows[how][name],
+                   **summarise(rows[how][name], kept[how][name], labels[how][name])}
+            for name in SUBSETS if rows[how][name]}
     return result
 
 
@@ -222,7 +252,8 @@ def table(result: dict, how: str) -> str:
     agg = result["aggregations"][how]
     lines = []
     for name, sub in agg.items():
-        lines += [f"**{name}** (coarse-cell score: {how}; positives / scored cells per species)", "",
+        lines += [f"**{name}** ({how if how == ONE_MILE else 'coarse-cell score: ' + how}; "
+                  "positives / scored cells per species)", "",
                   "| species | positives / cells | " + " | ".join(MAPS) + " |", "|---|---|" + "---|" * len(MAPS)]
         for s, r in sub["per_species"].items():
             aucs = " | ".join("—" if not np.isfinite(r["auc"][m]) else f"{r['auc'][m]:.3f}" for m in MAPS)
@@ -265,19 +296,20 @@ def main() -> int:
         raise SystemExit(f"{args.records} has no source named {NATIONAL_PREFIX}* or {', '.join(NATIONAL_OTHERS)}.")
     print("held out:", ", ".join(sources))
     times: dict[str, float] = {}
-    t0 = time.time()
     held, aux, m3 = make_maps(args.work, args.stack, args.records, args.model, species, sources, args.draws, times)
+    t0 = time.time()
     result = {"held_out_sources": sources, "block_cells": BLOCK, "model": args.model.name, "draws": args.draws,
               "maps": {"M3, species hidden": "predict --hide-species X", "aux-only map": "aux-map",
                        "M3 × aux-only (combine-maps)": "sum of log-odds (core.inference.combine)"},
               **evaluate(held, records, args.model, aux, m3, sources)}
-    times["scoring and the maps not kept"] = round(time.time() - t0 - sum(times.values()), 1)
+    times["scoring"] = round(time.time() - t0, 1)
     result["wall_seconds"] = times
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".part")
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(args.out)
     md = "\n\n".join(f"### Coarse-cell score: {how}\n\n{table(result, how)}" for how in AGGREGATIONS)
+    md += f"\n\n### No aggregation: one-mile cells\n\n{table(result, ONE_MILE)}"
     args.out.with_suffix(".md").write_text(md + "\n")
     print(md)
     return 0
