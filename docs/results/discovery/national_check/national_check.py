@@ -305,12 +305,12 @@ def main() -> int:
     times["scoring"] = round(time.time() - t0, 1)
     result["wall_seconds"] = times
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".part")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(args.out)
     md = "\n\n".join(f"### Coarse-cell score: {how}\n\n{table(result, how)}" for how in AGGREGATIONS)
     md += f"\n\n### No aggregation: one-mile cells\n\n{table(result, ONE_MILE)}"
-    args.out.with_suffix(".md").write_text(md + "\n")
+    for path, text in ((args.out, json.dumps(result, indent=1)), (args.out.with_suffix(".md"), md + "\n")):
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_text(text)
+        tmp.replace(path)
     print(md)
     return 0
 
