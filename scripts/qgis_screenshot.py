@@ -24,7 +24,9 @@ state = {"t0": time.monotonic(), "step": "load"}
 def finish(code: int, why: str = "") -> None:
     if why:
         print(f"qgis_screenshot: {why}", flush=True)
-    QgsProject.instance().setDirty(False)
+    # the project cleared before QGIS quits: QGIS 3.44 otherwise removes layers from a layer tree view
+    # it has already deleted, and dies on signal 11 after every picture is saved
+    QgsProject.instance().clear()
     QgsApplication.exit(code)
 
 
