@@ -9,6 +9,7 @@
 #   M3_QGIS_SUITE   Debian suite (default sid)
 #   M3_QGIS_MIRROR  Debian mirror (default: the one this machine's apt uses)
 #   M3_QGIS_TEST_TIMEOUT  seconds the plugin tests may take (default 5400)
+#   M3_QGIS_PREPARE_ONLY=1  build the root (debootstrap, apt, pip) and stop before the checks
 #   M3_QGIS_FROM    what is checked: "worktree" (default: tracked and new files as they are now) or
 #                   "HEAD" (the last commit: a consistent snapshot while files are being edited)
 # Safe to re-run: the root, its apt packages and its Python venv are reused (the venv is rebuilt when
@@ -124,6 +125,11 @@ if [ "$(cat "$ROOT$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
   log "pip took $((SECONDS - t0)) s; venv $(du -sh "$ROOT$VENV" | cut -f1)"
 fi
 
+if [ "${M3_QGIS_PREPARE_ONLY:-0}" = 1 ]; then
+  log "root ready at $ROOT (M3_QGIS_PREPARE_ONLY=1: no checks run)"
+  exit 0
+fi
+
 # 5. The repository (working tree or HEAD, not ignored files), copied afresh, then the checks.
 rm -rf "$ROOT/m3/repo" "$ROOT/m3/out"
 mkdir -p "$ROOT/m3/repo" "$ROOT/m3/out"
@@ -135,13 +141,14 @@ else
     | tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -C "$ROOT/m3/repo" -xf -
   log "checking the working tree (last commit $(git -C "$REPO" log -1 --format='%h %ci'))"
 fi
+cp -L /etc/ssl/certs/ca-certificates.crt "$ROOT/m3/host-ca.crt"  # pip of the dock's Install, behind this machine's proxy
 rc=0
-in_root env M3_VENV="$VENV" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" M3_QGIS_TEST_TIMEOUT="${M3_QGIS_TEST_TIMEOUT:-5400}" \
+in_root env PIP_CERT=/m3/host-ca.crt M3_VENV="$VENV" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" M3_QGIS_TEST_TIMEOUT="${M3_QGIS_TEST_TIMEOUT:-5400}" \
   bash /m3/repo/scripts/qgis_lts_inside.sh /m3/out || rc=$?
 
 # 6. Results back into the repository.
 mkdir -p "$REPO/out/qgis_344"
-cp -f "$ROOT"/m3/out/* "$REPO/out/qgis_344/" 2>/dev/null || true
+cp -rf "$ROOT"/m3/out/. "$REPO/out/qgis_344/" 2>/dev/null || true
 shot=$ROOT/m3/out/qgis_344_screenshot.png
 if [ -s "$shot" ]; then
   cp -f "$shot" "$REPO/docs/qgis_344_screenshot.png.part"

@@ -2,9 +2,12 @@
 # Run inside the Debian root that scripts/qgis_lts_check.sh prepares (a copy of the repository around
 # this script, the pip packages in the venv $M3_VENV): the plugin tests headless, then the
 # real QGIS desktop under Xvfb with the plugin installed from its zip into a fresh profile, driven
-# through the Arizona example by scripts/qgis_screenshot.py.
+# through the Arizona example by scripts/qgis_screenshot.py; then, unless M3_QGIS_INSTALLER=0, the dock's
+# Install for real with torch hidden from QGIS (no venv on its path) followed by the same Arizona run
+# (scripts/installer_check.sh: pip downloads torch for QGIS's own Python from the package index).
 # Usage: scripts/qgis_lts_inside.sh OUT_DIR
-#   writes tests.log, qgis.log (the desktop's output), qgis_errors.log, the window grabs, summary.txt
+#   writes tests.log, qgis.log (the desktop's output), qgis_errors.log, the window grabs, installer/,
+#   summary.txt
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: qgis_lts_inside.sh OUT_DIR}
@@ -66,8 +69,22 @@ if "$PY" scripts/build_plugin_zip.py --out "$work/m3_plugin.zip" > "$OUT/qgis.lo
   echo "desktop: QGIS exit $qgis_rc [$((SECONDS - t0)) s]; $(grep 'qgis_screenshot:' "$OUT/qgis.log" | tail -1)"
 fi
 
+# 3. Install then Run, as a geologist whose QGIS has no torch: QGIS's own Python alone.
+inst_line="not run (M3_QGIS_INSTALLER=0)"
+if [ "${M3_QGIS_INSTALLER:-1}" = 1 ]; then
+  t0=$SECONDS
+  M3_CACHE="${M3_CACHE:-$HOME/.cache/m3}" bash scripts/installer_check.sh "$OUT/installer" > "$OUT/installer.log" 2>&1
+  inst_rc=$?
+  size=$(du -sh "$OUT/installer/profiles/profiles/default/python/m3_dependencies" 2>/dev/null | cut -f1)
+  inst_line="exit $inst_rc [$((SECONDS - t0)) s, folder ${size:-none}]; $(grep 'installer_check: install and run done' "$OUT/installer.log" \
+    || grep 'installer_check:' "$OUT/installer.log" | tail -1)"
+  rm -rf "$OUT/installer/profiles"  # the installed packages (GBs); the logs and grabs stay
+  echo "install+run: $inst_line"
+fi
+
 {
   echo "$versions"
+  echo "install+run: $inst_line"
   echo "tests:       ${test_line:-no pytest summary} (pytest exit $test_rc; ${#tests[@]} files)"
   if [ "$shot_rc" -eq 0 ]; then echo "desktop run: ok, every grab saved (QGIS exit status ${qgis_rc:-?}$(
     grep -o 'QGIS died on signal [0-9]*' "$OUT/qgis.log" | sed 's/^/: /' | head -1))"
@@ -77,4 +94,4 @@ fi
     head -25 "$M3_QGIS_ERROR_LOG"
   fi
 } > "$OUT/summary.txt"
-[ "$test_rc" -eq 0 ] && [ "$shot_rc" -eq 0 ]
+[ "$test_rc" -eq 0 ] && [ "$shot_rc" -eq 0 ] && [ "${inst_rc:-0}" -eq 0 ]

@@ -6,17 +6,20 @@ map of Au over the whole region (docs/qgis_aux_only.png), the dock's results wit
 (docs/qgis_install.png).
 Started by scripts/qgis_screenshot.sh; exits QGIS when done (status 1 on failure)."""
 import os
+import sys
 import time
 
-from qgis.core import QgsApplication, QgsCoordinateReferenceSystem, QgsGeometry, QgsProject, QgsRectangle
+from qgis.core import QgsApplication, QgsCoordinateReferenceSystem, QgsProject
 from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import QDockWidget
 from qgis.utils import iface, plugins
 
+sys.path.insert(0, os.path.join(os.getcwd(), "scripts"))  # qgis --code runs from the repository root
+import arizona_run  # noqa: E402
+from arizona_run import HIDE, REGION  # noqa: E402
+
 OUT = os.environ["M3_SCREENSHOT_OUT"]
 MODEL = os.environ.get("M3_SCREENSHOT_MODEL", "")
-REGION = QgsRectangle(-112.6, 31.4, -109.4, 34.0)  # south-eastern Arizona: porphyry copper and gold
-HIDE = ("Au", "Cu")
 DOCS = os.path.dirname(OUT)
 state = {"t0": time.monotonic(), "step": "load"}
 
@@ -60,25 +63,14 @@ def step() -> None:
     elif state["step"] == "wait_stack":
         if state["example"].stack_layer_id is None:
             return
-        dock = state["dock"]
-        dock.guess_sources()
-        if MODEL:
-            dock.set_model_paths([MODEL])
-        for sym, row in dock.mineral_rows.items():
-            row.hide.setChecked(sym in HIDE)
-        dock.set_region(QgsGeometry.fromRect(REGION), QgsCoordinateReferenceSystem("EPSG:4326"))
-        dock.aux_only_check.setChecked(True)  # every other option at the dock's default
-        if dock.run() is None:
-            raise RuntimeError(dock.status_label.text())
+        arizona_run.start(state["dock"], MODEL, aux_only=True)  # every other option at the dock's default
         state["step"] = "wait_run"
     elif state["step"] == "wait_run":
         dock = state["dock"]
-        if dock.task is not None:
+        if not arizona_run.finished(dock):
             return
-        if dock.last_outputs is None:
-            raise RuntimeError("the infill did not finish: " + dock.status_label.text())
         # the view as the plugin leaves it after Run: no zoom, expansion or styling by this script
-        print(f"qgis_screenshot: flagged {dock.last_outputs.flag_text}; table {dock.comparison_cells()}", flush=True)
+        print(f"qgis_screenshot: {arizona_run.answer(dock)}", flush=True)
         state["step"] = "render"
         state["t_render"] = time.monotonic()
     elif state["step"] == "render":
