@@ -105,10 +105,12 @@ def arithmetic_floor(member: EnsembleMember, size: int, draws: int, device: torc
                      repeats: int = 3) -> Optional[dict[str, float]]:
     """The least time an evaluation could take on this machine at this model's arithmetic: the
     multiply-adds of one draw of a ``size`` window (torch's ``FlopCounterMode``; the aux share
-    counted once per ``draws``) as if every one ran at the measured rate of the model's first
-    convolution (the dearest layer; oneDNN runs it at about the core's peak). Element-wise work is
-    not counted, so no schedule of this model and window layout beats it. None for a model that
-    is not a split U-Net."""
+    counted once per ``draws``) as if every one ran at the measured rate of :func:`reference_conv`
+    (the v0.4.1 model's stem on its per-draw channels, the dearest layer of that model; oneDNN
+    runs it at about the core's peak). The same reference for every model, so that the floors of
+    lean models (whose first convolution is a cheap 1 x 1 or 3 x 3) compare with the old one's.
+    Element-wise work is not counted, so no schedule of this model and window layout beats it.
+    None for a model that is not a split U-Net."""
     # its import warns that triton is missing (it counts no triton kernel here: none runs)
     logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)
     from torch.utils.flop_counter import FlopCounterMode
@@ -117,7 +119,7 @@ def arithmetic_floor(member: EnsembleMember, size: int, draws: int, device: torc
     if shared is None:
         return None
     s, a = shared.n_species, shared.n_aux
-    conv = shared.stem.conv
+    conv = reference_conv(2 * s + shared.context.channels, device, shared.dtype)
     draw = torch.zeros(1, 2 * s, size, size, device=device).contiguous(memory_format=torch.channels_last)
     aux = torch.zeros(1, a, size, size, device=device)
     stem_in = torch.zeros(1, conv.in_channels, size, size, device=device, dtype=shared.dtype
@@ -144,6 +146,14 @@ def arithmetic_floor(member: EnsembleMember, size: int, draws: int, device: torc
     macs = (draw_flops + aux_flops / draws) / 2
     return {"macs_per_cell": macs / size ** 2, "stem_gmacs_per_s": rate / 1e9,
             "seconds_per_cell": macs / size ** 2 / rate}
+
+
+def reference_conv(channels: int, device: torch.device, dtype: torch.dtype) -> torch.nn.Conv2d:
+    """The rate reference of :func:`arithmetic_floor`: a ResNet stem (7 x 7, stride 2, 64
+    outputs, no bias) over ``channels`` inputs (the per-draw channels, 2S + the context features),
+    channels-last, random weights (the rate does not depend on them)."""
+    conv = torch.nn.Conv2d(channels, 64, 7, stride=2, padding=3, bias=False)
+    return conv.to(device=device, dtype=dtype, memory_format=torch.channels_last).eval()
 
 
 def _random_member(source) -> EnsembleMember:

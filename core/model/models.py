@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from .context import ContextModel
+from .lean_input import (INPUT_REDUCTION_OPTION, UNET_LEAN_OPTIONS, ReducedInput, apply_unet_lean_options,
+                         pop_unet_lean_options)
 from .pu import PU_OPTION, PUModel, pu_spec  # PU_OPTION: a second M3 instance for survey coverage
 from .vit import build_vit
 
@@ -37,13 +39,17 @@ class ModelConfig:
 
 
 def build_unet(cfg: ModelConfig) -> nn.Module:
-    """The M3 model: smp U-Net with a ResNet encoder, no pretrained weights (no hub downloads)."""
+    """The M3 model: smp U-Net with a ResNet encoder, no pretrained weights (no hub downloads);
+    the lean options ``stem_kernel`` and ``encoder_stages`` as in :mod:`core.model.lean_input`."""
     import segmentation_models_pytorch as smp
 
     if cfg.encoder_depth not in RESNET_DEPTHS:
         raise ValueError(f"encoder depth {cfg.encoder_depth} not one of {RESNET_DEPTHS}")
-    return smp.Unet(encoder_name=f"resnet{cfg.encoder_depth}", encoder_weights=None,
-                    in_channels=cfg.in_channels, classes=cfg.classes, **cfg.options)
+    options = dict(cfg.options)
+    lean = pop_unet_lean_options(options)
+    unet = smp.Unet(encoder_name=f"resnet{cfg.encoder_depth}", encoder_weights=None,
+                    in_channels=cfg.in_channels, classes=cfg.classes, **options)
+    return apply_unet_lean_options(unet, lean) if lean else unet
 
 
 class NoBackbone(nn.Module):
@@ -61,11 +67,18 @@ MODEL_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "unet": build_unet, "vit": build_vit, "none": lambda cfg: NoBackbone(cfg.classes)}
 
 
+def _reduced(builder: Callable[[ModelConfig], nn.Module], k: int) -> Callable[[ModelConfig], nn.Module]:
+    """``builder`` behind a 1 x 1 convolution of its inputs to ``k`` channels."""
+    return lambda cfg: ReducedInput(cfg.in_channels, k, lambda channels: builder(replace(cfg, in_channels=channels)))
+
+
 def build_model(cfg: ModelConfig) -> nn.Module:
     """The registered architecture; with ``options["context_sigmas"]`` (a list of cell counts),
     wrapped in :class:`core.model.context.ContextModel` (neighbourhood-context features and head;
     ``options["aux_sigmas"]`` adds the aux bands' local mean and spread to both); with
-    ``options["pu"]``, that model is the presence instance of a :class:`core.model.pu.PUModel`."""
+    ``options["input_reduction"]`` (k), the backbone sits behind a 1 × 1 convolution to k channels
+    (:class:`core.model.lean_input.ReducedInput`); with ``options["pu"]``, that model is the
+    presence instance of a :class:`core.model.pu.PUModel`."""
     try:
         builder = MODEL_BUILDERS[cfg.arch]
     except KeyError:
@@ -80,6 +93,9 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     aux_sigmas = options.pop(AUX_CONTEXT_OPTION, None) or ()
     aux_prior = int(options.pop(AUX_PRIOR_OPTION, 0) or 0)
     aux_prior_added = bool(options.pop(AUX_PRIOR_ADDED_OPTION, False))
+    reduction = options.pop(INPUT_REDUCTION_OPTION, None)
+    if reduction:
+        builder = _reduced(builder, int(reduction))
     if cfg.arch == "none" and not sigmas:
         raise ValueError(f"architecture 'none' needs the {CONTEXT_OPTION} model option (it is the context head alone)")
     if (aux_sigmas or aux_prior) and not sigmas:
@@ -90,7 +106,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
                         cfg.in_channels, cfg.classes, sigmas, aux_sigmas, aux_prior, aux_prior_added)
 
 
-SHARED_OPTIONS = (CONTEXT_OPTION, AUX_CONTEXT_OPTION, AUX_PRIOR_OPTION, AUX_PRIOR_ADDED_OPTION, PU_OPTION)
+SHARED_OPTIONS = (CONTEXT_OPTION, AUX_CONTEXT_OPTION, AUX_PRIOR_OPTION, AUX_PRIOR_ADDED_OPTION, PU_OPTION,
+                  INPUT_REDUCTION_OPTION)
 FIXED_UNET_ARGUMENTS = ("encoder_name", "encoder_weights", "in_channels", "classes")
 
 
@@ -104,7 +121,8 @@ def model_option_names(arch: str) -> set[str]:
         # its **kwargs go to timm encoders only (ResNet encoders ignore them): not options here
         params = inspect.signature(smp.Unet.__init__).parameters.values()
         own = ({p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
-               - set(FIXED_UNET_ARGUMENTS)) | {"decoder_use_batchnorm"}  # the older spelling smp still reads
+               - set(FIXED_UNET_ARGUMENTS)) | {"decoder_use_batchnorm"} | set(UNET_LEAN_OPTIONS)
+        # ("decoder_use_batchnorm": the older spelling smp still reads)
     elif arch == "vit":
         from .vit import DEFAULTS
 

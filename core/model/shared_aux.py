@@ -13,6 +13,10 @@ separates exactly (up to float rounding):
   dearest layer of the model: it runs at full resolution on the most channels);
 - their share of the linear head, its bias, and the aux prior's logits when they are added.
 
+With the lean input path's ``input_reduction`` (:class:`core.model.lean_input.ReducedInput`) the
+first convolution is the 1 × 1 reduction in front of the backbone, split the same way (its aux
+share is then k channels at full resolution); the stem after it convolves k channels per draw.
+
 :meth:`SharedAuxModel.aux_terms` computes those once per window; :meth:`SharedAuxModel.forward`
 then runs a batch of draws of that window. The model's own ``forward`` stays the reference
 (checked equal in ``tests/test_infer_shared_aux.py``).
@@ -28,14 +32,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .context import HEAD_GAIN, ContextModel
+from .lean_input import reduction_of
 
 
 @dataclass
 class AuxTerms:
     """What a window's aux bands contribute, the same for every draw of every batch of it.
 
-    ``stem``: (1, C, H/2, W/2) their share of the backbone's first convolution (None without aux
-    bands); ``logits``: (1, S, H, W) their share of the head (with its bias, times the head's
+    ``stem``: their share of the backbone's first convolution, (1, C, H/2, W/2) for the ResNet
+    stem, (1, k, H, W) for the lean input's reduction (None without aux bands); ``logits``: (1, S, H, W) their share of the head (with its bias, times the head's
     gain) plus the aux prior's logits when the model adds them."""
 
     stem: Optional[torch.Tensor]
@@ -62,10 +67,15 @@ class StemWithAux(nn.Module):
         return y if self.aux is None else y + self.aux
 
 
-def _stem_of(backbone: nn.Module) -> Optional[nn.Conv2d]:
+def _first_conv(backbone: nn.Module) -> Optional[tuple[nn.Module, str]]:
+    """Where the backbone's first convolution sits (its parent module and attribute name): the
+    lean input's 1 × 1 reduction, else the ResNet stem ``encoder.conv1``; None when neither is a
+    plain convolution."""
+    if reduction_of(backbone) is not None:
+        return backbone, "input_reduction"
     encoder = getattr(backbone, "encoder", None)
     conv = getattr(encoder, "conv1", None)
-    return conv if isinstance(conv, nn.Conv2d) and conv.groups == 1 else None
+    return (encoder, "conv1") if isinstance(conv, nn.Conv2d) and conv.groups == 1 else None
 
 
 class SharedAuxModel(nn.Module):
@@ -87,9 +97,11 @@ class SharedAuxModel(nn.Module):
         backbone = prepare(model.backbone)
         if backbone is model.backbone:  # prepared in place: split a copy, never the caller's model
             backbone = copy.deepcopy(backbone)
-        stem = _stem_of(backbone)
-        if stem is None:
-            raise ValueError("the backbone has no plain first convolution at encoder.conv1")
+        where = _first_conv(backbone)
+        if where is None:
+            raise ValueError("the backbone has no plain first convolution (input_reduction or encoder.conv1)")
+        parent, name = where
+        stem = getattr(parent, name)
         dev = stem.weight.device
         # backbone inputs: [visible S, hidden S, aux A, context n_ctx, aux features n_auxf]
         draw = torch.cat([torch.arange(2 * s), torch.arange(2 * s + a, 2 * s + a + n_ctx)]).to(dev)
@@ -99,8 +111,7 @@ class SharedAuxModel(nn.Module):
                              persistent=False)
         self.stem_args = dict(stride=stem.stride, padding=stem.padding, dilation=stem.dilation)
         self.stem = StemWithAux(stem, draw)
-        encoder = backbone.encoder
-        encoder.conv1 = self.stem
+        setattr(parent, name, self.stem)
         self.backbone = backbone
         # head inputs: [context n_ctx, aux features n_auxf, visible S, (aux bands A)]
         w = model.head.weight.detach()[:, :, 0, 0]
@@ -124,7 +135,7 @@ class SharedAuxModel(nn.Module):
     @staticmethod
     def supports(model: nn.Module) -> bool:
         """Whether ``model`` is a context model whose backbone has a splittable first convolution."""
-        return isinstance(model, ContextModel) and _stem_of(model.backbone) is not None
+        return isinstance(model, ContextModel) and _first_conv(model.backbone) is not None
 
     @staticmethod
     def _linear(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
