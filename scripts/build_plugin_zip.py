@@ -5,6 +5,12 @@ the plugin needs, and the user guide the dock's Help shows offline: README.md wi
 pictures it shows. Standard library only.
 
     python3 scripts/build_plugin_zip.py [--out dist/m3_plugin.zip]
+
+Why not qgis-plugin-ci (PyPI), the ecosystem's packager: it packs the plugin folder as ``git archive``
+gives it, where ``m3_plugin/core`` is a symlink to the CLI's ``core/`` (a zip must hold real files) and
+the offline guide (README.md and its pictures) lies outside the folder; it also takes a version per
+build, refuses uncommitted changes and brings GitPython, PyGithub and pyqt5ac. What it adds, upload
+to plugins.qgis.org and the changelog in metadata.txt, is worth taking once M3 is published there.
 """
 from __future__ import annotations
 
