@@ -157,8 +157,9 @@ class InfillTask(QgsTask):
             mean = aux_map_around(job.inputs, region, job.grid, region_cells, species, progress=progress)
         except InputError as e:
             return f"No aux-only map: {e}"
-        aux = AuxMap(species, mean, np.full_like(mean, np.nan), "aux-only gradient boosting, fitted around the "
-                     "hidden region (never on it)", 1)
+        # one seed: its spread is 0 where it maps (as `aux-map --seeds 1` writes), not a band of NaN only
+        aux = AuxMap(species, mean, np.where(np.isfinite(mean), 0.0, np.nan).astype(mean.dtype),
+                     "aux-only gradient boosting, fitted around the hidden region (never on it)", 1)
         write_aux_map(aux, stack, job.folder / AUX_ONLY_FILE)
         outputs.aux_only = job.folder / AUX_ONLY_FILE
         outputs.aux_only_range = {s: (float(np.nanpercentile(m[region_cells], 50)),
