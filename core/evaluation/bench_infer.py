@@ -389,3 +389,34 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
         return out
     finally:
         full.close()
+
+
+def floor_figures(stack_path: str | Path, model_path: Optional[str | Path] = None, draws: int = 50,
+                  device: str = "cpu", window: Optional[int] = None, overlap: Optional[int] = None,
+                  repeats: int = 5) -> dict[str, Any]:
+    """:func:`arithmetic_floor` alone (no timed infill): the model's multiply-adds per cell and
+    evaluation in the window layout ``bench infer`` and ``predict`` use, with the aux share paid
+    once per ``draws``, and the least time of the 150-evaluation map of the whole grid at the
+    reference convolution's rate measured now. For comparing models' arithmetic quickly."""
+    dev, why = pick_device(device)
+    full = GeoTiffStackSource(stack_path)
+    try:
+        if model_path:
+            model, card = load_model(model_path, dev)
+            member = inference_member(model, card, Path(model_path).name)
+        else:
+            raw = _random_member(full)
+            member = inference_member(raw.model.to(dev), raw.card, raw.name)
+        size = round_up(window or default_window([member]))
+        ov = default_overlap(member.card.tile_size) if overlap is None else overlap
+        floor = arithmetic_floor(member, size, draws, dev, repeats)
+        if floor is None:
+            raise ValueError(f"{member.name}: no arithmetic floor for a model that is not a split U-Net")
+        layout = WindowLayout.fitted(full.grid.height, full.grid.width, size, ov)
+        n_windows = _active_windows(full, layout)
+        conus_cells = EVALUATIONS * n_windows * layout.rows.size * layout.cols.size
+        return dict(floor, model=member.name, device=why, threads=torch.get_num_threads(), window=size, overlap=ov,
+                    draws=draws, conus_windows=n_windows, conus_cells_per_evaluation=conus_cells / EVALUATIONS,
+                    conus_150_evaluations_minutes=floor["seconds_per_cell"] * conus_cells / 60)
+    finally:
+        full.close()

@@ -25,11 +25,13 @@ from ..device import pick_device
 from ..errors import InputError
 from ..masks.masking import SCENARIOS
 from ..masks.tiles import TRAIN, StackTensors
+from ..model.lean_input import with_lean_input
 from ..model.metrics import METRICS, precision_recall_curve
 from ..model.model_file import read_card
 from ..model.models import AUX_CONTEXT_OPTION, CONTEXT_OPTION
 from ..model.predictors import ModelPredictor, Predictor, WholeSpeciesAuxPredictor
 from ..progress import Progress, check_cancelled
+from ..training.presets import LEAN_INPUT
 from ..training.train import RESUMABLE_CHANGES, TrainConfig, train
 from .baselines import CoPresencePredictor, FrequencyPredictor, NeighbourDensityPredictor
 from .evaluate import EVAL_SEED, aggregate, card_thresholds, holdout_masks, score_predictor
@@ -57,6 +59,8 @@ VARIANTS: dict[str, Callable[[TrainConfig], dict[str, Any]]] = {  # trained mode
     "context_head": lambda c: {"arch": "none", "model_options": _context(c)},
     # the ViT gets the same inputs, context features included
     "vit": lambda c: {"arch": "vit", "model_options": {**VIT_OPTIONS, **_context(c)}},
+    # the lean input path (core/model/lean_input.py, presets.LEAN_INPUT): the bundled model v0.5's design
+    "unet_lean": lambda c: {"model_options": with_lean_input(c.model_options, LEAN_INPUT)},
 }
 
 

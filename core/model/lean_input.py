@@ -82,3 +82,14 @@ def apply_unet_lean_options(unet: nn.Module, lean: dict[str, Any]) -> nn.Module:
             if hasattr(encoder, f"layer{stage}"):
                 delattr(encoder, f"layer{stage}")
     return unet
+
+
+def with_lean_input(model_options: dict[str, Any], lean: dict[str, Any]) -> dict[str, Any]:
+    """``model_options`` with the lean options ``lean`` added; with ``encoder_stages`` s, the
+    decoder keeps its last s blocks' channels (the blocks of the stages that still run)."""
+    out = {**model_options, **lean}
+    stages = lean.get(ENCODER_STAGES_OPTION)
+    decoder = model_options.get("decoder_channels")
+    if stages is not None and decoder is not None and "decoder_channels" not in lean:
+        out["decoder_channels"] = list(decoder)[len(decoder) - int(stages):]
+    return out

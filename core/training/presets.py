@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InputError
+from ..model.lean_input import with_lean_input
 
 # The loss weights ``train --pu`` sets unless given: BCE on P(record) alone (core/model/pu.py).
 PU_LOSS = {"loss.dice": 0.0, "loss.recall": 0.0}
@@ -23,6 +24,13 @@ QUICK: dict[str, Any] = {"tiles": 2000, "tile_size": 64, "encoder_depth": 18, "s
                          "lr": 1e-3, "warmup_steps": 40, "checkpoint_every": 200, "val_every": 200,
                          "model_options": {"decoder_channels": [128, 64, 32, 16, 16], "context_sigmas": [2, 6],
                                            "aux_sigmas": [2, 6]}}
+
+
+# The lean input path (core/model/lean_input.py) chosen on validation blocks among four candidates
+# (quick preset, seed 0; docs/results/lean_model/README.md): a 1 x 1 reduction of the backbone's
+# inputs to 16 channels and a 3 x 3 stem; half the multiply-adds per cell and evaluation of the
+# v0.4.1 model (60 k against 120 k), validation Dice and AUPRC level or higher in every scenario.
+LEAN_INPUT: dict[str, Any] = {"input_reduction": 16, "stem_kernel": 3}
 
 
 def _quick_with(overrides: dict[str, Any], **model_options: Any) -> dict[str, Any]:
@@ -62,6 +70,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "model_options": {"decoder_channels": [128, 64, 32, 16, 16], "context_sigmas": [2, 6],
                                   "aux_sigmas": [2, 6]}},
 }
+# bundled with the lean input path: the bundled model v0.5 (the v0.4.1 model is ``bundled``)
+PRESETS["bundled_lean"] = {**PRESETS["bundled"],
+                           "model_options": with_lean_input(PRESETS["bundled"]["model_options"], LEAN_INPUT)}
+PRESETS["quick_lean"] = {**QUICK, "model_options": with_lean_input(QUICK["model_options"], LEAN_INPUT)}
 
 
 def preset(name: str) -> dict[str, Any]:
