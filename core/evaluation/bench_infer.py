@@ -16,7 +16,8 @@ the same run, and what a 150-evaluation CONUS map would take at that rate.
 - naive: one non-overlapping tile of the training size at a time, float32, batch of one,
   contiguous (NCHW) tensors, ``torch.no_grad``, the same input encoding and the same model;
 - the arithmetic floor (:func:`arithmetic_floor`), in float32 and bf16: the model's
-  multiply-adds per evaluation as if each ran at the measured rate of its first convolution; how
+  multiply-adds per evaluation as if each ran at the measured rate of a reference convolution (the
+  v0.4.1 model's stem over the per-draw channels, about the core's peak; the same for every model); how
   far ours is from it, and the CONUS map's least time on this machine with this model and window
   layout.
 
@@ -377,7 +378,7 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
             f = out[f"floor_{name}"]
             spent = min(t_bf16) if name == "bf16" else best_ours
             log(f"arithmetic floor in {name}: {f['macs_per_cell'] / 1e3:.0f} k multiply-adds per cell and evaluation "
-                f"at the first convolution's measured {f['stem_gmacs_per_s']:.0f} GMAC/s → "
+                f"at the reference convolution's measured {f['stem_gmacs_per_s']:.0f} GMAC/s → "
                 f"{f['seconds_per_evaluation']:.2f} s per evaluation here (ours takes {spent / f['seconds_per_evaluation']:.2f}x "
                 f"that), CONUS {EVALUATIONS} evaluations ≥ {f['conus_150_evaluations_hours'] * 60:.1f} min with this "
                 "model and window layout")

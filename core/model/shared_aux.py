@@ -40,8 +40,9 @@ class AuxTerms:
     """What a window's aux bands contribute, the same for every draw of every batch of it.
 
     ``stem``: their share of the backbone's first convolution, (1, C, H/2, W/2) for the ResNet
-    stem, (1, k, H, W) for the lean input's reduction (None without aux bands); ``logits``: (1, S, H, W) their share of the head (with its bias, times the head's
-    gain) plus the aux prior's logits when the model adds them."""
+    stem, (1, k, H, W) for the lean input's reduction (None without aux bands); ``logits``:
+    (1, S, H, W) their share of the head (with its bias, times the head's gain) plus the aux
+    prior's logits when the model adds them."""
 
     stem: Optional[torch.Tensor]
     logits: torch.Tensor

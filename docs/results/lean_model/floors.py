@@ -34,8 +34,9 @@ def main() -> None:
         f = floor_figures(args.stack, m, draws=args.draws)
         rows.append(f)
         print(f"{m}: {f['macs_per_cell'] / 1e3:.1f} k multiply-adds per cell and evaluation; reference conv "
-              f"{f['stem_gmacs_per_s']:.1f} GMAC/s; CONUS 150 evaluations >= {f['conus_150_evaluations_minutes']:.1f} min "
-              f"({args.threads} thread(s), window {f['window']}, {f['draws']} draws)", flush=True)
+              f"{f['stem_gmacs_per_s']:.1f} GMAC/s; CONUS 150 evaluations >= "
+              f"{f['conus_150_evaluations_minutes']:.1f} min ({args.threads} thread(s), window {f['window']}, "
+              f"{f['draws']} draws)", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
 
