@@ -159,3 +159,17 @@ def test_bad_lean_options_are_refused():
     for options in ({"stem_kernel": 5}, {"encoder_stages": 2}, {"input_reduction": -1}):
         with pytest.raises(ValueError):
             build_model(config(**options))
+
+
+def test_split_lean_model_runs_in_bf16():
+    """The bf16 path (``predict --bf16``) casts the reduction with the backbone; its aux share follows."""
+    model = lively(build_model(config(**LEAN["reduction_stem3"])))
+    split = SharedAuxModel(copy.deepcopy(model), prepare_for_inference).use_bfloat16()
+    x = inputs()
+    with torch.inference_mode():
+        terms = split.aux_terms(x[:1, 2 * S:])
+        assert terms.stem.dtype == torch.bfloat16
+        out = split(x[:, :2 * S].contiguous(memory_format=torch.channels_last), terms)
+        ref = model(x)
+    assert out.dtype == torch.float32
+    assert (torch.sigmoid(out) - torch.sigmoid(ref)).abs().max() < 0.05
