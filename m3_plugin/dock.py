@@ -257,6 +257,8 @@ class M3Dock(DockUi, QDockWidget):
         canvas = self._canvas()
         if canvas is None:
             return
+        if self.example is not None:
+            self.example.keep_crs()
         dest = canvas.mapSettings().destinationCrs()
         if not dest.isValid():
             return

@@ -146,6 +146,7 @@ class ExampleData:
         self.task: Optional[StackBuildTask] = None
         self.stack_layer_id: Optional[str] = None
         self.on_stack: Optional[Callable[[Optional[str]], None]] = None  # called once the stack is in (or failed)
+        self.owns_crs = False  # the project was new and took the example's CRS
 
     def load(self) -> QgsLayerTreeGroup:
         """Add the layers that need no build; start (or finish at once) adding the stack."""
@@ -158,6 +159,7 @@ class ExampleData:
             return old
         if not project.mapLayers():  # a new project: the example's own equal-area CRS, set before any layer
             project.setCrs(QgsCoordinateReferenceSystem(EXAMPLE_CRS))
+            self.owns_crs = True
         prefer_datum_operations(project)
         group = root.insertGroup(0, GROUP)
         try:
@@ -180,6 +182,13 @@ class ExampleData:
             self.task = StackBuildTask(self._add_stack)
             QgsApplication.taskManager().addTask(self.task)
         return group
+
+    def keep_crs(self) -> None:
+        """Set the example's CRS again on a project it started: QGIS 3.44 gives a new project the CRS of its
+        first layer (the records, WGS84) once the layers are drawn, after :meth:`load` set it."""
+        project = QgsProject.instance()
+        if self.owns_crs and project.crs().authid() != EXAMPLE_CRS:
+            project.setCrs(QgsCoordinateReferenceSystem(EXAMPLE_CRS))
 
     def _add_stack(self, path: Optional[Path], error: Optional[str]) -> None:
         if self.group is None or sip.isdeleted(self.group):  # the project was closed meanwhile

@@ -3,7 +3,7 @@ QGIS (scripts/qgis_screenshot.py, scripts/installer_check.py): the example data 
 south-eastern Arizona, every other option at the dock's default, Run clicked."""
 from __future__ import annotations
 
-from qgis.core import QgsCoordinateReferenceSystem, QgsGeometry, QgsRectangle
+from qgis.core import QgsCoordinateReferenceSystem, QgsGeometry, QgsProject, QgsRectangle
 
 REGION = QgsRectangle(-112.6, 31.4, -109.4, 34.0)  # south-eastern Arizona: porphyry copper and gold
 HIDE = ("Au", "Cu")
@@ -33,5 +33,6 @@ def finished(dock) -> bool:
 
 
 def answer(dock) -> str:
-    """What the geologist reads: the flag rule and the table's rows."""
-    return f"flagged {dock.last_outputs.flag_text}; table {dock.comparison_cells()}"
+    """What the geologist reads: the flag rule and the table's rows; and the project's CRS."""
+    return (f"flagged {dock.last_outputs.flag_text}; table {dock.comparison_cells()}; "
+            f"project CRS {QgsProject.instance().crs().authid()}")

@@ -9,6 +9,7 @@
 #   M3_QGIS_SUITE   Debian suite (default sid)
 #   M3_QGIS_MIRROR  Debian mirror (default: the one this machine's apt uses)
 #   M3_QGIS_TEST_TIMEOUT  seconds the plugin tests may take (default 5400)
+#   M3_QGIS_TESTS=0       skip the plugin tests;  M3_QGIS_INSTALLER=0  skip Install then Run with torch hidden
 #   M3_QGIS_PREPARE_ONLY=1  build the root (debootstrap, apt, pip) and stop before the checks
 #   M3_QGIS_FROM    what is checked: "worktree" (default: tracked and new files as they are now) or
 #                   "HEAD" (the last commit: a consistent snapshot while files are being edited)
@@ -144,6 +145,7 @@ fi
 cp -L /etc/ssl/certs/ca-certificates.crt "$ROOT/m3/host-ca.crt"  # pip of the dock's Install, behind this machine's proxy
 rc=0
 in_root env PIP_CERT=/m3/host-ca.crt M3_VENV="$VENV" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" M3_QGIS_TEST_TIMEOUT="${M3_QGIS_TEST_TIMEOUT:-5400}" \
+  M3_QGIS_TESTS="${M3_QGIS_TESTS:-1}" M3_QGIS_INSTALLER="${M3_QGIS_INSTALLER:-1}" \
   bash /m3/repo/scripts/qgis_lts_inside.sh /m3/out || rc=$?
 
 # 6. Results back into the repository.

@@ -112,6 +112,22 @@ def test_dock_matches_example_layers_by_name(dock, tiny):
     assert dock.ensemble_label.text() == "× 1 model = 2 evaluations"
 
 
+def test_example_keeps_its_crs_when_qgis_gives_the_new_project_its_first_layers(dock):
+    # QGIS 3.44 sets a new project's CRS from its first layer (the WGS84 records) after the example set it
+    from m3_plugin.example_data import EXAMPLE_CRS
+
+    project = QgsProject.instance()
+    assert dock.example.owns_crs and project.crs().authid() == EXAMPLE_CRS
+    project.setCrs(WGS84)
+    dock.zoom_to_example()
+    assert project.crs().authid() == EXAMPLE_CRS
+    dock.example.owns_crs = False  # a project the user had before the example: its CRS stays theirs
+    project.setCrs(WGS84)
+    dock.zoom_to_example()
+    assert project.crs().authid() == "EPSG:4326"
+    project.setCrs(QgsCoordinateReferenceSystem(EXAMPLE_CRS))
+
+
 def test_infill_run_adds_a_group_and_fills_the_comparison_table(dock, qgis_iface, tmp_path):
     dock.mineral_rows["Au"].hide.setChecked(True)
     dock.mineral_rows["Cu"].hide.setChecked(True)
