@@ -44,9 +44,9 @@ if [ "${M3_QGIS_TESTS:-1}" = 1 ]; then
   test_rc=$?
 else
   echo "not run (M3_QGIS_TESTS=0)" > "$OUT/tests.log"
-  test_rc=0
+  test_rc=0 test_line="not run (M3_QGIS_TESTS=0)"
 fi
-test_line=$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)' "$OUT/tests.log" | tail -1 | sed 's/=//g; s/^ *//; s/ *$//')
+[ -n "${test_line:-}" ] || test_line=$(grep -E '^(=+ )?[0-9]+ (passed|failed|error)' "$OUT/tests.log" | tail -1 | sed 's/=//g; s/^ *//; s/ *$//')
 [ "$test_rc" -eq 124 ] && test_line="${test_line:-nothing} when stopped at the time limit (M3_QGIS_TEST_TIMEOUT)"
 echo "tests: ${test_line:-no pytest summary (exit $test_rc)} [$((SECONDS - t0)) s]"
 
