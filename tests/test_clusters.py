@@ -62,6 +62,9 @@ def test_clusters_are_large_high_regions_far_from_records_of_the_species(scene):
     x, y = g.cell_centres(np.array([14.5]), np.array([17.0]))
     lon, lat = transform(g.crs, "EPSG:4326", x, y)
     assert (a.centroid_lon, a.centroid_lat) == pytest.approx((lon[0], lat[0]), abs=1e-6)
+    assert a.cell_index is None
+    rows, cols = find_clusters(path, sites, 0.5, 10 * KM2_PER_CELL, 10.0, with_cells=True)[0].cell_index
+    assert (rows.min(), rows.max(), cols.min(), cols.max(), len(rows)) == (10, 19, 10, 24, 150)
     # a smaller exclusion distance lets C in; a larger minimum area drops everything
     assert len(find_clusters(path, sites, 0.5, 10 * KM2_PER_CELL, 1.0)) == 3
     assert find_clusters(path, sites, 0.5, 1000 * KM2_PER_CELL, 10.0) == []

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
@@ -47,6 +47,7 @@ class Cluster:
     nearest_commodities: str
     nearest_species_record_km: float  # to the nearest record of this species
     geometry: Optional[dict[str, Any]] = None  # GeoJSON (Multi)Polygon in the grid's CRS
+    cell_index: Optional[tuple[np.ndarray, np.ndarray]] = field(default=None, repr=False, compare=False)  # rows, cols
 
 
 @dataclass
@@ -177,8 +178,9 @@ def metres_per_unit(grid: Grid) -> float:
 
 def find_clusters(prediction: str | Path, sites: KnownSites, threshold: float, min_area_km2: float,
                   min_distance_km: float, species: Optional[Sequence[str]] = None,
-                  with_geometry: bool = True) -> list[Cluster]:
-    """Clusters of every species band of a prediction GeoTIFF, largest peak first per species."""
+                  with_geometry: bool = True, with_cells: bool = False) -> list[Cluster]:
+    """Clusters of every species band of a prediction GeoTIFF, largest peak first per species
+    (``with_cells``: each with its cells' rows and columns, ``cell_index``)."""
     from rasterio.features import shapes
     from rasterio.warp import transform
     from scipy import ndimage
@@ -228,7 +230,8 @@ def find_clusters(prediction: str | Path, sites: KnownSites, threshold: float, m
             lon, lat = transform(grid.crs, WGS84, [float(x.mean())], [float(y.mean())])
             keep[lab] = True
             found[lab] = Cluster(sym, round(area, 3), int(len(rr)), float(p.max()), float(p.mean()),
-                                 float(lon[0]), float(lat[0]), near_km, near_name, near_comm, d_sp)
+                                 float(lon[0]), float(lat[0]), near_km, near_name, near_comm, d_sp,
+                                 cell_index=(rr, cc) if with_cells else None)
         if with_geometry and found:
             kept = np.where(keep[labels], labels, 0).astype(np.int32)
             polys: dict[int, list] = {}
@@ -308,4 +311,4 @@ def summary(clusters: Sequence[Cluster], top: int = 15) -> str:
 
 
 def cluster_dicts(clusters: Sequence[Cluster]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in asdict(c).items() if k != "geometry"} for c in clusters]
+    return [{k: v for k, v in asdict(c).items() if k not in ("geometry", "cell_index")} for c in clusters]
