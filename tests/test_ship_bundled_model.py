@@ -1,5 +1,5 @@
 """scripts/ship_bundled_model.py: the card's comparison names every scenario and species where the
-shipped model's mean Dice or recall is below kriging's or the no-aux U-Net's."""
+shipped model's mean Dice or recall is below a rival's (by default kriging's or the no-aux U-Net's)."""
 import pytest
 from script_support import load_script
 
@@ -25,5 +25,7 @@ def test_comparison_lists_dice_and_recall_shortfalls_per_rival():
                             "region: overall recall 0.200 below unet_no_aux (0.250)",
                             "region: Cu recall 0.500 below unet_no_aux (0.600)"]
     assert out["scenarios"]["region"]["bundled"] == {"dice": 0.30, "recall": 0.20}
+    assert _ship().comparison(result, "bundled", ("kriging",))["worse"] == [
+        "region: overall recall 0.200 below kriging (0.300)"]
     with pytest.raises(SystemExit, match="was not scored"):
         _ship().comparison(result, "other")

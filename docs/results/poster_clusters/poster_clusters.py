@@ -114,6 +114,26 @@ def describe(c: Cluster, others: dict[str, Any], tree, grid, unit: float) -> dic
             "nearest_other_type": others["types"][site]}
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The summary per map and every cluster as Markdown tables."""
+    hit = result["hit_km"]
+    lines = [f"| map | clusters | on an other-commodity record (≤ {hit:g} km) | a random placement: mean hits | "
+             "placements hitting as often |", "|---|---|---|---|---|"]
+    for name, m in result["maps"].items():
+        share = m["share_of_placements_with_as_many_hits"]
+        lines.append(f"| {name} | {m['clusters']} | {m['hits']} | {m['chance_hits_mean']:.2f} | "
+                     f"{'—' if share is None else f'{share:.0%}'} |")
+    lines += ["", "| map | species | area km² | peak probability | lon, lat | nearest record of the species | "
+              "nearest other-commodity record | its commodities | distance |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, m in result["maps"].items():
+        for c in m["cluster_list"]:
+            lines.append(f"| {name} | {c['species']} | {c['area_km2']:g} | {c['peak_prob']:.3f} | "
+                         f"{c['lon']:.3f}, {c['lat']:.3f} | {c['nearest_species_record_km']:g} km | "
+                         f"{c['nearest_other_name']} | {c['nearest_other_commodities']} | "
+                         f"{'**' if c['hit'] else ''}{c['nearest_other_km']:g} km{'**' if c['hit'] else ''} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--m3", type=Path, required=True, help="M3's CONUS map (predict, nothing hidden)")
@@ -126,7 +146,8 @@ def main() -> int:
     ap.add_argument("--hit-km", type=float, default=2.0, help="an other-commodity record this close to a cell")
     ap.add_argument("--placements", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, required=True, help="JSON of every cluster and the chance figures")
+    ap.add_argument("--out", type=Path, required=True, help="JSON of every cluster and the chance figures "
+                    "(and the same as Markdown tables beside it, .md)")
     a = ap.parse_args()
     from scipy.spatial import cKDTree
 
@@ -181,7 +202,8 @@ def main() -> int:
                   f"{m['share_of_placements_with_as_many_hits']})", flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {a.out}")
+    a.out.with_suffix(".md").write_text(markdown(result))
+    print(f"wrote {a.out} and {a.out.with_suffix('.md')}")
     return 0
 
 
