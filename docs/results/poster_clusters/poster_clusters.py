@@ -25,7 +25,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +41,6 @@ from core.evaluation.baselines import gaussian_smoother, visible_share  # noqa: 
 from core.inference.clusters import Cluster, KnownSites, find_clusters, metres_per_unit  # noqa: E402
 
 BLUR_SIGMA = 16.0  # cells: the discovery test's widest blur, fixed in advance (as the national check)
-MAPS = ("M3", "blurred records of the species", "aux-only map")
 
 
 def other_commodity_records(path: Path, grid) -> dict[str, Any]:
@@ -156,7 +155,7 @@ def main() -> int:
 
     stack = Stack.read(a.stack or default_stack_path())
     grid, species, meta = read_prediction_info(a.m3)
-    aux_grid, aux_species, _ = read_prediction_info(a.aux_map)
+    aux_grid, _, _ = read_prediction_info(a.aux_map)
     if grid.shape != stack.grid.shape or aux_grid.shape != grid.shape:
         raise SystemExit("the maps and the stack must share one grid")
     threshold = prediction_threshold(meta, a.threshold)
@@ -177,7 +176,7 @@ def main() -> int:
         share = np.where(valid, share, np.nan).astype(np.float32)
         with prediction_file(blurred, grid, list(stack.species), {"method": "blurred records"}) as w:
             w.write_rows(0, share, np.zeros_like(share))
-        files = {"M3": a.m3, MAPS[1]: blurred, MAPS[2]: a.aux_map}
+        files = {"M3": a.m3, "blurred records of the species": blurred, "aux-only map": a.aux_map}
         flagged = {s: int((valid & (read_band(a.m3, f"mean_{s}") >= threshold)).sum()) for s in species}
         for name, path in files.items():
             found: list[Cluster] = []
