@@ -88,3 +88,16 @@ def test_card_threshold_and_scale_follow_the_calibration():
     assert "calibrated" in card.scale_note
     card.calibration = {"scenarios": {"region": {"method": "platt", "a": 1.0}}, "thresholds": {}}
     assert any("calibration" in b for b in card_problems(card))
+
+
+def test_isotonic_reads_float32_like_float64_at_steep_ends():
+    """The float32 reading (a map applied per draw) equals the float64 one within float rounding,
+    also past a steep last segment (a float32 input above the last knot reads the map's top)."""
+    m = ScaleMap.from_dict({"method": "isotonic", "x": [1e-8, 1e-5, 0.3, 0.9998211, 0.99999674],
+                            "y": [0.0, 1e-4, 0.05, 0.64, 0.79898649]})
+    p = torch.cat([torch.rand(10_000), torch.tensor([0.0, 1e-9, 0.9999997615814209, 1.0, 0.99999674])])
+    a = m.apply(p)
+    assert a.dtype == torch.float32
+    b = m.apply_numpy(p.numpy().astype(np.float64))
+    assert np.abs(a.numpy() - b).max() < 2e-6
+    assert np.allclose(m.apply(p.double()).numpy(), b, atol=1e-12)

@@ -90,3 +90,17 @@ def test_a_model_with_aux_features_round_trips_and_ignores_them_without_aux(tmp_
     no_aux = build_model(ModelConfig("unet", 2 * 3, 3, 18, opts))
     plain = build_model(ModelConfig("unet", 2 * 3, 3, 18, {k: v for k, v in opts.items() if k != "aux_sigmas"}))
     assert [p.shape for p in no_aux.parameters()] == [p.shape for p in plain.parameters()]
+
+
+def test_features_written_in_bands_equal_the_features():
+    """The inference path (:meth:`ContextFeatures.features_into`, element-wise steps in bands of
+    rows) gives the training path's features exactly, whatever the band height."""
+    presence, hidden, aux, valid = _inputs(h=37, w=29)
+    x = model_inputs(presence, hidden, aux, valid)
+    ctx = ContextFeatures(3, [1.5, 4.0])
+    with torch.inference_mode():
+        ref = ctx(x)
+        for rows in (None, 5, 16, 100):
+            out = torch.full_like(ref, float("nan"))
+            ctx.features_into(x.contiguous(memory_format=torch.channels_last), out, rows)
+            assert torch.equal(out, ref), rows

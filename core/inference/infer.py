@@ -257,6 +257,7 @@ class _Infiller:
         self.flags = hide.species_flags(self.species)
         self.out_species = hide.output_species(self.species)
         self.out_index = torch.tensor([self.species.index(s) for s in self.out_species], device=device)
+        self.all_species_out = self.out_species == self.species
         # asked where the unrecorded minerals are, the map shows the records themselves as known (1)
         self.show_records = isinstance(hide.region, UnrecordedRegion)
         self.extra = self.discovery or draws > 1
@@ -355,22 +356,25 @@ class _Infiller:
             if terms is not None:
                 x = model_inputs(presence, hidden, presence.new_zeros((len(jobs), 0) + presence.shape[2:],
                                                                       dtype=torch.float32), valid)
-                logits = member.shared(x.contiguous(memory_format=torch.channels_last), terms)
+                logits = member.shared(x, terms)  # (its per-draw buffer takes the channel planes as they are)
             else:
                 aux = torch.stack([jb[4] for jb in jobs])
                 x = model_inputs(presence, hidden, aux, valid).contiguous(memory_format=torch.channels_last)
                 logits = member.model(x)
         with torch.inference_mode():
-            p = torch.sigmoid(logits.float()).index_select(1, self.out_index)
+            p = torch.sigmoid(logits.float())
+            if not self.all_species_out:
+                p = p.index_select(1, self.out_index)
             if (scale := self._scales.get(id(member))) is not None:
                 p = scale.apply(p)
             for b, (i, j, *_rest, target) in enumerate(jobs):
                 c = self.cols[j] - self.col0
                 wt = self._window_weights(i, j) * target
+                wp = wt * p[b]
                 view = acc[:, :, :, c:c + self.width]
                 view[0] += wt
-                view[1] += wt * p[b]
-                view[2] += wt * p[b] * p[b]
+                view[1] += wp
+                view[2].addcmul_(wp, p[b])
         self.window_evaluations += len(jobs)
         self.progress.advance(len(jobs))
 

@@ -61,6 +61,46 @@ def _nll(q: np.ndarray, b: _Binned) -> float:
     return float(-(b.pos * np.log(q) + (b.n - b.pos) * np.log1p(-q)).sum() / b.n.sum())
 
 
+class _IsotonicSegments:
+    """An isotonic map as linear segments, read back in one pass per step: the segment found by
+    ``bucketize``, then ``y0 + slope · (q − x0)`` with the tie-break folded in. In the input's dtype
+    (float32 maps: a quarter of the float64 reading's time per draw), with each knot split into
+    float32 high and low parts so that ``q − x0`` stays exact; above the last knot (compared with
+    the knot rounded up, so that a float32 input never reads the steep last segment past its end)
+    the map's top."""
+
+    def __init__(self, xs: list[float], ys: list[float], device: torch.device) -> None:
+        x, y = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+        dx = np.diff(x)
+        slope = np.where(dx > 0, np.diff(y) / np.where(dx > 0, dx, 1.0), 0.0)
+        self.lo, self.hi, self.n = float(x[0]), float(x[-1]), len(x)
+        self.y_lo, self.y_hi = (1 - TIE_BREAK) * float(y[0]), (1 - TIE_BREAK) * float(y[-1])
+        hi32 = x[:-1].astype(np.float32)
+        top = np.float32(x[-1])
+        self.top = {torch.float64: float(x[-1]),
+                    torch.float32: float(top if top >= x[-1] else np.nextafter(top, np.float32(np.inf)))}
+        self._tables = {
+            torch.float64: self._on(device, torch.float64, x[1:-1], x[:-1], np.zeros(len(x) - 1), y, slope),
+            torch.float32: self._on(device, torch.float32, x[1:-1], hi32, x[:-1] - hi32.astype(np.float64), y, slope)}
+
+    @staticmethod
+    def _on(device, dtype, inner, x0_hi, x0_lo, y, slope) -> tuple[torch.Tensor, ...]:
+        def t(a):
+            return torch.as_tensor(np.asarray(a), dtype=dtype, device=device).contiguous()
+        return t(inner), t(x0_hi), t(x0_lo), t((1 - TIE_BREAK) * y[:-1]), t((1 - TIE_BREAK) * slope)
+
+    def apply(self, p: torch.Tensor) -> torch.Tensor:
+        dtype = p.dtype if p.dtype in self._tables else torch.float32
+        inner, x0_hi, x0_lo, y0, slope = self._tables[dtype]
+        q = p.to(dtype).clamp(self.lo, self.hi)
+        seg = torch.bucketize(q, inner, right=True, out_int32=True).view(-1)
+        flat = q.reshape(-1)
+        out = (flat - x0_hi.index_select(0, seg)).sub_(x0_lo.index_select(0, seg))
+        out = out.mul_(slope.index_select(0, seg)).add_(y0.index_select(0, seg)).clamp_(self.y_lo, self.y_hi)
+        out.masked_fill_(p.to(dtype).reshape(-1) >= self.top[dtype], self.y_hi)
+        return out.view(p.shape).add_(p.to(dtype), alpha=TIE_BREAK).to(p.dtype)
+
+
 @dataclass(frozen=True)
 class ScaleMap:
     """One fitted monotone map from a model's probability to a calibrated one."""
@@ -88,14 +128,15 @@ class ScaleMap:
             z = z / self.params["t"] if self.method == "temperature" else self.params["a"] * z + self.params["b"]
             return torch.sigmoid(z).to(p.dtype)
         if self.method == "isotonic":
-            x = torch.tensor(self.params["x"], dtype=torch.float64, device=p.device)
-            y = torch.tensor(self.params["y"], dtype=torch.float64, device=p.device)
-            q = p.double().clamp(float(x[0]), float(x[-1]))
-            i = torch.searchsorted(x, q.contiguous(), right=True).clamp(1, len(x) - 1)
-            x0, x1, y0, y1 = x[i - 1], x[i], y[i - 1], y[i]
-            w = torch.where(x1 > x0, (q - x0) / (x1 - x0).clamp_min(1e-300), torch.zeros_like(q))
-            return ((y0 + w * (y1 - y0)) * (1 - TIE_BREAK) + TIE_BREAK * p.double()).to(p.dtype)
+            return self._segments(p.device).apply(p)
         raise ValueError(f"unknown calibration method {self.method!r}")
+
+    def _segments(self, device: torch.device) -> "_IsotonicSegments":
+        """The isotonic map's segments on ``device`` (built once per device)."""
+        cache = self.__dict__.setdefault("_segments_by_device", {})
+        if device not in cache:
+            cache[device] = _IsotonicSegments(self.params["x"], self.params["y"], device)
+        return cache[device]
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, **self.params}

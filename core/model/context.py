@@ -68,6 +68,29 @@ def shares_at_scales(present: torch.Tensor, visible: torch.Tensor, kernels: Sequ
     return out
 
 
+def shares_into(present_visible: torch.Tensor, kernels: Sequence[torch.Tensor], out: torch.Tensor,
+                rows: Optional[int] = None) -> None:
+    """:func:`shares_at_scales` without autograd, written into ``out`` (B, 3·C·len(kernels), H, W;
+    each channel plane contiguous) from ``present_visible`` (B, 2C, H, W: present, then visible;
+    channels-last, where the blur is fastest): the same operations in the same order, so the same
+    values. The element-wise steps run over bands of ``rows`` rows (all of them when None), so that
+    on a CPU each band's steps stay in the cache."""
+    c, h = present_visible.shape[1] // 2, present_visible.shape[2]
+    rows = rows or h
+    for i, k in enumerate(kernels):
+        blurred = blur(present_visible, k)
+        o = FEATURES_PER_SCALE * c * i
+        for r0 in range(0, h, rows):
+            band = slice(r0, min(h, r0 + rows))
+            num, den = blurred[:, :c, band], blurred[:, c:, band]
+            share, logs, dens = (out[:, o + j * c:o + (j + 1) * c, band] for j in range(FEATURES_PER_SCALE))
+            dens.copy_(den)
+            torch.clamp(dens, min=EPS, out=share)
+            torch.div(num, share, out=share)
+            share.clamp_(0.0, 1.0).mul_(dens > EPS)
+            torch.add(share, LOG_FLOOR, out=logs).log_()
+
+
 class GaussianScales(nn.Module):
     """Holds one 1-D Gaussian kernel per smoothing scale σ (in cells)."""
 
@@ -98,6 +121,16 @@ class ContextFeatures(GaussianScales):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat(self.features(x), dim=1).to(x.dtype)
+
+    def features_into(self, x: torch.Tensor, out: torch.Tensor, rows: Optional[int] = None) -> None:
+        """:meth:`forward`'s features of ``x`` (its first 2S channels are read) written into
+        ``out`` (see :func:`shares_into`; inference only)."""
+        s = self.n_species
+        b, _, h, w = x.shape
+        both = torch.empty((b, 2 * s, h, w), device=x.device).contiguous(memory_format=torch.channels_last)
+        both[:, :s].copy_(x[:, :s])
+        torch.sub(1.0, x[:, s:2 * s].float(), out=both[:, s:])
+        shares_into(both, self.kernels(), out, rows)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The features as a list of (B, S, H, W) float tensors, in the order of :meth:`forward`'s

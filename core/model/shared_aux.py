@@ -34,6 +34,8 @@ from torch import nn
 from .context import HEAD_GAIN, ContextModel
 from .lean_input import reduction_of
 
+BAND_ROWS = 16  # rows per band of the context features' element-wise steps on a CPU (they stay in the cache)
+
 
 @dataclass
 class AuxTerms:
@@ -50,7 +52,9 @@ class AuxTerms:
 
 class StemWithAux(nn.Module):
     """The backbone's first convolution on the per-draw channels only, plus the aux share set
-    in :attr:`aux` for the window being run."""
+    in :attr:`aux` for the window being run. With :attr:`computed_outside` (a 1 × 1 reduction,
+    whose product :class:`SharedAuxModel` computes together with the head's) its input already is
+    that sum and passes unchanged."""
 
     def __init__(self, conv: nn.Conv2d, draw_channels: torch.Tensor) -> None:
         super().__init__()
@@ -62,8 +66,11 @@ class StemWithAux(nn.Module):
                 self.conv.bias.copy_(conv.bias)
         self.conv.to(conv.weight.device, memory_format=torch.channels_last)
         self.aux: Optional[torch.Tensor] = None
+        self.computed_outside = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.computed_outside:
+            return x
         y = self.conv(x)
         return y if self.aux is None else y + self.aux
 
@@ -123,6 +130,17 @@ class SharedAuxModel(nn.Module):
         head_aux = (w[:, n_ctx + n_auxf + s:] if model.head_sees_aux else w[:, :0])
         self.register_buffer("head_aux", head_aux.contiguous(), persistent=False)
         self.register_buffer("head_bias", model.head.bias.detach().clone(), persistent=False)
+        # a 1 x 1 reduction and the head's per-draw share: one matrix product over the per-draw
+        # channels, (2S + n_ctx) -> (k + S), each cell read once (rows: reduction, then head)
+        self.k = self.stem.conv.out_channels if self.stem.conv.kernel_size == (1, 1) else 0
+        if self.k:
+            joint = torch.cat([self.stem.conv.weight.detach()[:, :, 0, 0], HEAD_GAIN * head_draw], 0)
+            self.register_buffer("joint_weight", joint.contiguous(), persistent=False)
+            bias = self.stem.conv.bias
+            self.register_buffer("joint_bias", None if bias is None else
+                                 torch.cat([bias.detach(), joint.new_zeros(s)]).view(1, -1, 1), persistent=False)
+            self.stem.computed_outside = True
+        self._draw_buffer: Optional[torch.Tensor] = None
         self.dtype = torch.float32  # of the backbone (:meth:`use_bfloat16`)
 
     def use_bfloat16(self) -> "SharedAuxModel":
@@ -162,14 +180,42 @@ class SharedAuxModel(nn.Module):
             logits = logits + self.prior(both)
         return AuxTerms(stem, logits)
 
+    def per_draw_channels(self, draw_inputs: torch.Tensor) -> torch.Tensor:
+        """The per-draw channels (B, 2S + n_ctx, H, W), each channel plane contiguous:
+        ``draw_inputs`` and their context features, written into a buffer kept between calls (a
+        fresh one per draw would cost more than the writes: a new allocation's pages are faulted in
+        each time). On a CPU the features' element-wise steps run in bands of :data:`BAND_ROWS` rows."""
+        b, _, h, w = draw_inputs.shape
+        shape = (b, 2 * self.n_species + self.context.channels, h, w)
+        buf = self._draw_buffer
+        if buf is None or buf.shape != shape or buf.device != draw_inputs.device:
+            buf = self._draw_buffer = torch.empty(shape, device=draw_inputs.device)
+        c = 2 * self.n_species
+        buf[:, :c].copy_(draw_inputs)
+        self.context.features_into(draw_inputs, buf[:, c:], BAND_ROWS if draw_inputs.device.type == "cpu" else None)
+        return buf
+
     def forward(self, draw_inputs: torch.Tensor, terms: AuxTerms) -> torch.Tensor:
         """Logits (B, S, H, W) of a batch of draws of one window: ``draw_inputs`` the first 2S
         channels of the model inputs (visible presence, hidden indicators)."""
-        x = torch.cat([draw_inputs.float()] + self.context.features(draw_inputs), dim=1)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = self.per_draw_channels(draw_inputs)
+        b, d, h, w = x.shape
+        if self.k:  # the reduction and the head's share in one product; the backbone from the reduction on
+            y = torch.matmul(self.joint_weight, x.view(b, d, h * w))
+            if self.joint_bias is not None:
+                y += self.joint_bias
+            y = y.view(b, -1, h, w)
+            first = torch.empty((b, self.k, h, w), device=x.device).contiguous(memory_format=torch.channels_last)
+            if terms.stem is None:
+                first.copy_(y[:, :self.k])
+            else:
+                torch.add(y[:, :self.k], terms.stem.float(), out=first)
+            logits = self.backbone(first.to(self.dtype)).float()
+            return logits + y[:, self.k:] + terms.logits
         self.stem.aux = terms.stem
         try:
-            logits = self.backbone(x.to(self.dtype)).float()
+            logits = self.backbone(x.contiguous(memory_format=torch.channels_last).to(self.dtype)).float()
         finally:
             self.stem.aux = None
-        return logits + HEAD_GAIN * self._linear(self.head_draw, x) + terms.logits
+        head = torch.matmul(HEAD_GAIN * self.head_draw, x.view(b, d, h * w)).view(b, -1, h, w)
+        return logits + head + terms.logits
