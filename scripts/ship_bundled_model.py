@@ -10,6 +10,7 @@ resources/models/. Usage:
 ``--compare`` takes a ``compare.json`` in which the model was scored with ``--model NAME=FILE``:
 the card then lists every predictor of that comparison on the same masks, and names each
 scenario and species where the model's Dice or recall is below a rival's (``--rivals``).
+``--discovery`` takes a ``discovery.json`` (``discover``) whose rows the card then carries.
 """
 from __future__ import annotations
 
@@ -60,6 +61,16 @@ def comparison(result: dict, name: str, rivals: tuple[str, ...] = RIVALS) -> dic
     return out
 
 
+def discovery_rows(found: dict) -> dict:
+    """What the card keeps of a ``discover`` result: per predictor and held-out survey, the AUC over
+    10-mile blocks and the share of the survey's record cells in the top 10 % of its area."""
+    return {"note": "the discovery test (train_cli.py discover): four state surveys held out of a stack, the model's "
+                    "configuration trained on it (mean ± std over seeds); AUC over 10-mile blocks, share of the "
+                    "held-out record cells in the top 10 % of each survey's area",
+            "predictors": {name: {src: {m: v[m] for m in ("auc_10cell", "top10") if m in v} for src, v in rows.items()}
+                           for name, rows in found["predictors"].items()}}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, required=True)
@@ -73,6 +84,7 @@ def main() -> int:
     p.add_argument("--compare-name", default="bundled", help="the model's name in that comparison")
     p.add_argument("--rivals", nargs="+", default=list(RIVALS), help="predictors of that comparison to list "
                    "the model's shortfalls against")
+    p.add_argument("--discovery", type=Path, help="discovery.json (discover) of the model's configuration")
     args = p.parse_args()
 
     stack = Stack.read(args.stack)
@@ -94,6 +106,8 @@ def main() -> int:
     if args.compare:
         card.metrics["comparison"] = comparison(json.loads(args.compare.read_text()), args.compare_name,
                                                 tuple(args.rivals))
+    if args.discovery:
+        card.metrics["discovery"] = discovery_rows(json.loads(args.discovery.read_text()))
     card.training.update({"seconds": round(args.train_seconds), "hardware": args.hardware,
                           "command": args.command, "weights": "float16 (trained in float32)"})
     card.data.update({"records": "resources/data/records/mineral_sites_us.csv.gz (MinMod / DARPA CriticalMAAS, MIT)",

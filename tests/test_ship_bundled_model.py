@@ -29,3 +29,11 @@ def test_comparison_lists_dice_and_recall_shortfalls_per_rival():
         "region: overall recall 0.200 below kriging (0.300)"]
     with pytest.raises(SystemExit, match="was not scored"):
         _ship().comparison(result, "other")
+
+
+def test_the_card_keeps_the_discovery_auc_and_top_share_of_every_predictor():
+    found = {"predictors": {"M3": {"utah": {"auc_10cell": {"mean": 0.61, "std": 0.01, "n": 3}, "auc_cell": {"mean": 0.6},
+                                            "top10": {"mean": 0.27, "std": 0.01, "n": 3}}}}}
+    rows = _ship().discovery_rows(found)["predictors"]
+    assert rows == {"M3": {"utah": {"auc_10cell": {"mean": 0.61, "std": 0.01, "n": 3},
+                                    "top10": {"mean": 0.27, "std": 0.01, "n": 3}}}}
