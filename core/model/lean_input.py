@@ -1,10 +1,11 @@
 """The lean input path: fewer multiply-adds per cell and evaluation where the U-Net spends most.
 
-The bundled model (v0.4.1) feeds its ResNet-18 U-Net 110 channels (2S + A inputs, the context
+The v0.4.1 bundled model (``bundled`` preset) feeds its ResNet-18 U-Net 110 channels (2S + A inputs, the context
 and aux features); at inference the aux share is computed once per window
 (:mod:`core.model.shared_aux`), yet each draw still convolves 80 per-draw channels with the
 stem's 7 × 7 kernels at half resolution: about half of the model's multiply-adds. Three model
-options, each off by default (a model file without them builds and computes exactly as before):
+options, each off by default (a model file without them builds and computes exactly as before);
+the bundled model v0.5 uses the first two (``bundled_lean``):
 
 - ``input_reduction`` (k): a 1 × 1 convolution from the backbone's inputs to k channels before
   the backbone (:class:`ReducedInput`). It is linear, so the aux share splits off it exactly as

@@ -59,7 +59,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"tiles": 10000, "tile_size": 64, "encoder_depth": 152, "steps": 30000, "batch_size": 32,
               "lr": 3e-4, "warmup_steps": 500, "checkpoint_every": 500, "val_every": 1000,
               "mask.region_fraction": 0.8},
-    # The model shipped with the plugin (resources/models/): quick's model trained longer on the
+    # The v0.4.1 model (the plugin's before v0.5, which is ``bundled_lean``): quick's model trained longer on the
     # poster's N = 10,000 tiles, each aux band blanked for half the training tiles (aux dropout 0.5:
     # over 3 seeds, validation Dice with one species hidden 0.583 / 0.563 (species / both) against
     # 0.566 / 0.559 without dropout, AUPRC level, seed spread a third; 0.25 was lower on seed 0; it
@@ -70,7 +70,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "model_options": {"decoder_channels": [128, 64, 32, 16, 16], "context_sigmas": [2, 6],
                                   "aux_sigmas": [2, 6]}},
 }
-# bundled with the lean input path: the bundled model v0.5 (the v0.4.1 model is ``bundled``)
+# bundled with the lean input path: the bundled model v0.5 (seed 2, chosen on validation blocks)
 PRESETS["bundled_lean"] = {**PRESETS["bundled"],
                            "model_options": with_lean_input(PRESETS["bundled"]["model_options"], LEAN_INPUT)}
 PRESETS["quick_lean"] = {**QUICK, "model_options": with_lean_input(QUICK["model_options"], LEAN_INPUT)}
