@@ -73,7 +73,7 @@ class _IsotonicSegments:
         x, y = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
         dx = np.diff(x)
         slope = np.where(dx > 0, np.diff(y) / np.where(dx > 0, dx, 1.0), 0.0)
-        self.lo, self.hi, self.n = float(x[0]), float(x[-1]), len(x)
+        self.lo, self.hi = float(x[0]), float(x[-1])
         self.y_lo, self.y_hi = (1 - TIE_BREAK) * float(y[0]), (1 - TIE_BREAK) * float(y[-1])
         hi32 = x[:-1].astype(np.float32)
         top = np.float32(x[-1])
