@@ -131,3 +131,14 @@ def test_every_core_module_imports_without_qt_or_qgis():
     done = subprocess.run([sys.executable, "-c", BLOCKER], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert int(done.stdout.strip().splitlines()[-1]) == len(_modules()) - 1  # every module but core itself
+
+
+def test_core_version_is_the_plugin_version():
+    """``core.__version__`` says the version metadata.txt gives the plugin."""
+    import configparser
+
+    import core
+
+    meta = configparser.ConfigParser()
+    meta.read(Path(__file__).resolve().parents[1] / "metadata.txt", encoding="utf-8")
+    assert core.__version__ == meta["general"]["version"]
