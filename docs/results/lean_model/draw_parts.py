@@ -1,0 +1,104 @@
+"""Where one evaluation's time goes: each step of a draw of a model over bench infer's 512 x 512
+part of the CONUS stack, timed on its own (the mean of ``--repeats`` after a warm-up), in the order
+``predict`` runs them on a CPU: the mask draw, the model inputs, the per-draw channels (visible
+records, hidden indicators, context features), the lean input's reduction and head share (one
+matrix product), the backbone, the calibration, the whole split forward and the whole batch step
+(forward, calibration, blending into the sums); the aux share is paid once per window and model.
+Run from the repository root:
+
+    OMP_NUM_THREADS=2 .venv/bin/python docs/results/lean_model/draw_parts.py STACK.tif MODEL.safetensors \
+        --threads 2 --json draw_parts_2threads.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+import torch  # noqa: E402
+
+from core.data.stack_sources import GeoTiffStackSource, open_stack_source  # noqa: E402
+from core.evaluation.bench_infer import CPU_PART  # noqa: E402
+from core.inference.infer import _Infiller, inference_member  # noqa: E402
+from core.inference.sliding_windows import WindowLayout  # noqa: E402
+from core.masks.hiding import HideSpec  # noqa: E402
+from core.model.inputs import model_inputs  # noqa: E402
+from core.model.model_file import load_model  # noqa: E402
+from core.progress import SilentProgress  # noqa: E402
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("stack", type=Path)
+    p.add_argument("model", type=Path)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    cpu = torch.device("cpu")
+    model, card = load_model(args.model, cpu)
+    member = inference_member(model, card, args.model.name)
+    if member.shared is None or not member.shared.k:
+        raise SystemExit("draw_parts times the lean input path: give a model with input_reduction")
+    r, c, h, w = CPU_PART
+    stack = GeoTiffStackSource(args.stack).read_window(r, c, h, w)
+    hide = HideSpec(())  # the CONUS map's workload: nothing hidden by the user, the model's own draws
+    run = _Infiller(open_stack_source(stack), [member], hide, 50, 4, cpu, SilentProgress(),
+                    WindowLayout.fitted(h, w, 512, 64), 0)
+    presence, aux, valid = (torch.from_numpy(a) for a in (stack.presence, stack.aux, stack.valid))
+    user = torch.from_numpy(run.flags).view(-1, 1, 1) & torch.from_numpy(hide.cells(stack.grid, stack.valid))
+    user_target = user.index_select(0, run.out_index)
+    shared, scale = member.shared, run._scales[id(member)]
+    no_aux = presence.new_zeros((1, 0, h, w), dtype=torch.float32)
+
+    def timed(f, n=args.repeats):
+        out = f()
+        t = time.perf_counter()
+        for _ in range(n):
+            out = f()
+        return (time.perf_counter() - t) / n, out
+
+    ms: dict[str, float] = {}
+    with torch.inference_mode():
+        ms["mask draw"], (hidden, target) = timed(lambda: run._draw(0, 3, 0, user, valid, user_target))
+        aux_m = run._member_aux(member, aux)
+        ms["aux share (once per window and model)"], terms = timed(lambda: run._aux_terms(member, aux_m, valid), 3)
+        ms["model inputs"], x = timed(lambda: model_inputs(presence[None], hidden[None], no_aux, valid[None]))
+        ms["per-draw channels and context features"], buf = timed(lambda: shared.per_draw_channels(x))
+        b, d = buf.shape[:2]
+        ms["reduction and head share (one product)"], y = timed(
+            lambda: torch.matmul(shared.joint_weight, buf.view(b, d, h * w)))
+        first = y[:, :shared.k].reshape(b, shared.k, h, w).contiguous(memory_format=torch.channels_last)
+        ms["backbone"], logits = timed(lambda: shared.backbone(first))
+        ms["split forward, all of it"], logits = timed(lambda: shared(x, terms))
+        probs = torch.sigmoid(logits)
+        ms["calibration"], _ = timed(lambda: scale.apply(probs))
+        acc = torch.zeros((3, len(run.out_species), h, w))
+        jobs = [(0, 0, presence, hidden, aux, valid, target)]
+        ms["batch step (forward, calibration, blending)"], _ = timed(lambda: run._run_batch(member, jobs, acc, terms))
+    figures = {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__, "model": args.model.name,
+               "part": list(CPU_PART), "milliseconds": {k: round(v * 1000, 1) for k, v in ms.items()}}
+    for k, v in figures["milliseconds"].items():
+        print(f"{k:45s} {v:8.1f} ms")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
