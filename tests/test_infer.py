@@ -361,3 +361,18 @@ def test_arithmetic_floor_counts_at_least_the_first_convolution(stack_file):
     assert f["seconds_per_cell"] == pytest.approx(f["macs_per_cell"] / (f["stem_gmacs_per_s"] * 1e9))
     assert arithmetic_floor(inference_member(raw.model, raw.card, raw.name, shared_aux=False), 64, 4,
                             torch.device("cpu")) is None
+
+
+def test_quicklook_colours_show_low_probabilities_on_one_scale_for_every_map():
+    """A calibrated map lies mostly near 0: the quick-look's log scale keeps 0.002 and 0.05 far
+    apart (a linear 0–1 scale puts them 5 % apart), sends 0 and NaN where they belong, and is the
+    same whatever the map's largest value."""
+    from core.data.prediction_io import QUICKLOOK_FLOOR, probability_colours
+
+    shown, norm = probability_colours(np.array([0.0, 0.002, 0.05, 1.0, np.nan]))
+    scaled = np.asarray(norm(shown))
+    assert scaled[0] == pytest.approx(0.0) and scaled[3] == pytest.approx(1.0)
+    assert scaled[2] - scaled[1] > 0.4
+    assert np.isnan(shown[4])
+    other, other_norm = probability_colours(np.array([0.0, 0.01]))
+    assert (other_norm.vmin, other_norm.vmax) == (norm.vmin, norm.vmax) == (QUICKLOOK_FLOOR, 1.0)

@@ -158,6 +158,19 @@ def _predicted_view(src, grid: Grid, max_pixels: int) -> tuple[int, int, int, in
     return r0, c0, r1 - r0, c1 - c0
 
 
+QUICKLOOK_FLOOR = 1e-3  # the quick-look's lowest colour: this probability or less
+
+
+def probability_colours(mean: np.ndarray):
+    """``mean`` probabilities as the quick-look draws them, and their colour norm: a log scale
+    from :data:`QUICKLOOK_FLOOR` (and anything below it) to 1, the same for every map, so that a
+    calibrated map, most of whose cells lie near 0, shows where it rises (0.002 and 0.05 lie
+    nearly half the scale apart, not 5 %) and a colour keeps its meaning from one map to the next."""
+    from matplotlib.colors import LogNorm
+
+    return np.clip(mean, QUICKLOOK_FLOOR, 1.0), LogNorm(vmin=QUICKLOOK_FLOOR, vmax=1.0)
+
+
 def write_quicklook(prediction: str | Path, png: str | Path, stack=None, records=None,
                     max_pixels: int = 900) -> Path:
     """A PNG of every species' mean probability around the predicted cells, downsampled to at most
@@ -201,10 +214,9 @@ def write_quicklook(prediction: str | Path, png: str | Path, stack=None, records
             rr, cc, inside = record_cells(records, grid)
             inside &= (rr >= r0) & (rr < r0 + h) & (cc >= c0) & (cc < c0 + w)
             rec_rc = (rr - r0, cc - c0, inside)
-        peaks = [float(np.nanmax(m)) for m in means if np.isfinite(m).any()]
-        vmax = min(1.0, max(0.1, np.ceil(max(peaks, default=1.0) * 10) / 10))  # the colours span the data
         for ax, sym, m in zip(axes.flat, species, means):
-            im = ax.imshow(m, cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
+            shown, norm = probability_colours(m)
+            im = ax.imshow(shown, cmap="magma", norm=norm, interpolation="nearest")
             if outline is not None and outline.any() and not outline.all():
                 ax.contour(outline.astype(float), levels=[0.5], colors="0.3", linewidths=0.6)
             if rec_rc is not None and sym in records.symbols:
@@ -222,7 +234,8 @@ def write_quicklook(prediction: str | Path, png: str | Path, stack=None, records
             finite = m[np.isfinite(m)]
             peak = f"{finite.max():.2f}" if finite.size else "—"
             ax.set_title(f"{sym}: max {peak}, {len(pr)} records", fontsize=9)
-        fig.colorbar(im, ax=list(axes.flat), shrink=0.6, label="mean probability (blue dots: records)")
+        bar = fig.colorbar(im, ax=list(axes.flat), shrink=0.6, label="mean probability (log scale); dots: records")
+        bar.set_ticks([QUICKLOOK_FLOOR, 0.01, 0.1, 1.0], labels=[f"≤ {QUICKLOOK_FLOOR:g}", "0.01", "0.1", "1"])
         fig.suptitle(f"M3 infill: {meta.get('hide', '')}; {meta.get('evaluations', '?')} evaluations", fontsize=10)
         return save_figure(fig, png)
     finally:

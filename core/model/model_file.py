@@ -100,9 +100,11 @@ class ModelCard:
         missing = [n for n in self.aux_names if n not in names]
         if missing:
             raise ModelMismatchError(
-                f"The model expects aux bands {self.aux_names} but the stack lacks {missing} (it has {names}). "
-                "Build the stack with the model's aux layers (build-stack --aux/--points/--categories/"
-                "--line-attribute) or use a matching model.")
+                f"The model reads {len(self.aux_names)} aux band(s); the stack lacks {len(missing)} of them: "
+                f"{', '.join(missing)} (it has {', '.join(names) or 'none'}). Build the stack with the model's "
+                "aux layers: for a model trained on the embedded layers, as the bundled one, build-stack "
+                "without --aux, --points, --categories, --line-attribute and --faults adds them (--records "
+                "keeps your records); or train a model on your stack (train --stack), or use a matching model.")
         return [names.index(n) for n in self.aux_names]
 
     def fit_stack(self, stack: Stack) -> Stack:
