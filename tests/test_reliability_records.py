@@ -168,3 +168,30 @@ def test_a_normal_csv_still_builds(tmp_path, capsys):
     assert build_cli(tmp_path, csv, "--species", "Au", "Cu") == 0
     recs = read_records(csv)
     assert recs.names == ['Mine "0"', 'Mine "1"', 'Mine "2"'] and recs.counts()["Cu"] == 3
+
+
+@pytest.mark.parametrize("sep, decimal", [(";", ","), (";", "."), ("\t", "."), ("|", ".")])
+def test_a_spreadsheet_export_with_another_separator_reads_as_the_comma_csv(tmp_path, sep, decimal):
+    """Spreadsheets set to a language that writes decimal commas export CSVs separated by
+    semicolons; tabs and bars are common too. They read as the same records as the comma file."""
+    pts = inside_points(3)
+    rows = [[f"Mine {i}", str(x), str(y), "Gold, Copper"] for i, (x, y) in enumerate(pts)]
+    comma = write(tmp_path / "comma.csv", "name,lon,lat,commodities\n" + "".join(
+        f'{n},{x},{y},"{c}"\n' for n, x, y, c in rows))
+    other = write(tmp_path / "other.csv", sep.join(["name", "lon", "lat", "commodities"]) + "\n" + "".join(
+        sep.join([n, x.replace(".", decimal), y.replace(".", decimal), c]) + "\n" for n, x, y, c in rows))
+    a, b = read_records(comma), read_records(other)
+    assert len(b) == 3 and b.names == a.names
+    assert b.lon.tolist() == a.lon.tolist() and b.lat.tolist() == a.lat.tolist()
+    assert b.species.tolist() == a.species.tolist() and b.counts()["Cu"] == 3
+
+
+def test_a_decimal_comma_reads_only_as_a_number():
+    from core.data.records import delimiter_of, parse_number
+
+    assert parse_number("-110,5") == -110.5 and parse_number(" 33.25 ") == 33.25
+    for text in ("1,000,5", "1.000,5", "abc", ""):
+        with pytest.raises(ValueError):
+            parse_number(text)
+    assert delimiter_of("lon,lat,commodities\n") == "," and delimiter_of("lon;lat;name, site\n") == ";"
+    assert delimiter_of("lonlat\n") == ","

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import warnings
 import zlib
 from collections import Counter
@@ -157,14 +158,41 @@ def _open_text(path: Path) -> io.TextIOBase:
     return open(path, encoding="utf-8-sig", errors="replace", newline="")
 
 
+DELIMITERS = ",;\t|"  # a comma first: it wins a tie
+
+
+def delimiter_of(header: str) -> str:
+    """The cell separator a CSV's header line uses: of comma, semicolon (spreadsheets set to a
+    language that writes decimal commas), tab and bar, the one it holds most of; a comma if none."""
+    counts = [header.count(d) for d in DELIMITERS]
+    return DELIMITERS[counts.index(max(counts))] if max(counts) else ","
+
+
+def parse_number(text: str) -> float:
+    """A number as a CSV cell holds it, with a decimal point or, as written where the separator is a
+    semicolon, a decimal comma ("-110,5"); :class:`ValueError` otherwise."""
+    try:
+        return float(text)
+    except ValueError:
+        t = text.strip()
+        if t.count(",") == 1 and "." not in t:
+            return float(t.replace(",", "."))
+        raise
+
+
 def csv_rows(path: Path, what: str = "Records file") -> Iterator[tuple[int, list[str]]]:
-    """The rows of a CSV file (the header first) with the line each starts on. A row that cannot be
-    read — a cell past the csv module's limit (128 KiB, most often an unclosed quote swallowing the
-    file), a cut-short or damaged .gz — is an :class:`InputError` naming the line."""
+    """The rows of a CSV file (the header first) with the line each starts on, its cells separated as
+    its header is (:func:`delimiter_of`). A row that cannot be read — a cell past the csv module's
+    limit (128 KiB, most often an unclosed quote swallowing the file), a cut-short or damaged .gz — is
+    an :class:`InputError` naming the line."""
     check_text_file(path, what)
     line = 1
     with _open_text(path) as fh:
-        reader = csv.reader(fh)
+        try:
+            header = fh.readline()
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+            raise InputError(f"{path} is cut short or damaged ({e}); download or compress it again.") from None
+        reader = csv.reader(itertools.chain([header], fh), delimiter=delimiter_of(header))
         try:
             for row in reader:
                 yield line, row
@@ -292,7 +320,7 @@ def read_records(path: str | Path, catalog: Optional[SpeciesCatalog] = None,
             unmatched["; ".join(f.strip() for f in fields if f.strip()) or NO_COMMODITY] += 1
             continue
         try:
-            x, y = float(cell(row, xcol)), float(cell(row, ycol))
+            x, y = parse_number(cell(row, xcol)), parse_number(cell(row, ycol))
         except (TypeError, ValueError):
             bad += 1
             continue
