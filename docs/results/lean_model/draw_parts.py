@@ -8,6 +8,10 @@ Run from the repository root:
 
     OMP_NUM_THREADS=2 .venv/bin/python docs/results/lean_model/draw_parts.py STACK.tif MODEL.safetensors \
         --threads 2 --json draw_parts_2threads.json
+
+``--option KEY=VALUE`` (repeatable; VALUE as JSON) times another design instead: the model's card
+with those model options, random weights (the time of a step does not depend on the weights), e.g.
+``--option encoder_stages=3 --option 'decoder_channels=[32,16,16]'``.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import json
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
@@ -29,6 +34,7 @@ from core.inference.sliding_windows import WindowLayout  # noqa: E402
 from core.masks.hiding import HideSpec  # noqa: E402
 from core.model.inputs import model_inputs  # noqa: E402
 from core.model.model_file import load_model  # noqa: E402
+from core.model.models import build_model  # noqa: E402
 from core.progress import SilentProgress  # noqa: E402
 
 
@@ -49,10 +55,16 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--json", type=Path)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="time the card's design with this model option (JSON value), random weights")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
     model, card = load_model(args.model, cpu)
+    options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
+    if options:
+        card = replace(card, model={**card.model, "options": {**card.model["options"], **options}})
+        model = build_model(card.model_config).eval()
     member = inference_member(model, card, args.model.name)
     if member.shared is None or not member.shared.k:
         raise SystemExit("draw_parts times the lean input path: give a model with input_reduction")
@@ -93,6 +105,7 @@ def main() -> None:
         jobs = [(0, 0, presence, hidden, aux, valid, target)]
         ms["batch step (forward, calibration, blending)"], _ = timed(lambda: run._run_batch(member, jobs, acc, terms))
     figures = {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__, "model": args.model.name,
+               "options": options,
                "part": list(CPU_PART), "milliseconds": {k: round(v * 1000, 1) for k, v in ms.items()}}
     for k, v in figures["milliseconds"].items():
         print(f"{k:45s} {v:8.1f} ms")
