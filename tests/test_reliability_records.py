@@ -195,3 +195,10 @@ def test_a_decimal_comma_reads_only_as_a_number():
             parse_number(text)
     assert delimiter_of("lon,lat,commodities\n") == "," and delimiter_of("lon;lat;name, site\n") == ";"
     assert delimiter_of("lonlat\n") == ","
+
+
+def test_a_separator_in_an_unquoted_cell_is_named_as_the_file_uses_it(tmp_path):
+    (x, y), = inside_points(1)
+    csv = write(tmp_path / "r.csv", f"lon;lat;commodities\n{x};{y};Gold; Copper\n")
+    with pytest.raises(InputError, match="line 2: 4 cells but the header names 3; a cell holding a semicolon"):
+        read_records(csv)

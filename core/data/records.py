@@ -168,6 +168,15 @@ def delimiter_of(header: str) -> str:
     return DELIMITERS[counts.index(max(counts))] if max(counts) else ","
 
 
+SEPARATOR_NAMES = {",": "a comma", ";": "a semicolon", "\t": "a tab", "|": "a bar"}
+
+
+def separator_name(path: Path) -> str:
+    """How the separator of the CSV at ``path`` is called, for messages ("a semicolon")."""
+    with _open_text(path) as fh:
+        return SEPARATOR_NAMES[delimiter_of(fh.readline())]
+
+
 def parse_number(text: str) -> float:
     """A number as a CSV cell holds it, with a decimal point or, as written where the separator is a
     semicolon, a decimal comma ("-110,5"); :class:`ValueError` otherwise."""
@@ -304,7 +313,8 @@ def read_records(path: str | Path, catalog: Optional[SpeciesCatalog] = None,
         n_rows += 1
         if len(row) > len(header) and any(f.strip() for f in row[len(header):]):
             raise InputError(f"{path}, line {line}: {len(row)} cells but the header names {len(header)}; a cell "
-                             "holding a comma must be quoted (\"Gold, Silver\"). Fix the line or quote the cell.")
+                             f"holding {separator_name(path)} (the separator) must be quoted (\"Gold, Silver\"). "
+                             "Fix the line or quote the cell.")
         broken = next((header[i] for i in read_cols if "\n" in cell(row, i) or "\r" in cell(row, i)), None)
         if broken is not None:
             raise InputError(f"{path}, line {line}: the {broken} cell runs over several lines: a quote opened "
