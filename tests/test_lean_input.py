@@ -1,6 +1,6 @@
-"""The lean input path (:mod:`core.model.lean_input`): shapes and arithmetic of each option, the
-old path unchanged, the aux share split off the 1 × 1 reduction exactly, and the model file's
-round trip."""
+"""The lean input path (:mod:`core.model.lean_input`, and the context model's ``cell_shuffle``):
+shapes and arithmetic of each option, the old path unchanged, the aux share split off the 1 × 1
+reduction exactly, and the model file's round trip."""
 from __future__ import annotations
 
 import copy
@@ -25,6 +25,8 @@ LEAN = {
     "reduction_stem3": {"input_reduction": 8, "stem_kernel": 3},
     "reduction_stem3_stages4": {"input_reduction": 8, "stem_kernel": 3, "encoder_stages": 4,
                                 "decoder_channels": [16, 8, 8, 8]},
+    "shuffle2_reduction_stem3_stages4": {"cell_shuffle": 2, "input_reduction": 8, "stem_kernel": 3,
+                                         "encoder_stages": 4, "decoder_channels": [16, 8, 8, 8]},
 }
 
 
@@ -43,6 +45,8 @@ def lively(model: nn.Module, seed: int = 1) -> nn.Module:
         if isinstance(model, ContextModel):
             model.head.weight.normal_(0, 0.05)
             model.head.bias.normal_(0, 0.05)
+            if model.cell_head is not None:
+                model.cell_head.weight.normal_(0, 0.05)
     return model.eval()
 
 
@@ -81,7 +85,7 @@ def test_the_old_path_is_unchanged():
     torch.manual_seed(0)
     new = build_model(cfg)
     torch.manual_seed(0)
-    old = ContextModel(lambda c: smp.Unet(encoder_name="resnet18", encoder_weights=None, in_channels=c, classes=S,
+    old = ContextModel(lambda c, classes: smp.Unet(encoder_name="resnet18", encoder_weights=None, in_channels=c, classes=S,
                                           decoder_channels=BASE["decoder_channels"]),
                        2 * S + A, S, BASE["context_sigmas"], BASE["aux_sigmas"])
     assert reduction_of(new.backbone) is None and new.backbone.encoder.conv1.kernel_size == (7, 7)
@@ -111,12 +115,14 @@ def test_aux_share_splits_off_the_reduction(name):
     model = lively(build_model(config(**LEAN[name])))
     assert SharedAuxModel.supports(model)
     split = SharedAuxModel(copy.deepcopy(model), prepare_for_inference)
-    assert split.stem.conv.kernel_size == (1, 1) and split.stem.conv.in_channels == 2 * S + split.context.channels
+    f = LEAN[name].get("cell_shuffle", 1)
+    assert split.stem.conv.kernel_size == (1, 1)
+    assert split.stem.conv.in_channels == f * f * 2 * S + split.context.channels
     x = inputs()
     with torch.inference_mode():
         ref = model(x)
         terms = split.aux_terms(x[:1, 2 * S:])
-        assert terms.stem.shape == (1, 8, x.shape[2], x.shape[3])  # k channels at full resolution
+        assert terms.stem.shape == (1, 8, x.shape[2] // f, x.shape[3] // f)  # k channels per block of f x f cells
         out = split(x[:, :2 * S].contiguous(memory_format=torch.channels_last), terms)
     torch.testing.assert_close(out, ref, atol=2e-4, rtol=1e-4)
 
@@ -173,3 +179,37 @@ def test_split_lean_model_runs_in_bf16():
         ref = model(x)
     assert out.dtype == torch.float32
     assert (torch.sigmoid(out) - torch.sigmoid(ref)).abs().max() < 0.05
+
+
+def test_cell_shuffle_works_on_blocks_of_cells():
+    """With ``cell_shuffle`` 2 the backbone sees each 2 x 2 block of cells as 4 channels per input
+    (nothing averaged away: the same block means with other cells give other logits), the context
+    features read the block means at half the scales, the logits come back per cell, and the cell
+    head sees each cell's own visible records and aux bands."""
+    model = lively(build_model(config(cell_shuffle=2, **LEAN["reduction_stem3_stages4"])))
+    plain = build_model(config(**LEAN["reduction_stem3_stages4"]))
+    assert model.cell_shuffle == 2 and model.context.sigmas == [s / 2 for s in BASE["context_sigmas"]]
+    assert model.backbone.input_reduction.in_channels == (4 * plain.backbone.input_reduction.in_channels
+                                                           - 3 * (model.context.channels + model.aux_context.channels))
+    assert model.head.out_channels == 4 * S and model.head.in_channels == model.context.channels + model.aux_context.channels
+    assert (model.cell_head.in_channels, model.cell_head.out_channels) == (S + A, S)
+    x = inputs(1)
+    swapped = x.clone()  # the two cells of each block's top row swapped: the same block means
+    swapped[..., 0::2, 0::2], swapped[..., 0::2, 1::2] = x[..., 0::2, 1::2], x[..., 0::2, 0::2]
+    with torch.no_grad():
+        torch.testing.assert_close(model.context(torch.nn.functional.avg_pool2d(x, 2)),
+                                   model.context(torch.nn.functional.avg_pool2d(swapped, 2)))
+        out, out_swapped = model(x), model(swapped)
+    assert out.shape == (1, S, 64, 96)
+    assert not torch.allclose(out, out_swapped)
+
+
+def test_cell_shuffle_needs_context_and_no_prior():
+    with pytest.raises(ValueError, match="context_sigmas"):
+        build_model(ModelConfig(arch="unet", in_channels=2 * S + A, classes=S, options={"cell_shuffle": 2}))
+    with pytest.raises(ValueError, match="aux prior"):
+        build_model(config(**LEAN["shuffle2_reduction_stem3_stages4"], aux_prior=8))
+    with pytest.raises(ValueError, match="cell_shuffle"):
+        build_model(config(cell_shuffle=0))
+    with pytest.raises(ValueError, match="encoder_stages 4 or fewer"):  # 2 x 2^5 cells would not divide the windows
+        build_model(config(cell_shuffle=2))

@@ -187,23 +187,57 @@ class AuxPrior(nn.Module):
         return self.net(aux_inputs)
 
 
+def cell_blocks(x: torch.Tensor, f: int) -> torch.Tensor:
+    """Each f × f block of cells of (B, C, H, W) as f² channels per channel: (B, f²·C, H/f, W/f)."""
+    return x if f == 1 else F.pixel_unshuffle(x, f)
+
+
+def block_means(x: torch.Tensor, f: int) -> torch.Tensor:
+    """(B, C, H, W) averaged over each f × f block of cells: (B, C, H/f, W/f)."""
+    return x if f == 1 else F.avg_pool2d(x.float(), f).to(x.dtype)
+
+
+def to_cells(x: torch.Tensor, f: int) -> torch.Tensor:
+    """The inverse of :func:`cell_blocks`: (B, f²·C, H/f, W/f) to (B, C, H, W)."""
+    return x if f == 1 else F.pixel_shuffle(x, f)
+
+
 class ContextModel(nn.Module):
     """A backbone fed with the inputs plus :class:`ContextFeatures` (and :class:`AuxFeatures`),
     with a linear head on the features, the visible presence and the aux bands added to its
     logits (zero-initialised, gain ``HEAD_GAIN``), and optionally an :class:`AuxPrior` (its
-    last output kept in ``last_prior``; added to the logits only with ``aux_prior_added``)."""
+    last output kept in ``last_prior``; added to the logits only with ``aux_prior_added``).
+
+    With ``cell_shuffle`` f > 1 the backbone works on blocks of f × f cells: the inputs reach it
+    as f² channels per input (pixel unshuffle, nothing averaged away), the context and aux
+    features are computed on the inputs averaged over each block (their scales divided by f),
+    and the f² logits of each block and species go back to its cells (pixel shuffle). The head
+    is then two: one per block on the features (f² logits per species), one per cell on the
+    visible presence and aux bands of that cell (``cell_head``: the same weights for every cell,
+    as the head without blocks). Every per-cell step but that one runs on 1/f² as many
+    positions; tiles and windows must be multiples of f times the backbone's own multiple."""
 
     def __init__(self, backbone_builder, in_channels: int, classes: int, sigmas: Sequence[float],
-                 aux_sigmas: Sequence[float] = (), aux_prior: int = 0, aux_prior_added: bool = False) -> None:
+                 aux_sigmas: Sequence[float] = (), aux_prior: int = 0, aux_prior_added: bool = False,
+                 cell_shuffle: int = 1) -> None:
         super().__init__()
-        self.context = ContextFeatures(classes, sigmas)
-        self.aux_context = AuxFeatures(classes, in_channels - 2 * classes, aux_sigmas)
+        f = int(cell_shuffle)
+        if f < 1:
+            raise ValueError(f"cell_shuffle must be a positive whole number of cells, got {cell_shuffle}")
+        if f > 1 and aux_prior:
+            raise ValueError("the aux prior does not go with cell_shuffle")
+        self.cell_shuffle = f
+        self.context = ContextFeatures(classes, [s / f for s in sigmas])
+        self.aux_context = AuxFeatures(classes, in_channels - 2 * classes, [s / f for s in aux_sigmas])
         extra = self.context.channels + self.aux_context.channels
-        self.backbone = backbone_builder(in_channels + extra)
-        head_in = extra + classes + (self.aux_context.n_aux if self.head_sees_aux else 0)
-        self.head = nn.Conv2d(head_in, classes, kernel_size=1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        self.backbone = backbone_builder(f * f * in_channels + extra, f * f * classes)
+        cell_in = classes + (self.aux_context.n_aux if self.head_sees_aux else 0)
+        self.head = nn.Conv2d(extra + (cell_in if f == 1 else 0), f * f * classes, kernel_size=1)
+        self.cell_head = nn.Conv2d(cell_in, classes, kernel_size=1, bias=False) if f > 1 else None
+        for conv in (self.head, self.cell_head):
+            if conv is not None:
+                for p in conv.parameters():
+                    nn.init.zeros_(p)
         if aux_prior and not self.aux_context.n_aux:
             raise ValueError("the aux prior needs aux bands (a model trained with --no-aux has none)")
         self.prior = (AuxPrior(self.aux_context.n_aux + self.aux_context.channels, classes, int(aux_prior))
@@ -223,13 +257,17 @@ class ContextModel(nn.Module):
         return self.prior(torch.cat([self.aux_context.bands(x), aux_feats], dim=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        aux_feats = self.aux_context(x)
-        feats = torch.cat([self.context(x), aux_feats], dim=1)
-        logits = self.backbone(torch.cat([x, feats], dim=1))
-        head_in = [feats, x[:, :self.context.n_species]]
-        if self.head_sees_aux:
-            head_in.append(self.aux_context.bands(x))
-        logits = logits + HEAD_GAIN * self.head(torch.cat(head_in, dim=1))
+        f = self.cell_shuffle
+        means = block_means(x, f)
+        aux_feats = self.aux_context(means)
+        feats = torch.cat([self.context(means), aux_feats], dim=1)
+        logits = self.backbone(torch.cat([cell_blocks(x, f), feats], dim=1))
+        cell_in = [x[:, :self.context.n_species]] + ([self.aux_context.bands(x)] if self.head_sees_aux else [])
+        if f == 1:
+            logits = logits + HEAD_GAIN * self.head(torch.cat([feats] + cell_in, dim=1))
+        else:
+            logits = (to_cells(logits + HEAD_GAIN * self.head(feats), f)
+                      + HEAD_GAIN * self.cell_head(torch.cat(cell_in, dim=1)))
         if self.prior is not None:
             self.last_prior = self.prior_logits(x, aux_feats)
             if self.prior_added:

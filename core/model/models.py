@@ -1,6 +1,7 @@
 """Model factory: a registry of architectures that all map (B, 2S+A, H, W) inputs to (B, S, H, W) logits."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
@@ -8,16 +9,18 @@ import torch
 from torch import nn
 
 from .context import ContextModel
-from .lean_input import (INPUT_REDUCTION_OPTION, UNET_LEAN_OPTIONS, ReducedInput, apply_unet_lean_options,
-                         pop_unet_lean_options)
+from .lean_input import (ENCODER_STAGES_OPTION, INPUT_REDUCTION_OPTION, UNET_LEAN_OPTIONS, ReducedInput,
+                         apply_unet_lean_options, pop_unet_lean_options)
 from .pu import PU_OPTION, PUModel, pu_spec  # PU_OPTION: a second M3 instance for survey coverage
 from .vit import build_vit
 
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
+WINDOW_MULTIPLE = 32  # tiles and windows are multiples of this many cells (core.inference.sliding_windows.UNET_MULTIPLE)
 CONTEXT_OPTION = "context_sigmas"  # model options shared by every architecture
 AUX_CONTEXT_OPTION = "aux_sigmas"
 AUX_PRIOR_OPTION = "aux_prior"  # width of the aux-only prior branch (core.model.context.AuxPrior); 0: none
 AUX_PRIOR_ADDED_OPTION = "aux_prior_added"  # add its logits to the model's (default: a separate output)
+CELL_SHUFFLE_OPTION = "cell_shuffle"  # the backbone and head on f x f blocks of cells (core.model.context.ContextModel)
 
 
 @dataclass
@@ -77,7 +80,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     wrapped in :class:`core.model.context.ContextModel` (neighbourhood-context features and head;
     ``options["aux_sigmas"]`` adds the aux bands' local mean and spread to both); with
     ``options["input_reduction"]`` (k), the backbone sits behind a 1 × 1 convolution to k channels
-    (:class:`core.model.lean_input.ReducedInput`); with ``options["pu"]``, that model is the
+    (:class:`core.model.lean_input.ReducedInput`); with ``options["cell_shuffle"]`` (f), the
+    backbone and head work on f × f blocks of cells; with ``options["pu"]``, that model is the
     presence instance of a :class:`core.model.pu.PUModel`."""
     try:
         builder = MODEL_BUILDERS[cfg.arch]
@@ -94,20 +98,29 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     aux_prior = int(options.pop(AUX_PRIOR_OPTION, 0) or 0)
     aux_prior_added = bool(options.pop(AUX_PRIOR_ADDED_OPTION, False))
     reduction = options.pop(INPUT_REDUCTION_OPTION, None)
+    cell_shuffle = int(options.pop(CELL_SHUFFLE_OPTION, 1))
     if reduction:
         builder = _reduced(builder, int(reduction))
     if cfg.arch == "none" and not sigmas:
         raise ValueError(f"architecture 'none' needs the {CONTEXT_OPTION} model option (it is the context head alone)")
-    if (aux_sigmas or aux_prior) and not sigmas:
-        raise ValueError(f"the {AUX_CONTEXT_OPTION} and {AUX_PRIOR_OPTION} model options need {CONTEXT_OPTION} too")
+    if (aux_sigmas or aux_prior or cell_shuffle != 1) and not sigmas:
+        raise ValueError(f"the {AUX_CONTEXT_OPTION}, {AUX_PRIOR_OPTION} and {CELL_SHUFFLE_OPTION} model options "
+                         f"need {CONTEXT_OPTION} too")
+    if cell_shuffle > 1 and cfg.arch == "unet":
+        stages = int(options.get(ENCODER_STAGES_OPTION, options.get("encoder_depth", 5)))
+        if cell_shuffle * 2 ** stages > WINDOW_MULTIPLE:
+            raise ValueError(f"{CELL_SHUFFLE_OPTION} {cell_shuffle} with {stages} encoder stages halves the cells "
+                             f"{stages} times more: tiles and windows are multiples of {WINDOW_MULTIPLE} cells, so "
+                             f"give {ENCODER_STAGES_OPTION} {int(math.log2(WINDOW_MULTIPLE // cell_shuffle))} or fewer")
     if not sigmas:
         return builder(replace(cfg, options=options))
-    return ContextModel(lambda channels: builder(replace(cfg, in_channels=channels, options=options)),
-                        cfg.in_channels, cfg.classes, sigmas, aux_sigmas, aux_prior, aux_prior_added)
+    return ContextModel(lambda channels, classes: builder(replace(cfg, in_channels=channels, classes=classes,
+                                                                  options=options)),
+                        cfg.in_channels, cfg.classes, sigmas, aux_sigmas, aux_prior, aux_prior_added, cell_shuffle)
 
 
 SHARED_OPTIONS = (CONTEXT_OPTION, AUX_CONTEXT_OPTION, AUX_PRIOR_OPTION, AUX_PRIOR_ADDED_OPTION, PU_OPTION,
-                  INPUT_REDUCTION_OPTION)
+                  INPUT_REDUCTION_OPTION, CELL_SHUFFLE_OPTION)
 FIXED_UNET_ARGUMENTS = ("encoder_name", "encoder_weights", "in_channels", "classes")
 
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .context import HEAD_GAIN, ContextModel
+from .context import HEAD_GAIN, ContextModel, block_means, cell_blocks, to_cells
 from .lean_input import reduction_of
 
 BAND_ROWS = 16  # rows per band of the context features' element-wise steps on a CPU (they stay in the cache)
@@ -42,12 +42,14 @@ class AuxTerms:
     """What a window's aux bands contribute, the same for every draw of every batch of it.
 
     ``stem``: their share of the backbone's first convolution, (1, C, H/2, W/2) for the ResNet
-    stem, (1, k, H, W) for the lean input's reduction (None without aux bands); ``logits``:
-    (1, S, H, W) their share of the head (with its bias, times the head's gain) plus the aux
-    prior's logits when the model adds them."""
+    stem, (1, k, H/f, W/f) for the lean input's reduction (None without aux bands); ``logits``:
+    (1, f²·S, H/f, W/f) their share of the head (with its bias, times the head's gain) plus the aux
+    prior's logits when the model adds them; ``cell_logits``: (1, S, H, W) their share of the
+    cell head (with cell blocks, f > 1; else None)."""
 
     stem: Optional[torch.Tensor]
     logits: torch.Tensor
+    cell_logits: Optional[torch.Tensor] = None  # with cell blocks: the aux bands' share of the cell head
 
 
 class StemWithAux(nn.Module):
@@ -101,6 +103,8 @@ class SharedAuxModel(nn.Module):
         n_ctx, n_auxf = model.context.channels, model.aux_context.channels
         self.n_species, self.n_aux = s, a
         self.context, self.aux_context = model.context, model.aux_context
+        self.cell_shuffle = f = model.cell_shuffle
+        f2 = f * f  # block channels per input channel
         self.prior = model.prior if model.prior_added else None
         backbone = prepare(model.backbone)
         if backbone is model.backbone:  # prepared in place: split a copy, never the caller's model
@@ -111,24 +115,31 @@ class SharedAuxModel(nn.Module):
         parent, name = where
         stem = getattr(parent, name)
         dev = stem.weight.device
-        # backbone inputs: [visible S, hidden S, aux A, context n_ctx, aux features n_auxf]
-        draw = torch.cat([torch.arange(2 * s), torch.arange(2 * s + a, 2 * s + a + n_ctx)]).to(dev)
-        aux = torch.cat([torch.arange(2 * s, 2 * s + a),
-                         torch.arange(2 * s + a + n_ctx, 2 * s + a + n_ctx + n_auxf)]).to(dev)
+        # backbone inputs: [visible S, hidden S, aux A (each as f² block channels), context n_ctx, aux features n_auxf]
+        n_in = f2 * (2 * s + a)
+        draw = torch.cat([torch.arange(f2 * 2 * s), torch.arange(n_in, n_in + n_ctx)]).to(dev)
+        aux = torch.cat([torch.arange(f2 * 2 * s, n_in), torch.arange(n_in + n_ctx, n_in + n_ctx + n_auxf)]).to(dev)
         self.register_buffer("stem_aux_weight", stem.weight.detach().index_select(1, aux).contiguous(),
                              persistent=False)
         self.stem_args = dict(stride=stem.stride, padding=stem.padding, dilation=stem.dilation)
         self.stem = StemWithAux(stem, draw)
         setattr(parent, name, self.stem)
         self.backbone = backbone
-        # head inputs: [context n_ctx, aux features n_auxf, visible S, (aux bands A)]
+        # head inputs: [context n_ctx, aux features n_auxf, then, without cell blocks, visible S, (aux bands A)]
         w = model.head.weight.detach()[:, :, 0, 0]
-        # the head on the per-draw backbone inputs [visible S, hidden S (not seen), context n_ctx]
-        head_draw = torch.cat([w[:, n_ctx + n_auxf:n_ctx + n_auxf + s], torch.zeros_like(w[:, :s]), w[:, :n_ctx]], 1)
+        n_feat = n_ctx + n_auxf
+        if f == 1:  # the head on the per-draw backbone inputs [visible S, hidden S (not seen), context n_ctx]
+            cell_w = w[:, n_feat:]
+            head_draw = torch.cat([cell_w[:, :s], torch.zeros_like(cell_w[:, :s]), w[:, :n_ctx]], 1)
+            cell_draw = w[:, :0]
+        else:  # the block head on the context features; the cell head on [visible S, (aux bands A)] per cell
+            cell_w = model.cell_head.weight.detach()[:, :, 0, 0]
+            head_draw = torch.cat([w.new_zeros(w.shape[0], f2 * 2 * s), w[:, :n_ctx]], 1)
+            cell_draw = HEAD_GAIN * cell_w[:, :s]
         self.register_buffer("head_draw", head_draw.contiguous(), persistent=False)
-        self.register_buffer("head_aux_features", w[:, n_ctx:n_ctx + n_auxf].contiguous(), persistent=False)
-        head_aux = (w[:, n_ctx + n_auxf + s:] if model.head_sees_aux else w[:, :0])
-        self.register_buffer("head_aux", head_aux.contiguous(), persistent=False)
+        self.register_buffer("cell_draw", cell_draw.contiguous(), persistent=False)
+        self.register_buffer("head_aux_features", w[:, n_ctx:n_feat].contiguous(), persistent=False)
+        self.register_buffer("head_aux", cell_w[:, s:].contiguous(), persistent=False)  # empty without aux features
         self.register_buffer("head_bias", model.head.bias.detach().clone(), persistent=False)
         # a 1 x 1 reduction and the head's per-draw share: one matrix product over the per-draw
         # channels, (2S + n_ctx) -> (k + S), each cell read once (rows: reduction, then head)
@@ -138,7 +149,8 @@ class SharedAuxModel(nn.Module):
             self.register_buffer("joint_weight", joint.contiguous(), persistent=False)
             bias = self.stem.conv.bias
             self.register_buffer("joint_bias", None if bias is None else
-                                 torch.cat([bias.detach(), joint.new_zeros(s)]).view(1, -1, 1), persistent=False)
+                                 torch.cat([bias.detach(), joint.new_zeros(w.shape[0])]).view(1, -1, 1),
+                                 persistent=False)
             self.stem.computed_outside = True
         self._draw_buffer: Optional[torch.Tensor] = None
         self.dtype = torch.float32  # of the backbone (:meth:`use_bfloat16`)
@@ -167,32 +179,39 @@ class SharedAuxModel(nn.Module):
     def aux_terms(self, aux: torch.Tensor) -> AuxTerms:
         """The shares of one window's aux bands (1, A, H, W), as in the model inputs (0 outside
         the valid area)."""
-        aux = aux.contiguous(memory_format=torch.channels_last)
-        feats = self.aux_context.of_bands(aux)
-        both = torch.cat([aux, feats], dim=1)
+        cells = aux.contiguous(memory_format=torch.channels_last)
+        f = self.cell_shuffle
+        feats = self.aux_context.of_bands(block_means(cells, f))
+        both = torch.cat([cell_blocks(cells, f), feats], dim=1)
         stem = (F.conv2d(both, self.stem_aux_weight.to(both.dtype), None, **self.stem_args).to(self.dtype)
                 if both.shape[1] else None)
         logits = self._linear(self.head_aux_features, feats) + self.head_bias.to(feats.dtype).view(1, -1, 1, 1)
+        cell_logits = None
         if self.head_aux.shape[1]:
-            logits = logits + self._linear(self.head_aux, aux)
+            if f == 1:
+                logits = logits + self._linear(self.head_aux, cells)
+            else:
+                cell_logits = HEAD_GAIN * self._linear(self.head_aux, cells)
         logits = HEAD_GAIN * logits
         if self.prior is not None:
             logits = logits + self.prior(both)
-        return AuxTerms(stem, logits)
+        return AuxTerms(stem, logits, cell_logits)
 
     def per_draw_channels(self, draw_inputs: torch.Tensor) -> torch.Tensor:
-        """The per-draw channels (B, 2S + n_ctx, H, W), each channel plane contiguous:
-        ``draw_inputs`` and their context features, written into a buffer kept between calls (a
+        """The per-draw channels (B, f²·2S + n_ctx, H/f, W/f), each channel plane contiguous:
+        ``draw_inputs`` (as f × f cell blocks) and their context features, written into a buffer kept between calls (a
         fresh one per draw would cost more than the writes: a new allocation's pages are faulted in
         each time). On a CPU the features' element-wise steps run in bands of :data:`BAND_ROWS` rows."""
+        f = self.cell_shuffle
         b, _, h, w = draw_inputs.shape
-        shape = (b, 2 * self.n_species + self.context.channels, h, w)
+        c = 2 * self.n_species * f * f
+        shape = (b, c + self.context.channels, h // f, w // f)
         buf = self._draw_buffer
         if buf is None or buf.shape != shape or buf.device != draw_inputs.device:
             buf = self._draw_buffer = torch.empty(shape, device=draw_inputs.device)
-        c = 2 * self.n_species
-        buf[:, :c].copy_(draw_inputs)
-        self.context.features_into(draw_inputs, buf[:, c:], BAND_ROWS if draw_inputs.device.type == "cpu" else None)
+        buf[:, :c].copy_(cell_blocks(draw_inputs, f))
+        self.context.features_into(block_means(draw_inputs, f), buf[:, c:],
+                                   BAND_ROWS if draw_inputs.device.type == "cpu" else None)
         return buf
 
     def forward(self, draw_inputs: torch.Tensor, terms: AuxTerms) -> torch.Tensor:
@@ -211,11 +230,18 @@ class SharedAuxModel(nn.Module):
             else:
                 torch.add(y[:, :self.k], terms.stem.float(), out=first)
             logits = self.backbone(first.to(self.dtype)).float()
-            return logits + y[:, self.k:] + terms.logits
+            return self._per_cell(logits + y[:, self.k:] + terms.logits, draw_inputs, terms)
         self.stem.aux = terms.stem
         try:
             logits = self.backbone(x.contiguous(memory_format=torch.channels_last).to(self.dtype)).float()
         finally:
             self.stem.aux = None
         head = torch.matmul(HEAD_GAIN * self.head_draw, x.view(b, d, h * w)).view(b, -1, h, w)
-        return logits + head + terms.logits
+        return self._per_cell(logits + head + terms.logits, draw_inputs, terms)
+
+    def _per_cell(self, logits: torch.Tensor, draw_inputs: torch.Tensor, terms: AuxTerms) -> torch.Tensor:
+        """Per-block logits back to the cells, plus the cell head's share (with cell blocks)."""
+        if self.cell_shuffle == 1:
+            return logits
+        out = to_cells(logits, self.cell_shuffle) + self._linear(self.cell_draw, draw_inputs[:, :self.n_species])
+        return out if terms.cell_logits is None else out + terms.cell_logits

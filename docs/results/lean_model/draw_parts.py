@@ -93,10 +93,10 @@ def main() -> None:
         ms["aux share (once per window and model)"], terms = timed(lambda: run._aux_terms(member, aux_m, valid), 3)
         ms["model inputs"], x = timed(lambda: model_inputs(presence[None], hidden[None], no_aux, valid[None]))
         ms["per-draw channels and context features"], buf = timed(lambda: shared.per_draw_channels(x))
-        b, d = buf.shape[:2]
+        b, d, bh, bw = buf.shape  # (with the cell_shuffle option, per block of cells)
         ms["reduction and head share (one product)"], y = timed(
-            lambda: torch.matmul(shared.joint_weight, buf.view(b, d, h * w)))
-        first = y[:, :shared.k].reshape(b, shared.k, h, w).contiguous(memory_format=torch.channels_last)
+            lambda: torch.matmul(shared.joint_weight, buf.view(b, d, bh * bw)))
+        first = y[:, :shared.k].reshape(b, shared.k, bh, bw).contiguous(memory_format=torch.channels_last)
         ms["backbone"], logits = timed(lambda: shared.backbone(first))
         ms["split forward, all of it"], logits = timed(lambda: shared(x, terms))
         probs = torch.sigmoid(logits)
