@@ -213,3 +213,18 @@ def test_cell_shuffle_needs_context_and_no_prior():
         build_model(config(cell_shuffle=0))
     with pytest.raises(ValueError, match="encoder_stages 4 or fewer"):  # 2 x 2^5 cells would not divide the windows
         build_model(config(cell_shuffle=2))
+
+
+def test_cell_block_presets_match_the_compared_variant():
+    """``train --preset bundled_blocks`` trains what ``compare --preset bundled --variants unet_blocks``
+    trains (one definition: presets.with_cell_blocks), and that model runs on the training tiles."""
+    from core.evaluation.compare import variant_config
+    from core.training.presets import PRESETS
+    from core.training.train import TrainConfig
+
+    base, blocks = (TrainConfig().with_overrides(PRESETS[n]) for n in ("bundled", "bundled_blocks"))
+    assert variant_config(base, "unet_blocks", 3) == blocks.with_overrides({"seed": 3})
+    assert blocks.steps == 3 * base.steps and blocks.model_options["cell_shuffle"] == 2
+    cfg = ModelConfig(arch="unet", in_channels=2 * S + A, classes=S, encoder_depth=18, options=blocks.model_options)
+    with torch.no_grad():
+        assert build_model(cfg).eval()(inputs(1, blocks.tile_size, blocks.tile_size)).shape == (1, S, 64, 64)

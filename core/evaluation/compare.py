@@ -31,7 +31,7 @@ from ..model.model_file import read_card
 from ..model.models import AUX_CONTEXT_OPTION, CONTEXT_OPTION
 from ..model.predictors import ModelPredictor, Predictor, WholeSpeciesAuxPredictor
 from ..progress import Progress, check_cancelled
-from ..training.presets import LEAN_INPUT
+from ..training.presets import LEAN_INPUT, with_cell_blocks
 from ..training.train import RESUMABLE_CHANGES, TrainConfig, train
 from .baselines import CoPresencePredictor, FrequencyPredictor, NeighbourDensityPredictor
 from .evaluate import EVAL_SEED, aggregate, card_thresholds, holdout_masks, score_predictor
@@ -61,6 +61,8 @@ VARIANTS: dict[str, Callable[[TrainConfig], dict[str, Any]]] = {  # trained mode
     "vit": lambda c: {"arch": "vit", "model_options": {**VIT_OPTIONS, **_context(c)}},
     # the lean input path (core/model/lean_input.py, presets.LEAN_INPUT): the bundled model v0.5's design
     "unet_lean": lambda c: {"model_options": with_lean_input(c.model_options, LEAN_INPUT)},
+    # the cell-block design (presets.CELL_BLOCKS), trained for 3 x the steps (a step costs a quarter)
+    "unet_blocks": lambda c: with_cell_blocks({"steps": c.steps, "model_options": c.model_options}),
 }
 
 

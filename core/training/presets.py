@@ -33,6 +33,22 @@ QUICK: dict[str, Any] = {"tiles": 2000, "tile_size": 64, "encoder_depth": 18, "s
 LEAN_INPUT: dict[str, Any] = {"input_reduction": 16, "stem_kernel": 3}
 
 
+# The cell-block design (core/model/context.py: ContextModel's cell_shuffle): the lean input path with
+# the U-Net on 2 x 2 blocks of cells (4 encoder stages, so that it still halves the cells 5 times),
+# context and aux features on block means, a per-cell head on each cell's own records and aux bands.
+# A draw costs about half of the lean design's on a CPU (docs/results/lean_model/README.md), a training
+# step about a quarter, so its presets train for 3 x the steps in less time.
+CELL_BLOCKS: dict[str, Any] = {**LEAN_INPUT, "cell_shuffle": 2, "encoder_stages": 4,
+                               "decoder_channels": [64, 32, 16, 16]}
+CELL_BLOCKS_STEPS = 3  # times the base preset's steps
+
+
+def with_cell_blocks(config: dict[str, Any]) -> dict[str, Any]:
+    """A preset's overrides with the cell-block design and :data:`CELL_BLOCKS_STEPS` times its steps."""
+    return {**config, "steps": CELL_BLOCKS_STEPS * config["steps"],
+            "model_options": {**config["model_options"], **CELL_BLOCKS}}
+
+
 def _quick_with(overrides: dict[str, Any], **model_options: Any) -> dict[str, Any]:
     """The quick preset with these overrides and these model options added."""
     return {**QUICK, **overrides, "model_options": {**QUICK["model_options"], **model_options}}
@@ -74,6 +90,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESETS["bundled_lean"] = {**PRESETS["bundled"],
                            "model_options": with_lean_input(PRESETS["bundled"]["model_options"], LEAN_INPUT)}
 PRESETS["quick_lean"] = {**QUICK, "model_options": with_lean_input(QUICK["model_options"], LEAN_INPUT)}
+PRESETS["bundled_blocks"] = with_cell_blocks(PRESETS["bundled"])
+PRESETS["quick_blocks"] = with_cell_blocks(QUICK)
 
 
 def preset(name: str) -> dict[str, Any]:
