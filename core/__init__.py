@@ -4,4 +4,4 @@ All imports inside this package are relative, so that the QGIS plugin can ship i
 ``m3_plugin.core`` without clashing with other plugins' top-level ``core`` packages.
 """
 
-__version__ = "0.5.0"  # the plugin version of metadata.txt
+__version__ = "0.6.0"  # the plugin version of metadata.txt

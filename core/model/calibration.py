@@ -92,6 +92,7 @@ class _IsotonicSegments:
     def apply(self, p: torch.Tensor) -> torch.Tensor:
         dtype = p.dtype if p.dtype in self._tables else torch.float32
         inner, x0_hi, x0_lo, y0, slope = self._tables[dtype]
+        p = p.contiguous()  # one copy of a channels-last map here, not one in each step below
         q = p.to(dtype).clamp(self.lo, self.hi)
         seg = torch.bucketize(q, inner, right=True, out_int32=True).view(-1)
         flat = q.reshape(-1)
