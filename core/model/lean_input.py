@@ -5,7 +5,8 @@ and aux features); at inference the aux share is computed once per window
 (:mod:`core.model.shared_aux`), yet each draw still convolves 80 per-draw channels with the
 stem's 7 × 7 kernels at half resolution: about half of the model's multiply-adds. Three model
 options, each off by default (a model file without them builds and computes exactly as before);
-the bundled model v0.5 uses the first two (``bundled_lean``):
+the bundled models v0.5 (``bundled_lean``) and v0.6 (``bundled_blocks``, with the context model's
+``cell_shuffle``) use the first two:
 
 - ``input_reduction`` (k): a 1 × 1 convolution from the backbone's inputs to k channels before
   the backbone (:class:`ReducedInput`). It is linear, so the aux share splits off it exactly as

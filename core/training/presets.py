@@ -86,7 +86,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "model_options": {"decoder_channels": [128, 64, 32, 16, 16], "context_sigmas": [2, 6],
                                   "aux_sigmas": [2, 6]}},
 }
-# bundled with the lean input path: the bundled model v0.5 (seed 2, chosen on validation blocks)
+# bundled with the lean input path: the bundled model v0.5 (seed 2, chosen on validation blocks); with the
+# cell blocks as well: v0.6 (seed 1, chosen on validation blocks)
 PRESETS["bundled_lean"] = {**PRESETS["bundled"],
                            "model_options": with_lean_input(PRESETS["bundled"]["model_options"], LEAN_INPUT)}
 PRESETS["quick_lean"] = {**QUICK, "model_options": with_lean_input(QUICK["model_options"], LEAN_INPUT)}
