@@ -61,7 +61,7 @@ VARIANTS: dict[str, Callable[[TrainConfig], dict[str, Any]]] = {  # trained mode
     "vit": lambda c: {"arch": "vit", "model_options": {**VIT_OPTIONS, **_context(c)}},
     # the lean input path (core/model/lean_input.py, presets.LEAN_INPUT): the bundled model v0.5's design
     "unet_lean": lambda c: {"model_options": with_lean_input(c.model_options, LEAN_INPUT)},
-    # the cell-block design (presets.CELL_BLOCKS), trained for 3 x the steps (a step costs a quarter)
+    # the cell-block design (presets.CELL_BLOCKS), trained for 3 x the steps (a step costs about 0.4 of one without blocks)
     "unet_blocks": lambda c: with_cell_blocks({"steps": c.steps, "model_options": c.model_options}),
 }
 

@@ -37,7 +37,7 @@ LEAN_INPUT: dict[str, Any] = {"input_reduction": 16, "stem_kernel": 3}
 # the U-Net on 2 x 2 blocks of cells (4 encoder stages, so that it still halves the cells 5 times),
 # context and aux features on block means, a per-cell head on each cell's own records and aux bands.
 # A draw costs about half of the lean design's on a CPU (docs/results/lean_model/README.md), a training
-# step about a quarter, so its presets train for 3 x the steps in less time.
+# step about 0.4 (quick preset, side by side), so its presets train for 3 x the steps in about the same time.
 CELL_BLOCKS: dict[str, Any] = {**LEAN_INPUT, "cell_shuffle": 2, "encoder_stages": 4,
                                "decoder_channels": [64, 32, 16, 16]}
 CELL_BLOCKS_STEPS = 3  # times the base preset's steps
