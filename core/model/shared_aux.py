@@ -142,7 +142,7 @@ class SharedAuxModel(nn.Module):
         self.register_buffer("head_aux", cell_w[:, s:].contiguous(), persistent=False)  # empty without aux features
         self.register_buffer("head_bias", model.head.bias.detach().clone(), persistent=False)
         # a 1 x 1 reduction and the head's per-draw share: one matrix product over the per-draw
-        # channels, (2S + n_ctx) -> (k + S), each cell read once (rows: reduction, then head)
+        # channels, (f²·2S + n_ctx) -> (k + f²·S), each position read once (rows: reduction, then head)
         self.k = self.stem.conv.out_channels if self.stem.conv.kernel_size == (1, 1) else 0
         if self.k:
             joint = torch.cat([self.stem.conv.weight.detach()[:, :, 0, 0], HEAD_GAIN * head_draw], 0)
@@ -199,9 +199,9 @@ class SharedAuxModel(nn.Module):
 
     def per_draw_channels(self, draw_inputs: torch.Tensor) -> torch.Tensor:
         """The per-draw channels (B, f²·2S + n_ctx, H/f, W/f), each channel plane contiguous:
-        ``draw_inputs`` (as f × f cell blocks) and their context features, written into a buffer kept between calls (a
-        fresh one per draw would cost more than the writes: a new allocation's pages are faulted in
-        each time). On a CPU the features' element-wise steps run in bands of :data:`BAND_ROWS` rows."""
+        ``draw_inputs`` (as f × f cell blocks) and their context features, written into a buffer kept
+        between calls (a fresh one per draw would cost more than the writes: a new allocation's pages
+        are faulted in each time). On a CPU the features' element-wise steps run in bands of :data:`BAND_ROWS` rows."""
         f = self.cell_shuffle
         b, _, h, w = draw_inputs.shape
         c = 2 * self.n_species * f * f
