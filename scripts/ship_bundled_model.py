@@ -78,7 +78,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=defaults.BUNDLED_MODEL)
     p.add_argument("--train-seconds", type=float, required=True)
     p.add_argument("--hardware", default=f"{platform.processor() or platform.machine()} CPU")
-    p.add_argument("--command", default="python train_cli.py train --preset bundled_lean --seed 2 "
+    p.add_argument("--command", default="python train_cli.py train --preset bundled_blocks --seed 1 "
                                         "--out m3_unet_conus.safetensors")
     p.add_argument("--compare", type=Path, help="compare.json in which the model was scored (same masks)")
     p.add_argument("--compare-name", default="bundled", help="the model's name in that comparison")

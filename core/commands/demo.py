@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.model.exists():
         raise InputError(f"No model at {args.model}. Train one with: python train_cli.py train "
-                         f"--preset bundled_lean --seed 2 --out {args.model}")
+                         f"--preset bundled_blocks --seed 1 --out {args.model}")
     from ..output_paths import check_outputs
 
     check_outputs({}, inputs={"--model": args.model}, folders={"--out": args.out})
