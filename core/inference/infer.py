@@ -312,7 +312,7 @@ class _Infiller:
         """(S, height, span) bool: draw ``d`` of model ``m`` over a strip: blocks of the model's
         tile size, each masked by the training generator, on a lattice fixed on the grid with an
         origin offset drawn per draw (so block edges fall elsewhere in every draw and average out)."""
-        from ..masks.masking import draw_masks, generator_for
+        from ..masks.masking import generator_for, mask_factors
 
         b = int(self.members[m].card.tile_size)
         s = len(self.species)
@@ -321,11 +321,14 @@ class _Infiller:
         n = math.ceil((self.source.grid.width + self.width) / b) + 1 - bj_lo  # grid, whatever the windows
         top = r + oy                                                    # the strip in lattice rows
         bi0, bi1 = math.floor(top / b), math.floor((top + self.height - 1) / b)
-        rows = []
-        for bi in range(bi0, bi1 + 1):
-            hidden, _ = draw_masks(self.specs[m], n, s, b, b, generator_for(self.seed, m, d, bi))
-            rows.append(hidden.permute(1, 2, 0, 3).reshape(s, b, n * b))
-        full = torch.cat(rows, dim=1)
+        rows = bi1 + 1 - bi0
+        where = torch.empty((rows, b, n, b), dtype=torch.bool)          # each block's cells, side by side
+        which = torch.empty((s, rows, 1, n, 1), dtype=torch.bool)       # each block's hidden species
+        for i, bi in enumerate(range(bi0, bi1 + 1)):
+            spatial, species, _ = mask_factors(self.specs[m], n, s, b, b, generator_for(self.seed, m, d, bi))
+            where[i].copy_(spatial.permute(1, 0, 2))
+            which[:, i, 0, :, 0].copy_(species.t())
+        full = (where.unsqueeze(0) & which).view(s, rows * b, n * b)    # one pass over the strip's cells
         rr, cc = top - bi0 * b, self.col0 + ox - bj_lo * b
         return full[:, rr:rr + self.height, cc:cc + self.span].to(self.device)
 
@@ -388,7 +391,12 @@ class _Infiller:
         """(hidden, target) over the strip at row ``r`` in draw ``d`` of model ``m``."""
         check_cancelled(self.progress)
         hidden = (user | self._extra_hidden(m, d, r)) if self.extra else user
-        target = (hidden & valid).index_select(0, self.out_index) if self.discovery else user_target
+        if not self.discovery:
+            target = user_target
+        else:
+            target = hidden & valid
+            if not self.all_species_out:
+                target = target.index_select(0, self.out_index)
         return hidden, target
 
     def _strip(self, i: int, cols: list[int], acc: torch.Tensor) -> None:

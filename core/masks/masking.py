@@ -194,6 +194,15 @@ def draw_masks(spec: MaskSpec, n: int, n_species: int, h: int, w: int, gen: torc
     ``species`` (n, S) bool, optional, overrides the random choice of hidden species (used by
     evaluation to hide each species in turn). The generator is advanced identically either way.
     """
+    spatial, which, scenario = mask_factors(spec, n, n_species, h, w, gen, species)
+    return spatial.unsqueeze(1) & which.view(n, n_species, 1, 1), scenario
+
+
+def mask_factors(spec: MaskSpec, n: int, n_species: int, h: int, w: int, gen: torch.Generator,
+                 species: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`draw_masks`' hidden cells as their two factors — where (n, h, w) bool and which
+    species (n, S) bool; a sample hides ``where & which`` — and the scenario index (n,), from the
+    same draws (for a caller that lays many masks out side by side before combining them)."""
     dev = gen.device
     names = DRAW_SCENARIOS if UNRECORDED in spec.scenarios else SCENARIOS  # older mixtures draw as before
     weights = torch.tensor([spec.scenarios.get(s, 0.0) for s in names], dtype=torch.float64, device=dev)
@@ -202,13 +211,9 @@ def draw_masks(spec: MaskSpec, n: int, n_species: int, h: int, w: int, gen: torc
     if species is not None:
         chosen = species.to(dev, torch.bool)
     region = region_masks(spec, n, h, w, gen)
-    everywhere = torch.ones(n, 1, h, w, dtype=torch.bool, device=dev)
-    all_species = torch.ones(n, n_species, 1, 1, dtype=torch.bool, device=dev)
-    sc = scenario.view(n, 1, 1, 1)
-    spatial = torch.where(sc == SCENARIOS.index("species"), everywhere, region.unsqueeze(1))
-    every = (sc == SCENARIOS.index("region")) | (sc == DRAW_SCENARIOS.index(UNRECORDED))
-    which = torch.where(every, all_species, chosen.view(n, n_species, 1, 1))
-    return spatial & which, scenario
+    spatial = region | (scenario == SCENARIOS.index("species")).view(n, 1, 1)
+    every = (scenario == SCENARIOS.index("region")) | (scenario == DRAW_SCENARIOS.index(UNRECORDED))
+    return spatial, chosen | every.view(n, 1), scenario
 
 
 def reveal_draws(spec: MaskSpec, scenario: torch.Tensor, h: int, w: int, gen: torch.Generator) -> torch.Tensor:

@@ -170,10 +170,13 @@ class SharedAuxModel(nn.Module):
 
     @staticmethod
     def _linear(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """A 1 × 1 convolution without bias: (O, C) weights on (B, C, H, W) (a matrix product
-        over the channels of channels-last tensors)."""
+        """A 1 × 1 convolution without bias: (O, C) weights on (B, C, H, W), as one matrix product
+        over the channels (channel planes, or channels-last tensors as they are)."""
+        b, c, h, wd = x.shape
         if not w.shape[1]:
-            return x.new_zeros(x.shape[0], w.shape[0], x.shape[2], x.shape[3])
+            return x.new_zeros(b, w.shape[0], h, wd)
+        if x.is_contiguous():  # channel planes: one (O, C) x (C, H·W) product per batch item
+            return torch.matmul(w.to(x.dtype), x.view(b, c, h * wd)).view(b, -1, h, wd)
         return torch.matmul(x.permute(0, 2, 3, 1), w.t().to(x.dtype)).permute(0, 3, 1, 2)
 
     def aux_terms(self, aux: torch.Tensor) -> AuxTerms:
@@ -191,11 +194,11 @@ class SharedAuxModel(nn.Module):
             if f == 1:
                 logits = logits + self._linear(self.head_aux, cells)
             else:
-                cell_logits = HEAD_GAIN * self._linear(self.head_aux, cells)
+                cell_logits = (HEAD_GAIN * self._linear(self.head_aux, cells)).contiguous()
         logits = HEAD_GAIN * logits
         if self.prior is not None:
             logits = logits + self.prior(both)
-        return AuxTerms(stem, logits, cell_logits)
+        return AuxTerms(stem, logits.contiguous(), cell_logits)  # channel planes, as the per-draw head share
 
     def per_draw_channels(self, draw_inputs: torch.Tensor) -> torch.Tensor:
         """The per-draw channels (B, f²·2S + n_ctx, H/f, W/f), each channel plane contiguous:
@@ -209,9 +212,15 @@ class SharedAuxModel(nn.Module):
         buf = self._draw_buffer
         if buf is None or buf.shape != shape or buf.device != draw_inputs.device:
             buf = self._draw_buffer = torch.empty(shape, device=draw_inputs.device)
-        buf[:, :c].copy_(cell_blocks(draw_inputs, f))
-        self.context.features_into(block_means(draw_inputs, f), buf[:, c:],
-                                   BAND_ROWS if draw_inputs.device.type == "cpu" else None)
+        blocks = buf[:, :c]
+        if f == 1:
+            blocks.copy_(draw_inputs)
+            means = blocks
+        else:  # the cells of each block copied straight into its f² channels (pixel unshuffle's order)
+            blocks.view(b, -1, f, f, h // f, w // f).copy_(
+                draw_inputs.view(b, -1, h // f, f, w // f, f).permute(0, 1, 3, 5, 2, 4))
+            means = blocks.view(b, -1, f * f, h // f, w // f).mean(2)  # block_means (bit-equal on 0/1 inputs)
+        self.context.features_into(means, buf[:, c:], BAND_ROWS if draw_inputs.device.type == "cpu" else None)
         return buf
 
     def forward(self, draw_inputs: torch.Tensor, terms: AuxTerms) -> torch.Tensor:
@@ -230,18 +239,34 @@ class SharedAuxModel(nn.Module):
             else:
                 torch.add(y[:, :self.k], terms.stem.float(), out=first)
             logits = self.backbone(first.to(self.dtype)).float()
-            return self._per_cell(logits + y[:, self.k:] + terms.logits, draw_inputs, terms)
+            if self.cell_shuffle == 1:
+                return logits + y[:, self.k:] + terms.logits
+            return self._per_cell(logits, y[:, self.k:] + terms.logits, draw_inputs, terms)
         self.stem.aux = terms.stem
         try:
             logits = self.backbone(x.contiguous(memory_format=torch.channels_last).to(self.dtype)).float()
         finally:
             self.stem.aux = None
         head = torch.matmul(HEAD_GAIN * self.head_draw, x.view(b, d, h * w)).view(b, -1, h, w)
-        return self._per_cell(logits + head + terms.logits, draw_inputs, terms)
-
-    def _per_cell(self, logits: torch.Tensor, draw_inputs: torch.Tensor, terms: AuxTerms) -> torch.Tensor:
-        """Per-block logits back to the cells, plus the cell head's share (with cell blocks)."""
         if self.cell_shuffle == 1:
-            return logits
-        out = to_cells(logits, self.cell_shuffle) + self._linear(self.cell_draw, draw_inputs[:, :self.n_species])
-        return out if terms.cell_logits is None else out + terms.cell_logits
+            return logits + head + terms.logits
+        return self._per_cell(logits, head + terms.logits, draw_inputs, terms)
+
+    def _per_cell(self, logits: torch.Tensor, head: torch.Tensor, draw_inputs: torch.Tensor,
+                  terms: AuxTerms) -> torch.Tensor:
+        """The backbone's per-block logits plus the block head's (channel planes) back to the cells,
+        plus the cell head's share: the cells' logits as channel planes (what the calibration and
+        the blending read fastest)."""
+        f = self.cell_shuffle
+        b, _, h, w = logits.shape
+        s = self.n_species
+        out = torch.empty((b, s, h * f, w * f), device=logits.device, dtype=logits.dtype)
+
+        def shuffled(t: torch.Tensor) -> torch.Tensor:  # block channel c·f² + i·f + j to cell (c, y·f + i, x·f + j)
+            return t.view(b, s, f, f, h, w).permute(0, 1, 4, 2, 5, 3)
+        torch.add(shuffled(logits), shuffled(head), out=out.view(b, s, h, f, w, f))  # the sum and the shuffle, one pass
+        cells = out.view(b, s, h * f * w * f)
+        cells.baddbmm_(self.cell_draw.to(out.dtype).expand(b, -1, -1), draw_inputs[:, :s].reshape(b, s, -1))
+        if terms.cell_logits is not None:
+            out += terms.cell_logits
+        return out
