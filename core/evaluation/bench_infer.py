@@ -22,7 +22,8 @@ the same run, and what a 150-evaluation CONUS map would take at that rate.
   layout.
 
 All infill every valid cell of every species (hidden in every evaluation); rates are per
-evaluation. On CPU they run on a fixed part of the grid
+evaluation. All run under the heap policy infill keeps (:func:`core.heap.kept_heap`: freed memory
+reused, not faulted in afresh), the naive reference and the floor's convolution too. On CPU they run on a fixed part of the grid
 (:data:`CPU_PART`, all land on the CONUS stack), on CUDA on the whole grid; they alternate
 ``repeats`` times after a warm-up and the best time of each counts (other work on a shared
 machine slows both the same way). Rates are in megacells ("megapixels") per second of grid
@@ -42,6 +43,7 @@ import torch
 
 from ..data.stack_sources import GeoTiffStackSource, open_stack_source
 from ..device import GpuUtilisation, bf16_native, exact_float32, pick_device
+from ..heap import kept_heap
 from ..inference.infer import EnsembleMember, default_overlap, default_window, inference_member, infill
 from ..inference.sliding_windows import WindowLayout, round_up
 from ..masks.hiding import HideSpec
@@ -217,179 +219,186 @@ def bench_infer(stack_path: str | Path, model_path: Optional[str | Path] = None,
     log(f"device: {why}; torch threads: {torch.get_num_threads()}; load average {load0:.2f}")
     full = GeoTiffStackSource(stack_path)
     try:
-        if model_path:
-            model, card = load_model(model_path, dev)
-            member = EnsembleMember(model, card, Path(model_path).name)
-        else:
-            member = _random_member(full)
-            member.model.to(dev)
-        # the reference runs the model as loaded; ours as infill prepares it
-        naive_model = copy.deepcopy(member.model).to(memory_format=torch.contiguous_format)
-        whole = inference_member(copy.deepcopy(member.model), member.card, member.name, shared_aux=False)
-        bf16 = None
-        if bf16_native(dev) and SharedAuxModel.supports(member.model):
-            bf16 = inference_member(copy.deepcopy(member.model), member.card, member.name, precision="bf16")
-        member = inference_member(member.model, member.card, member.name)
-        members = [member]
-        if part is None and dev.type == "cpu":
-            part = CPU_PART
-        if part is not None:
-            r, c, h, w = part
-            h, w = min(h, full.grid.height - r), min(w, full.grid.width - c)
-            stack = full.read_window(r, c, h, w)
-            where = f"part rows {r}:{r + h}, cols {c}:{c + w} of {full.path.name}"
-        else:
-            stack = full.read_window(0, 0, full.grid.height, full.grid.width)
-            where = f"the whole grid of {full.path.name}"
-        g = stack.grid
-        cells = g.height * g.width
-        size = round_up(window or default_window(members))
-        ov = default_overlap(member.card.tile_size) if overlap is None else overlap
-        hide = HideSpec(tuple(stack.species))
-        log(f"model: {member.name} ({member.card.model_config.arch} resnet{member.card.model_config.encoder_depth}, "
-            f"tile {member.card.tile_size}); {where}: {g.height} x {g.width} cells, "
-            f"{int(stack.valid.sum())} valid; ours: {WindowLayout.fitted(g.height, g.width, size, ov).describe()}, "
-            f"{draws} draws, batch {batch_size}; aux share split off: {member.shared is not None}")
-
-        def ours(ensemble: list[EnsembleMember]) -> tuple[float, float, Any]:
-            """Seconds and CPU seconds per evaluation, and the result."""
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            c0, t0 = time.process_time(), time.perf_counter()
-            res = infill(stack, ensemble, hide, draws=draws, batch_size=batch_size, device=dev, window=size,
-                         overlap=ov, precision=ensemble[0].precision)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            return (time.perf_counter() - t0) / draws, (time.process_time() - c0) / draws, res
-
-        tile = int(member.card.tile_size)
-        aux_index = member.card.aux_index(full.aux_names)
-
-        def naive() -> tuple[float, float, np.ndarray]:
-            c0, t0 = time.process_time(), time.perf_counter()
-            out = naive_infill(stack, naive_model, tile, member.with_aux, dev, aux_index)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            return time.perf_counter() - t0, time.process_time() - c0, out
-
-        # warm-up: the first pass of each shape pays for kernel selection
-        warm = stack.window(0, 0, min(g.height, size), min(g.width, size))
-        for ensemble in (members, [whole]) + (([bf16],) if bf16 else ()):
-            infill(warm, ensemble, HideSpec(tuple(stack.species)), batch_size=batch_size, device=dev, window=size,
-                   overlap=ov, precision=ensemble[0].precision)
-        naive_infill(warm.window(0, 0, min(warm.grid.height, tile), min(warm.grid.width, tile)), naive_model,
-                     tile, member.with_aux, dev, aux_index)
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        t_ours, t_naive, t_whole, t_bf16, cpu_ours, cpu_naive = [], [], [], [], [], []
-        res = ref = None
-        utilisation = GpuUtilisation(dev)
-        for i in range(repeats):
-            dt, cpu, ref = naive()
-            t_naive.append(dt)
-            cpu_naive.append(cpu)
-            with utilisation:
-                dt, cpu, res = ours(members)
-            t_ours.append(dt)
-            cpu_ours.append(cpu)
-            t_whole.append(ours([whole])[0])
-            if bf16:
-                dt, _, _ = ours([bf16])
-                t_bf16.append(dt)
-            log(f"  round {i + 1}, seconds per evaluation: naive {t_naive[-1]:.2f} (CPU time {cpu_naive[-1]:.2f}), "
-                f"ours {t_ours[-1]:.2f} (CPU time {cpu_ours[-1]:.2f}), whole model {t_whole[-1]:.2f}"
-                + (f", ours in bf16 {t_bf16[-1]:.2f}" if bf16 else ""))
-        best_ours, best_naive, best_whole = min(t_ours), min(t_naive), min(t_whole)
-        rate_ours, rate_naive = cells / best_ours / 1e6, cells / best_naive / 1e6
-        mean = res.mean
-        agree = float(np.nanmean(np.abs(mean - ref)))
-
-        # CONUS estimates from the time per computed cell (the part's windows may be smaller)
-        part_layout = WindowLayout.fitted(g.height, g.width, size, ov)
-        per_cell_ours = best_ours * draws / max(1, res.window_evaluations * part_layout.rows.size
-                                                * part_layout.cols.size)
-        n_part_tiles = _valid_tiles(open_stack_source(stack), tile)
-        per_tile = best_naive / max(1, n_part_tiles)
-        layout = WindowLayout.fitted(full.grid.height, full.grid.width, size, ov)
-        n_windows = _active_windows(full, layout)
-        n_tiles = _valid_tiles(full, tile)
-        conus_cells = EVALUATIONS * n_windows * layout.rows.size * layout.cols.size
-        est_ours = conus_cells * per_cell_ours
-        est_naive = EVALUATIONS * n_tiles * per_tile
-        est_whole = est_ours * best_whole / best_ours
-        part_cells = res.window_evaluations * part_layout.rows.size * part_layout.cols.size / draws
-        floors = {name: f for name, m in (("float32", member), ("bf16", bf16))
-                  if m is not None and (f := arithmetic_floor(m, size, draws, dev)) is not None}
-        load1 = os.getloadavg()[0]
-        peak_rss = _peak_rss_gib()
-        out = {"device": why, "threads": torch.get_num_threads(), "model": member.name, "where": where,
-               "load_average_before_after": [load0, load1],
-               "cells": cells, "window": size, "overlap": ov, "batch_size": batch_size,
-               "seconds_ours": t_ours, "seconds_naive": t_naive,
-               "cpu_seconds_ours": cpu_ours, "cpu_seconds_naive": cpu_naive,
-               "cpu_time_ratio": min(cpu_naive) / min(cpu_ours),
-               "mcells_per_s_ours": rate_ours, "mcells_per_s_naive": rate_naive,
-               "ratio": rate_ours / rate_naive, "draws": draws,
-               "seconds_whole_model": t_whole, "ratio_whole_model": best_naive / best_whole,
-               "ratio_ours_vs_whole_model": best_whole / best_ours,
-               "peak_resident_memory_gib": peak_rss,
-               "mean_abs_difference_ours_vs_naive": agree,
-               "conus_grid": [full.grid.height, full.grid.width], "conus_windows": n_windows,
-               "conus_layout": layout.describe(),
-               "conus_tiles": n_tiles,
-               "conus_150_evaluations_hours_ours": est_ours / 3600,
-               "conus_150_evaluations_hours_naive": est_naive / 3600,
-               "conus_150_evaluations_hours_whole_model": est_whole / 3600,
-               "conus_ratio": est_naive / est_ours}
-        for name, f in floors.items():
-            out[f"floor_{name}"] = dict(f, seconds_per_evaluation=f["seconds_per_cell"] * part_cells,
-                                        conus_150_evaluations_hours=f["seconds_per_cell"] * conus_cells / 3600)
-        if bf16:
-            out.update(_bf16_figures(stack, member, bf16, draws, dict(batch_size=batch_size, device=dev, window=size,
-                                                                      overlap=ov), min(t_bf16), best_naive,
-                                     est_ours / best_ours))
-        if dev.type == "cuda":
-            out["gpu_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
-            out["gpu_utilisation_percent"] = utilisation.mean
-        log(f"ours : {rate_ours:.3f} Mcells/s per evaluation (best of {repeats}: {best_ours:.2f} s)")
-        log(f"whole model per evaluation: {cells / best_whole / 1e6:.3f} Mcells/s ({best_whole:.2f} s)")
-        log(f"naive: {rate_naive:.3f} Mcells/s (best of {repeats}: {best_naive:.2f} s)")
-        log(f"ratio: {out['ratio']:.2f}x wall-clock, {out['cpu_time_ratio']:.2f}x process CPU time   "
-            f"(mean |ours - naive| = {agree:.4f}: blended windows vs hard tiles); whole model "
-            f"{out['ratio_whole_model']:.2f}x; ours vs whole model {out['ratio_ours_vs_whole_model']:.2f}x")
-        if load0 > 1.0 or load1 > torch.get_num_threads() + 1.0:  # the bench's own threads count in load1
-            log(f"note: load average {load0:.1f} → {load1:.1f}: other work shared the CPU; rerun on an idle machine "
-                "for numbers to quote (the naive reference's many small steps suffer more from sharing)")
-        log(f"CONUS {full.grid.height} x {full.grid.width}, {EVALUATIONS} evaluations at these rates: ours "
-            f"{n_windows} active windows ({layout.describe()}) → {est_ours / 60:.1f} min; whole model "
-            f"→ {est_whole / 60:.1f} min; naive {n_tiles} tiles x {per_tile * 1000:.0f} ms → {est_naive / 60:.1f} min "
-            f"(ratio {est_naive / est_ours:.2f}x; ours counts the aux share once per {draws} draws, a map of 50 "
-            "draws per model pays it less often)")
-        if bf16:
-            log(f"ours in bf16: {min(t_bf16):.2f} s per evaluation, ratio {out['ratio_bf16']:.2f}x, CONUS "
-                f"{out['conus_150_evaluations_hours_bf16'] * 60:.1f} min; its map against float32's: |change| mean "
-                f"{out['bf16_mean_abs_difference']:.2e}, largest {out['bf16_max_abs_difference']:.3f}, over 0.01 at "
-                f"{100 * out['bf16_cells_changed_over_0_01']:.2f} % of the scored cells; ROC AUC of the part's records "
-                f"(mean over species) {out['auc_fp32']:.4f} in float32, {out['auc_bf16']:.4f} in bf16 (the CONUS map's "
-                f"workload: nothing hidden, {draws} draws, each cell over the draws that hid it)")
-        else:
-            log("ours in bf16: not timed (needs CUDA or a CPU with AVX512-BF16/AMX, and a split U-Net)")
-        for name in floors:
-            f = out[f"floor_{name}"]
-            spent = min(t_bf16) if name == "bf16" else best_ours
-            log(f"arithmetic floor in {name}: {f['macs_per_cell'] / 1e3:.0f} k multiply-adds per cell and evaluation "
-                f"at the reference convolution's measured {f['stem_gmacs_per_s']:.0f} GMAC/s → "
-                f"{f['seconds_per_evaluation']:.2f} s per evaluation here (ours takes {spent / f['seconds_per_evaluation']:.2f}x "
-                f"that), CONUS {EVALUATIONS} evaluations ≥ {f['conus_150_evaluations_hours'] * 60:.1f} min with this "
-                "model and window layout")
-        log(f"peak resident memory of this process: {peak_rss:.2f} GiB")
-        if "gpu_peak_memory_gib" in out:
-            util = out["gpu_utilisation_percent"]
-            log(f"GPU peak memory: {out['gpu_peak_memory_gib']:.2f} GiB; utilisation while ours ran: "
-                f"{'unknown (no NVML)' if util is None else f'{util:.0f}% on average'}")
-        return out
+        with kept_heap():  # the heap policy infill runs under, for the naive reference and the floor too
+            return _bench(full, model_path, dev, why, load0, batch_size, window, overlap, repeats, part, draws, log)
     finally:
         full.close()
+
+
+def _bench(full: GeoTiffStackSource, model_path: Optional[str | Path], dev: torch.device, why: str, load0: float,
+           batch_size: int, window: Optional[int], overlap: Optional[int], repeats: int,
+           part: Optional[tuple[int, int, int, int]], draws: int, log) -> dict[str, Any]:
+    if model_path:
+        model, card = load_model(model_path, dev)
+        member = EnsembleMember(model, card, Path(model_path).name)
+    else:
+        member = _random_member(full)
+        member.model.to(dev)
+    # the reference runs the model as loaded; ours as infill prepares it
+    naive_model = copy.deepcopy(member.model).to(memory_format=torch.contiguous_format)
+    whole = inference_member(copy.deepcopy(member.model), member.card, member.name, shared_aux=False)
+    bf16 = None
+    if bf16_native(dev) and SharedAuxModel.supports(member.model):
+        bf16 = inference_member(copy.deepcopy(member.model), member.card, member.name, precision="bf16")
+    member = inference_member(member.model, member.card, member.name)
+    members = [member]
+    if part is None and dev.type == "cpu":
+        part = CPU_PART
+    if part is not None:
+        r, c, h, w = part
+        h, w = min(h, full.grid.height - r), min(w, full.grid.width - c)
+        stack = full.read_window(r, c, h, w)
+        where = f"part rows {r}:{r + h}, cols {c}:{c + w} of {full.path.name}"
+    else:
+        stack = full.read_window(0, 0, full.grid.height, full.grid.width)
+        where = f"the whole grid of {full.path.name}"
+    g = stack.grid
+    cells = g.height * g.width
+    size = round_up(window or default_window(members))
+    ov = default_overlap(member.card.tile_size) if overlap is None else overlap
+    hide = HideSpec(tuple(stack.species))
+    log(f"model: {member.name} ({member.card.model_config.arch} resnet{member.card.model_config.encoder_depth}, "
+        f"tile {member.card.tile_size}); {where}: {g.height} x {g.width} cells, "
+        f"{int(stack.valid.sum())} valid; ours: {WindowLayout.fitted(g.height, g.width, size, ov).describe()}, "
+        f"{draws} draws, batch {batch_size}; aux share split off: {member.shared is not None}")
+
+    def ours(ensemble: list[EnsembleMember]) -> tuple[float, float, Any]:
+        """Seconds and CPU seconds per evaluation, and the result."""
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        c0, t0 = time.process_time(), time.perf_counter()
+        res = infill(stack, ensemble, hide, draws=draws, batch_size=batch_size, device=dev, window=size,
+                     overlap=ov, precision=ensemble[0].precision)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t0) / draws, (time.process_time() - c0) / draws, res
+
+    tile = int(member.card.tile_size)
+    aux_index = member.card.aux_index(full.aux_names)
+
+    def naive() -> tuple[float, float, np.ndarray]:
+        c0, t0 = time.process_time(), time.perf_counter()
+        out = naive_infill(stack, naive_model, tile, member.with_aux, dev, aux_index)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0, time.process_time() - c0, out
+
+    # warm-up: the first pass of each shape pays for kernel selection
+    warm = stack.window(0, 0, min(g.height, size), min(g.width, size))
+    for ensemble in (members, [whole]) + (([bf16],) if bf16 else ()):
+        infill(warm, ensemble, HideSpec(tuple(stack.species)), batch_size=batch_size, device=dev, window=size,
+               overlap=ov, precision=ensemble[0].precision)
+    naive_infill(warm.window(0, 0, min(warm.grid.height, tile), min(warm.grid.width, tile)), naive_model,
+                 tile, member.with_aux, dev, aux_index)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t_ours, t_naive, t_whole, t_bf16, cpu_ours, cpu_naive = [], [], [], [], [], []
+    res = ref = None
+    utilisation = GpuUtilisation(dev)
+    for i in range(repeats):
+        dt, cpu, ref = naive()
+        t_naive.append(dt)
+        cpu_naive.append(cpu)
+        with utilisation:
+            dt, cpu, res = ours(members)
+        t_ours.append(dt)
+        cpu_ours.append(cpu)
+        t_whole.append(ours([whole])[0])
+        if bf16:
+            dt, _, _ = ours([bf16])
+            t_bf16.append(dt)
+        log(f"  round {i + 1}, seconds per evaluation: naive {t_naive[-1]:.2f} (CPU time {cpu_naive[-1]:.2f}), "
+            f"ours {t_ours[-1]:.2f} (CPU time {cpu_ours[-1]:.2f}), whole model {t_whole[-1]:.2f}"
+            + (f", ours in bf16 {t_bf16[-1]:.2f}" if bf16 else ""))
+    best_ours, best_naive, best_whole = min(t_ours), min(t_naive), min(t_whole)
+    rate_ours, rate_naive = cells / best_ours / 1e6, cells / best_naive / 1e6
+    mean = res.mean
+    agree = float(np.nanmean(np.abs(mean - ref)))
+
+    # CONUS estimates from the time per computed cell (the part's windows may be smaller)
+    part_layout = WindowLayout.fitted(g.height, g.width, size, ov)
+    per_cell_ours = best_ours * draws / max(1, res.window_evaluations * part_layout.rows.size
+                                            * part_layout.cols.size)
+    n_part_tiles = _valid_tiles(open_stack_source(stack), tile)
+    per_tile = best_naive / max(1, n_part_tiles)
+    layout = WindowLayout.fitted(full.grid.height, full.grid.width, size, ov)
+    n_windows = _active_windows(full, layout)
+    n_tiles = _valid_tiles(full, tile)
+    conus_cells = EVALUATIONS * n_windows * layout.rows.size * layout.cols.size
+    est_ours = conus_cells * per_cell_ours
+    est_naive = EVALUATIONS * n_tiles * per_tile
+    est_whole = est_ours * best_whole / best_ours
+    part_cells = res.window_evaluations * part_layout.rows.size * part_layout.cols.size / draws
+    floors = {name: f for name, m in (("float32", member), ("bf16", bf16))
+              if m is not None and (f := arithmetic_floor(m, size, draws, dev)) is not None}
+    load1 = os.getloadavg()[0]
+    peak_rss = _peak_rss_gib()
+    out = {"device": why, "threads": torch.get_num_threads(), "model": member.name, "where": where,
+           "load_average_before_after": [load0, load1],
+           "cells": cells, "window": size, "overlap": ov, "batch_size": batch_size,
+           "seconds_ours": t_ours, "seconds_naive": t_naive,
+           "cpu_seconds_ours": cpu_ours, "cpu_seconds_naive": cpu_naive,
+           "cpu_time_ratio": min(cpu_naive) / min(cpu_ours),
+           "mcells_per_s_ours": rate_ours, "mcells_per_s_naive": rate_naive,
+           "ratio": rate_ours / rate_naive, "draws": draws,
+           "seconds_whole_model": t_whole, "ratio_whole_model": best_naive / best_whole,
+           "ratio_ours_vs_whole_model": best_whole / best_ours,
+           "peak_resident_memory_gib": peak_rss,
+           "mean_abs_difference_ours_vs_naive": agree,
+           "conus_grid": [full.grid.height, full.grid.width], "conus_windows": n_windows,
+           "conus_layout": layout.describe(),
+           "conus_tiles": n_tiles,
+           "conus_150_evaluations_hours_ours": est_ours / 3600,
+           "conus_150_evaluations_hours_naive": est_naive / 3600,
+           "conus_150_evaluations_hours_whole_model": est_whole / 3600,
+           "conus_ratio": est_naive / est_ours}
+    for name, f in floors.items():
+        out[f"floor_{name}"] = dict(f, seconds_per_evaluation=f["seconds_per_cell"] * part_cells,
+                                    conus_150_evaluations_hours=f["seconds_per_cell"] * conus_cells / 3600)
+    if bf16:
+        out.update(_bf16_figures(stack, member, bf16, draws, dict(batch_size=batch_size, device=dev, window=size,
+                                                                  overlap=ov), min(t_bf16), best_naive,
+                                 est_ours / best_ours))
+    if dev.type == "cuda":
+        out["gpu_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+        out["gpu_utilisation_percent"] = utilisation.mean
+    log(f"ours : {rate_ours:.3f} Mcells/s per evaluation (best of {repeats}: {best_ours:.2f} s)")
+    log(f"whole model per evaluation: {cells / best_whole / 1e6:.3f} Mcells/s ({best_whole:.2f} s)")
+    log(f"naive: {rate_naive:.3f} Mcells/s (best of {repeats}: {best_naive:.2f} s)")
+    log(f"ratio: {out['ratio']:.2f}x wall-clock, {out['cpu_time_ratio']:.2f}x process CPU time   "
+        f"(mean |ours - naive| = {agree:.4f}: blended windows vs hard tiles); whole model "
+        f"{out['ratio_whole_model']:.2f}x; ours vs whole model {out['ratio_ours_vs_whole_model']:.2f}x")
+    if load0 > 1.0 or load1 > torch.get_num_threads() + 1.0:  # the bench's own threads count in load1
+        log(f"note: load average {load0:.1f} → {load1:.1f}: other work shared the CPU; rerun on an idle machine "
+            "for numbers to quote (the naive reference's many small steps suffer more from sharing)")
+    log(f"CONUS {full.grid.height} x {full.grid.width}, {EVALUATIONS} evaluations at these rates: ours "
+        f"{n_windows} active windows ({layout.describe()}) → {est_ours / 60:.1f} min; whole model "
+        f"→ {est_whole / 60:.1f} min; naive {n_tiles} tiles x {per_tile * 1000:.0f} ms → {est_naive / 60:.1f} min "
+        f"(ratio {est_naive / est_ours:.2f}x; ours counts the aux share once per {draws} draws, a map of 50 "
+        "draws per model pays it less often)")
+    if bf16:
+        log(f"ours in bf16: {min(t_bf16):.2f} s per evaluation, ratio {out['ratio_bf16']:.2f}x, CONUS "
+            f"{out['conus_150_evaluations_hours_bf16'] * 60:.1f} min; its map against float32's: |change| mean "
+            f"{out['bf16_mean_abs_difference']:.2e}, largest {out['bf16_max_abs_difference']:.3f}, over 0.01 at "
+            f"{100 * out['bf16_cells_changed_over_0_01']:.2f} % of the scored cells; ROC AUC of the part's records "
+            f"(mean over species) {out['auc_fp32']:.4f} in float32, {out['auc_bf16']:.4f} in bf16 (the CONUS map's "
+            f"workload: nothing hidden, {draws} draws, each cell over the draws that hid it)")
+    else:
+        log("ours in bf16: not timed (needs CUDA or a CPU with AVX512-BF16/AMX, and a split U-Net)")
+    for name in floors:
+        f = out[f"floor_{name}"]
+        spent = min(t_bf16) if name == "bf16" else best_ours
+        log(f"arithmetic floor in {name}: {f['macs_per_cell'] / 1e3:.0f} k multiply-adds per cell and evaluation "
+            f"at the reference convolution's measured {f['stem_gmacs_per_s']:.0f} GMAC/s → "
+            f"{f['seconds_per_evaluation']:.2f} s per evaluation here (ours takes {spent / f['seconds_per_evaluation']:.2f}x "
+            f"that), CONUS {EVALUATIONS} evaluations ≥ {f['conus_150_evaluations_hours'] * 60:.1f} min with this "
+            "model and window layout")
+    log(f"peak resident memory of this process: {peak_rss:.2f} GiB")
+    if "gpu_peak_memory_gib" in out:
+        util = out["gpu_utilisation_percent"]
+        log(f"GPU peak memory: {out['gpu_peak_memory_gib']:.2f} GiB; utilisation while ours ran: "
+            f"{'unknown (no NVML)' if util is None else f'{util:.0f}% on average'}")
+    return out
 
 
 def floor_figures(stack_path: str | Path, model_path: Optional[str | Path] = None, draws: int = 50,
@@ -410,7 +419,8 @@ def floor_figures(stack_path: str | Path, model_path: Optional[str | Path] = Non
             member = inference_member(raw.model.to(dev), raw.card, raw.name)
         size = round_up(window or default_window([member]))
         ov = default_overlap(member.card.tile_size) if overlap is None else overlap
-        floor = arithmetic_floor(member, size, draws, dev, repeats)
+        with kept_heap():  # as bench_infer measures it
+            floor = arithmetic_floor(member, size, draws, dev, repeats)
         if floor is None:
             raise ValueError(f"{member.name}: no arithmetic floor for a model that is not a split U-Net")
         layout = WindowLayout.fitted(full.grid.height, full.grid.width, size, ov)

@@ -54,6 +54,7 @@ from ..data.stack import Stack, stack_fingerprint
 from ..data.stack_sources import StackSource, open_stack_source
 from ..device import check_precision, exact_float32, pick_device
 from ..errors import InputError, ModelMismatchError
+from ..heap import kept_heap
 from ..masks.hiding import HideSpec, UnrecordedRegion
 from ..model.inputs import model_inputs
 from ..model.shared_aux import AuxTerms, SharedAuxModel
@@ -600,26 +601,27 @@ def infill(stack: Stack | StackSource | str | Path,
         result = InfillResult(engine.out_species, g, None, None, Path(out) if out else None,
                               [m.name for m in members], draws, engine.evaluations, hide.describe(),
                               layout.describe(), ov, threshold, dev_note, 0.0, 0)
-        try:
-            if out is not None:
-                from ..data.prediction_io import prediction_file
+        with kept_heap():  # each draw's temporaries reused, not faulted in afresh (core.heap)
+            try:
+                if out is not None:
+                    from ..data.prediction_io import prediction_file
 
-                tags = {**result.tags(), "stack": stack_fingerprint(source),  # clusters checks its stack
-                        "probability_scale": "calibrated" if output == "presence" and all(
-                            m.card.calibrated for m in members) else "model score"}
-                if output != "presence":
-                    tags["output"] = output
-                if engine.rank == 0:
-                    with prediction_file(out, g, engine.out_species, tags) as writer:
-                        engine.run(writer)
+                    tags = {**result.tags(), "stack": stack_fingerprint(source),  # clusters checks its stack
+                            "probability_scale": "calibrated" if output == "presence" and all(
+                                m.card.calibrated for m in members) else "model score"}
+                    if output != "presence":
+                        tags["output"] = output
+                    if engine.rank == 0:
+                        with prediction_file(out, g, engine.out_species, tags) as writer:
+                            engine.run(writer)
+                    else:
+                        engine.run(_NoSink())
                 else:
-                    engine.run(_NoSink())
-            else:
-                sink = _ArraySink(g, len(engine.out_species))
-                engine.run(sink)
-                result.mean, result.std = sink.mean, sink.std
-        finally:
-            progress.close()
+                    sink = _ArraySink(g, len(engine.out_species))
+                    engine.run(sink)
+                    result.mean, result.std = sink.mean, sink.std
+            finally:
+                progress.close()
         result.seconds = time.perf_counter() - t0
         result.window_evaluations = engine.window_evaluations
         result.predicted_cells = {s: int(n) for s, n in zip(engine.out_species, engine.predicted)}
