@@ -70,9 +70,9 @@ class _IsotonicSegments:
     float64 input: the segment found by ``bucketize``. float32 input (a map per draw): the segment
     found from the float's bits — non-negative floats order like their bit patterns, so the top
     bits (:data:`BUCKET_SHIFT`) index a table of the segment at each bucket's lowest value, and one
-    comparison per knot inside a bucket finishes the search (the same segment as ``bucketize``, a
-    fifth of its time); the knot ``x0`` enters split into float32 high and low parts, the low part
-    folded into ``y0`` in float64, so that ``q − x0`` stays exact."""
+    comparison per knot inside a bucket finishes the search (the segment ``bucketize`` finds, at a
+    fraction of its time: :class:`_BitBuckets`); the knot ``x0`` enters split into float32 high and
+    low parts, the low part folded into ``y0`` in float64, so that ``q − x0`` stays exact."""
 
     def __init__(self, xs: list[float], ys: list[float], device: torch.device) -> None:
         x, y = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
@@ -85,8 +85,7 @@ class _IsotonicSegments:
                     torch.float32: float(top if top >= x[-1] else np.nextafter(top, np.float32(np.inf)))}
         self._float64 = self._on(device, torch.float64, x[1:-1], x[:-1], (1 - TIE_BREAK) * y[:-1],
                                  (1 - TIE_BREAK) * slope)
-        self._float32 = _BitBuckets(x, (1 - TIE_BREAK) * y[:-1], (1 - TIE_BREAK) * slope,
-                                    self.top[torch.float32], self.y_hi, device)
+        self._float32 = _BitBuckets(x, y, slope, self.top[torch.float32], device)
 
     @staticmethod
     def _on(device, dtype, *arrays) -> tuple[torch.Tensor, ...]:
@@ -109,46 +108,53 @@ BUCKET_SHIFT = 13  # float32 bits dropped to index the bucket table: buckets 1/1
 
 
 class _BitBuckets:
-    """The float32 reading of :class:`_IsotonicSegments`: segment ``n - 1`` past the last inner
-    knot, and one more, flat at the map's top, from ``top`` on (so no separate test for it)."""
+    """The float32 reading of :class:`_IsotonicSegments`, the tie-break folded into each segment's
+    level and slope: a segment below the first knot (flat but for the tie-break), the map's
+    segments, and one from ``top`` on (flat at the map's top), so that no clamp or separate test
+    is needed: ``level + slope · (p − x0)`` on the segment holding ``p``."""
 
-    def __init__(self, x: np.ndarray, y0: np.ndarray, slope: np.ndarray, top: float, y_hi: float,
-                 device: torch.device) -> None:
-        inner = np.append(x[1:-1].astype(np.float32), np.float32(top))  # the knots a float32 input meets
-        x0_hi = np.append(x[:-1].astype(np.float32), np.float32(top))
-        x0_lo = np.append(x[:-1] - x0_hi[:-1].astype(np.float64), 0.0)
-        slope = np.append(slope, 0.0)
-        y0 = np.append(y0, y_hi) - slope * x0_lo       # y0 + slope·(q − hi − lo) = (y0 − slope·lo) + slope·(q − hi)
-        self.lo, self.top = np.float32(x[0]), np.float32(top)
-        bits = inner.view(np.int32).astype(np.int64)
-        starts = np.arange((int(np.float32(top).view(np.int32)) >> BUCKET_SHIFT) + 1, dtype=np.int64) << BUCKET_SHIFT
-        base = np.searchsorted(bits, starts, side="right")                   # knots <= the bucket's lowest value
-        inside = np.searchsorted(bits, starts + (1 << BUCKET_SHIFT) - 1, side="right") - base
+    def __init__(self, x: np.ndarray, y: np.ndarray, slope: np.ndarray, top: float, device: torch.device) -> None:
+        keep = 1 - TIE_BREAK
+        lo32, top32 = np.float32(x[0]), np.float32(top)
+        x0_hi = x[:-1].astype(np.float32)
+        x0_lo = x[:-1] - x0_hi.astype(np.float64)
+        tilt = keep * slope + TIE_BREAK
+        # (1 − t)·(y + s·(p − x)) + t·p with x = hi + lo: (1 − t)·y + t·x − tilt·lo + tilt·(p − hi)
+        level = keep * y[:-1] + TIE_BREAK * x[:-1] - tilt * x0_lo
+        y_lo, y_hi = keep * float(y[0]), keep * float(y[-1])
+        starts = np.concatenate([[0.0], x0_hi, [top32]]).astype(np.float32)
+        slopes = np.concatenate([[TIE_BREAK], tilt, [TIE_BREAK]])
+        levels = np.concatenate([[y_lo], level, [y_hi + TIE_BREAK * float(top32)]])
+        knots = np.concatenate([[lo32], x[1:-1].astype(np.float32), [top32]])   # segment k + 1 from knot k on
+        bits = knots.view(np.int32).astype(np.int64)
+        starts_bits = np.arange((int(top32.view(np.int32)) >> BUCKET_SHIFT) + 1, dtype=np.int64) << BUCKET_SHIFT
+        base = np.searchsorted(bits, starts_bits, side="right")               # knots <= the bucket's lowest value
+        inside = np.searchsorted(bits, starts_bits + (1 << BUCKET_SHIFT) - 1, side="right") - base
         self.rounds = int(inside.max())                                       # knots inside one bucket, at most
-        padded = np.append(inner, np.float32(np.inf))
+        padded = np.append(knots, np.float32(np.inf))
 
         def t(a, dtype):
             return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
         self.base = t(base, torch.int64)
         # with one knot at most per bucket (the usual case) that knot per bucket, so both lookups index by bucket
-        self.next_knot = t(padded[np.minimum(base, len(inner))], torch.float32) if self.rounds == 1 else None
+        self.next_knot = t(padded[base], torch.float32) if self.rounds == 1 else None
         self.knots = t(padded, torch.float32)
-        self.x0, self.slope, self.y0 = t(x0_hi, torch.float32), t(slope, torch.float32), t(y0, torch.float32)
+        self.x0, self.slope, self.level = t(starts, torch.float32), t(slopes, torch.float32), t(levels, torch.float32)
         self.last_bucket = len(base) - 1
 
     def apply(self, p: torch.Tensor) -> torch.Tensor:
         p = p.contiguous()  # one copy of a channels-last map here, not one in each step below
         flat = p.view(-1)
-        q = flat.clamp(float(self.lo), float(self.top))
-        bucket = (q.view(torch.int32) >> BUCKET_SHIFT).long().clamp_(0, self.last_bucket)
+        # non-negative floats order like their bits (a negative one reads the first segment, NaN stays NaN)
+        bucket = (flat.view(torch.int32) >> BUCKET_SHIFT).clamp_(0, self.last_bucket).long()
         seg = self.base.index_select(0, bucket)
         if self.next_knot is not None:
-            seg += q >= self.next_knot.index_select(0, bucket)
+            seg += flat >= self.next_knot.index_select(0, bucket)
         else:
             for _ in range(self.rounds):
-                seg += q >= self.knots.index_select(0, seg)
-        out = (q - self.x0.index_select(0, seg)).mul_(self.slope.index_select(0, seg))
-        return out.add_(self.y0.index_select(0, seg)).add_(flat, alpha=TIE_BREAK).view(p.shape)
+                seg += flat >= self.knots.index_select(0, seg)
+        rise = flat - self.x0.index_select(0, seg)
+        return self.level.index_select(0, seg).addcmul_(rise, self.slope.index_select(0, seg)).view(p.shape)
 
 
 @dataclass(frozen=True)
