@@ -164,3 +164,20 @@ def test_a_member_keeps_one_copy_of_the_folded_weights_and_the_model_unchanged(s
     bf16 = inference_member(model, card, "m", precision="bf16")
     assert not ptrs(bf16.model.backbone) & ptrs(bf16.shared.backbone)
     assert next(bf16.model.parameters()).dtype == torch.float32
+
+
+def test_draw_inputs_equal_the_model_inputs_per_draw_half():
+    """core.model.inputs.draw_inputs: bit-equal to model_inputs' first 2S channels, for uint8,
+    bool and float presence, views included."""
+    from core.model.inputs import draw_inputs, model_inputs
+
+    g = torch.Generator().manual_seed(5)
+    presence = (torch.rand(2, 4, 9, 11, generator=g) < 0.3).to(torch.uint8)
+    hidden = torch.rand(2, 4, 9, 11, generator=g) < 0.5
+    valid = torch.rand(2, 9, 11, generator=g) < 0.8
+    no_aux = torch.zeros(2, 0, 9, 11)
+    for p in (presence, presence.bool(), presence.float(), presence[:, :, :, 2:]):
+        h, v = hidden[..., -p.shape[-1]:], valid[..., -p.shape[-1]:]
+        want = model_inputs(p, h, no_aux[..., -p.shape[-1]:], v)
+        got = draw_inputs(p, h, v)
+        assert got.dtype == torch.float32 and torch.equal(got, want)

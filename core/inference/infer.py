@@ -56,7 +56,7 @@ from ..device import check_precision, exact_float32, pick_device
 from ..errors import InputError, ModelMismatchError
 from ..heap import kept_heap
 from ..masks.hiding import HideSpec, UnrecordedRegion
-from ..model.inputs import model_inputs
+from ..model.inputs import draw_inputs, model_inputs
 from ..model.shared_aux import AuxTerms, SharedAuxModel
 from ..model.model_file import ModelCard, check_ensemble, ensemble_threshold, load_model
 from ..progress import Progress, SilentProgress, check_cancelled
@@ -353,16 +353,15 @@ class _Infiller:
         With ``terms`` (all jobs then draws of one window) the member's split model runs on the
         per-draw channels only."""
         check_cancelled(self.progress)
-        presence = torch.stack([jb[2] for jb in jobs])
-        hidden = torch.stack([jb[3] for jb in jobs])
-        valid = torch.stack([jb[5] for jb in jobs])
+        def batch(k: int) -> torch.Tensor:  # one job's view as it is (no copy), or the jobs stacked
+            return jobs[0][k].unsqueeze(0) if len(jobs) == 1 else torch.stack([jb[k] for jb in jobs])
+        presence, hidden, valid = batch(2), batch(3), batch(5)
         with torch.inference_mode():
             if terms is not None:
-                x = model_inputs(presence, hidden, presence.new_zeros((len(jobs), 0) + presence.shape[2:],
-                                                                      dtype=torch.float32), valid)
+                x = draw_inputs(presence, hidden, valid)
                 logits = member.shared(x, terms)  # (its per-draw buffer takes the channel planes as they are)
             else:
-                aux = torch.stack([jb[4] for jb in jobs])
+                aux = batch(4)
                 x = model_inputs(presence, hidden, aux, valid).contiguous(memory_format=torch.channels_last)
                 logits = member.model(x)
         with torch.inference_mode():
