@@ -34,7 +34,7 @@ from core.heap import kept_heap  # noqa: E402
 from core.inference.infer import _Infiller, inference_member  # noqa: E402
 from core.inference.sliding_windows import WindowLayout  # noqa: E402
 from core.masks.hiding import HideSpec  # noqa: E402
-from core.model.inputs import model_inputs  # noqa: E402
+from core.model.inputs import draw_inputs  # noqa: E402
 from core.model.model_file import load_model  # noqa: E402
 from core.model.models import build_model  # noqa: E402
 from core.progress import SilentProgress  # noqa: E402
@@ -79,7 +79,6 @@ def main() -> None:
     user = torch.from_numpy(run.flags).view(-1, 1, 1) & torch.from_numpy(hide.cells(stack.grid, stack.valid))
     user_target = user.index_select(0, run.out_index)
     shared, scale = member.shared, run._scales[id(member)]
-    no_aux = presence.new_zeros((1, 0, h, w), dtype=torch.float32)
 
     def timed(f, n=args.repeats):
         out = f()
@@ -93,7 +92,7 @@ def main() -> None:
         ms["mask draw"], (hidden, target) = timed(lambda: run._draw(0, 3, 0, user, valid, user_target))
         aux_m = run._member_aux(member, aux)
         ms["aux share (once per window and model)"], terms = timed(lambda: run._aux_terms(member, aux_m, valid), 3)
-        ms["model inputs"], x = timed(lambda: model_inputs(presence[None], hidden[None], no_aux, valid[None]))
+        ms["model inputs"], x = timed(lambda: draw_inputs(presence[None], hidden[None], valid[None]))
         ms["per-draw channels and context features"], buf = timed(lambda: shared.per_draw_channels(x))
         b, d, bh, bw = buf.shape  # (with the cell_shuffle option, per block of cells)
         ms["reduction and head share (one product)"], y = timed(
