@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .context import HEAD_GAIN, ContextModel, block_means, cell_blocks, to_cells
+from .context import HEAD_GAIN, ContextModel, block_means, cell_blocks
 from .lean_input import reduction_of
 
 BAND_ROWS = 16  # rows per band of the context features' element-wise steps on a CPU (they stay in the cache)
