@@ -1,10 +1,10 @@
-"""The heap policy of inference (core.heap): freed memory reused inside, the policy left once."""
+"""The heap policy of inference (core.inference.heap): freed memory reused inside, the policy left once."""
 import resource
 
 import numpy as np
 import pytest
 
-from core import heap
+from core.inference import heap
 
 
 def _faults() -> int:

@@ -22,11 +22,11 @@ the same run, and what a 150-evaluation CONUS map would take at that rate.
   layout.
 
 All infill every valid cell of every species (hidden in every evaluation); rates are per
-evaluation. All run under the heap policy infill keeps (:func:`core.heap.kept_heap`: freed memory
-reused, not faulted in afresh), the naive reference and the floor's convolution too. On CPU they run on a fixed part of the grid
-(:data:`CPU_PART`, all land on the CONUS stack), on CUDA on the whole grid; they alternate
-``repeats`` times after a warm-up and the best time of each counts (other work on a shared
-machine slows both the same way). Rates are in megacells ("megapixels") per second of grid
+evaluation. All run under the heap policy infill keeps (:func:`core.inference.heap.kept_heap`:
+freed memory reused, not faulted in afresh), the naive reference and the floor's convolution too.
+On CPU they run on a fixed part of the grid (:data:`CPU_PART`, all land on the CONUS stack), on
+CUDA on the whole grid; they alternate ``repeats`` times after a warm-up and the best time of each
+counts (other work on a shared machine slows both the same way). Rates are in megacells ("megapixels") per second of grid
 covered per evaluation.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ import torch
 
 from ..data.stack_sources import GeoTiffStackSource, open_stack_source
 from ..device import GpuUtilisation, bf16_native, exact_float32, pick_device
-from ..heap import kept_heap
+from ..inference.heap import kept_heap
 from ..inference.infer import EnsembleMember, default_overlap, default_window, inference_member, infill
 from ..inference.sliding_windows import WindowLayout, round_up
 from ..masks.hiding import HideSpec

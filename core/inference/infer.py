@@ -54,12 +54,12 @@ from ..data.stack import Stack, stack_fingerprint
 from ..data.stack_sources import StackSource, open_stack_source
 from ..device import check_precision, exact_float32, pick_device
 from ..errors import InputError, ModelMismatchError
-from ..heap import kept_heap
 from ..masks.hiding import HideSpec, UnrecordedRegion
 from ..model.inputs import draw_inputs, model_inputs
 from ..model.shared_aux import AuxTerms, SharedAuxModel
 from ..model.model_file import ModelCard, check_ensemble, ensemble_threshold, load_model
 from ..progress import Progress, SilentProgress, check_cancelled
+from .heap import kept_heap
 from .sliding_windows import WindowLayout, round_up
 
 MIN_WINDOW = 512      # default largest window side: at least this (cells)
@@ -600,7 +600,7 @@ def infill(stack: Stack | StackSource | str | Path,
         result = InfillResult(engine.out_species, g, None, None, Path(out) if out else None,
                               [m.name for m in members], draws, engine.evaluations, hide.describe(),
                               layout.describe(), ov, threshold, dev_note, 0.0, 0)
-        with kept_heap():  # each draw's temporaries reused, not faulted in afresh (core.heap)
+        with kept_heap():  # each draw's temporaries reused, not faulted in afresh (core.inference.heap)
             try:
                 if out is not None:
                     from ..data.prediction_io import prediction_file

@@ -262,7 +262,7 @@ class SharedAuxModel(nn.Module):
         s = self.n_species
         out = torch.empty((b, s, h * f, w * f), device=logits.device, dtype=logits.dtype)
 
-        def shuffled(t: torch.Tensor) -> torch.Tensor:  # block channel c·f² + i·f + j to cell (c, y·f + i, x·f + j)
+        def shuffled(t: torch.Tensor) -> torch.Tensor:  # block channel c·f² + i·f + j → cell (c, y·f + i, x·f + j)
             return t.view(b, s, f, f, h, w).permute(0, 1, 4, 2, 5, 3)
         torch.add(shuffled(logits), shuffled(head), out=out.view(b, s, h, f, w, f))  # the sum and the shuffle, one pass
         cells = out.view(b, s, h * f * w * f)

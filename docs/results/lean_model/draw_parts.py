@@ -4,7 +4,7 @@ part of the CONUS stack, timed on its own (the mean of ``--repeats`` after a war
 records, hidden indicators, context features), the lean input's reduction and head share (one
 matrix product), the backbone, the calibration, the whole split forward and the whole batch step
 (forward, calibration, blending into the sums); the aux share is paid once per window and model.
-All under the heap policy ``predict`` runs under (:func:`core.heap.kept_heap`).
+All under the heap policy ``predict`` runs under (:func:`core.inference.heap.kept_heap`).
 Run from the repository root:
 
     OMP_NUM_THREADS=2 .venv/bin/python docs/results/lean_model/draw_parts.py STACK.tif MODEL.safetensors \
@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 from core.data.stack_sources import GeoTiffStackSource, open_stack_source  # noqa: E402
 from core.evaluation.bench_infer import CPU_PART  # noqa: E402
-from core.heap import kept_heap  # noqa: E402
+from core.inference.heap import kept_heap  # noqa: E402
 from core.inference.infer import _Infiller, inference_member  # noqa: E402
 from core.inference.sliding_windows import WindowLayout  # noqa: E402
 from core.masks.hiding import HideSpec  # noqa: E402

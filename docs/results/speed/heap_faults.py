@@ -1,5 +1,5 @@
 """Page faults and time of a mask draw with glibc's default heap, then under the heap policy
-inference runs under (:func:`core.heap.kept_heap`), in one process (default first: leaving the
+inference runs under (:func:`core.inference.heap.kept_heap`), in one process (default first: leaving the
 policy leaves glibc's thresholds fixed). Each draw: the mask draw and the batch step (forward,
 calibration, blending) of the bundled model over bench infer's 512 x 512 part. Run from the
 repository root:
@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from core.data.stack_sources import GeoTiffStackSource, open_stack_source  # noqa: E402
 from core.evaluation.bench_infer import CPU_PART  # noqa: E402
-from core.heap import kept_heap  # noqa: E402
+from core.inference.heap import kept_heap  # noqa: E402
 from core.inference.infer import _Infiller, inference_member  # noqa: E402
 from core.inference.sliding_windows import WindowLayout  # noqa: E402
 from core.masks.hiding import HideSpec  # noqa: E402

@@ -3,8 +3,8 @@
 Each draw of a window allocates and frees a few hundred megabytes of temporaries (model inputs,
 activations, probabilities, the calibration's indices). glibc returns the large ones to the
 operating system and the next draw takes them back page by page; on the project's 2-core VM
-that was about 22,000 page faults and a third of a draw's time (measured: 256 → 178 ms per draw
-of the bundled model, ``docs/results/speed/``). Inside :func:`kept_heap` freed memory stays in the
+that was about 20,000 page faults and a quarter of a draw's time (175 → 133 ms per draw of the
+bundled model: ``docs/results/speed/heap_faults.py``). Inside :func:`kept_heap` freed memory stays in the
 heap for reuse; on leaving it, the heap is trimmed (the memory goes back to the system) and the
 thresholds stay where glibc's own adaptive ones settle after a run of large tensors (setting one
 turns the adaptation off for the process).
