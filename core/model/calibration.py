@@ -80,12 +80,11 @@ class _IsotonicSegments:
         slope = np.where(dx > 0, np.diff(y) / np.where(dx > 0, dx, 1.0), 0.0)
         self.lo, self.hi = float(x[0]), float(x[-1])
         self.y_lo, self.y_hi = (1 - TIE_BREAK) * float(y[0]), (1 - TIE_BREAK) * float(y[-1])
-        top = np.float32(x[-1])
-        self.top = {torch.float64: float(x[-1]),
-                    torch.float32: float(top if top >= x[-1] else np.nextafter(top, np.float32(np.inf)))}
+        top32 = np.float32(x[-1])  # the last knot rounded up in float32
+        top32 = top32 if top32 >= x[-1] else np.nextafter(top32, np.float32(np.inf))
         self._float64 = self._on(device, torch.float64, x[1:-1], x[:-1], (1 - TIE_BREAK) * y[:-1],
                                  (1 - TIE_BREAK) * slope)
-        self._float32 = _BitBuckets(x, y, slope, self.top[torch.float32], device)
+        self._float32 = _BitBuckets(x, y, slope, float(top32), device)
 
     @staticmethod
     def _on(device, dtype, *arrays) -> tuple[torch.Tensor, ...]:
@@ -100,7 +99,7 @@ class _IsotonicSegments:
         seg = torch.bucketize(q, inner, right=True).view(-1)
         out = (q.reshape(-1) - x0.index_select(0, seg)).mul_(slope.index_select(0, seg))
         out = out.add_(y0.index_select(0, seg)).clamp_(self.y_lo, self.y_hi)
-        out.masked_fill_(p.reshape(-1) >= self.top[torch.float64], self.y_hi)
+        out.masked_fill_(p.reshape(-1) >= self.hi, self.y_hi)
         return out.view(p.shape).add_(p, alpha=TIE_BREAK)
 
 
@@ -136,8 +135,6 @@ class _BitBuckets:
         def t(a, dtype):
             return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
         self.base = t(base, torch.int64)
-        # with one knot at most per bucket (the usual case) that knot per bucket, so both lookups index by bucket
-        self.next_knot = t(padded[base], torch.float32) if self.rounds == 1 else None
         self.knots = t(padded, torch.float32)
         self.x0, self.slope, self.level = t(starts, torch.float32), t(slopes, torch.float32), t(levels, torch.float32)
         self.last_bucket = len(base) - 1
@@ -148,11 +145,8 @@ class _BitBuckets:
         # non-negative floats order like their bits (a negative one reads the first segment, NaN stays NaN)
         bucket = (flat.view(torch.int32) >> BUCKET_SHIFT).clamp_(0, self.last_bucket).long()
         seg = self.base.index_select(0, bucket)
-        if self.next_knot is not None:
-            seg += flat >= self.next_knot.index_select(0, bucket)
-        else:
-            for _ in range(self.rounds):
-                seg += flat >= self.knots.index_select(0, seg)
+        for _ in range(self.rounds):  # usually one: the next knot, inside the bucket or past it
+            seg += flat >= self.knots.index_select(0, seg)
         rise = flat - self.x0.index_select(0, seg)
         return self.level.index_select(0, seg).addcmul_(rise, self.slope.index_select(0, seg)).view(p.shape)
 
