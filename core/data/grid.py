@@ -11,6 +11,7 @@ from rasterio.transform import Affine, rowcol
 
 MILE_M = 1609.344
 DEFAULT_CRS = "EPSG:5070"  # NAD83 / Conus Albers, metres
+WINDOW_MULTIPLE = 32  # tile and window sides are multiples of this many cells: the U-Net halves its input 5 times
 
 
 def parse_crs(value: str | CRS, what: str = "CRS") -> CRS:

@@ -20,12 +20,11 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..data.grid import WINDOW_MULTIPLE
 from ..errors import InputError
 
-UNET_MULTIPLE = 32  # the U-Net halves its input 5 times: window sides must be multiples of 32
 
-
-def round_up(n: float, multiple: int = UNET_MULTIPLE) -> int:
+def round_up(n: float, multiple: int = WINDOW_MULTIPLE) -> int:
     return int(math.ceil(n / multiple) * multiple)
 
 
@@ -44,7 +43,7 @@ def window_starts(length: int, size: int, overlap: int, offset: int = 0) -> list
 
 
 def fit_size(length: int, max_size: int, overlap: int, offset: int = 0,
-             multiple: int = UNET_MULTIPLE) -> int:
+             multiple: int = WINDOW_MULTIPLE) -> int:
     """The window side (a multiple of ``multiple``, at most ``max_size``, at least twice the
     overlap) whose windows cover ``length`` cells with the fewest cells computed."""
     max_size = max(round_up(max_size, multiple), round_up(2 * overlap + 1, multiple))

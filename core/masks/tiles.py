@@ -14,6 +14,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from ..data.grid import WINDOW_MULTIPLE
 from ..data.stack import Stack
 from ..errors import InputError
 
@@ -96,8 +97,8 @@ def _window_sums(a: np.ndarray, k: int) -> np.ndarray:
 
 
 def check_tile_size(tile_size: int, stack: Stack) -> None:
-    if tile_size < 32 or tile_size % 32:
-        raise InputError(f"Tile size {tile_size} must be a multiple of 32 (the U-Net halves it 5 times).")
+    if tile_size < WINDOW_MULTIPLE or tile_size % WINDOW_MULTIPLE:
+        raise InputError(f"Tile size {tile_size} must be a multiple of {WINDOW_MULTIPLE} (the U-Net halves it 5 times).")
     if tile_size > min(stack.grid.shape):
         raise InputError(f"Tile size {tile_size} is larger than the stack ({stack.grid.height} x "
                          f"{stack.grid.width} cells); use a smaller --tile-size.")

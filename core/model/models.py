@@ -8,6 +8,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..data.grid import WINDOW_MULTIPLE
 from .context import ContextModel
 from .lean_input import (ENCODER_STAGES_OPTION, INPUT_REDUCTION_OPTION, UNET_LEAN_OPTIONS, ReducedInput,
                          apply_unet_lean_options, pop_unet_lean_options)
@@ -15,7 +16,6 @@ from .pu import PU_OPTION, PUModel, pu_spec  # PU_OPTION: a second M3 instance f
 from .vit import build_vit
 
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
-WINDOW_MULTIPLE = 32  # tiles and windows are multiples of this many cells (core.inference.sliding_windows.UNET_MULTIPLE)
 CONTEXT_OPTION = "context_sigmas"  # model options shared by every architecture
 AUX_CONTEXT_OPTION = "aux_sigmas"
 AUX_PRIOR_OPTION = "aux_prior"  # width of the aux-only prior branch (core.model.context.AuxPrior); 0: none
