@@ -29,4 +29,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/pip uninstall -y -q triton 2>/dev/null || true
   echo "$want" > "$stamp"
 fi
+# QGIS 4's Qt binding, in a venv of its own (QGIS 3's PyQt5 is loaded in .venv): tests/test_qt6_forms.py
+# checks every Qt name the plugin writes against it.
+PYQT6=PyQt6==6.11.0
+if [ "$(cat .venv-qt6/.pyqt6 2>/dev/null)" != "$PYQT6" ]; then
+  echo "[setup] $PYQT6 into .venv-qt6 (the plugin's Qt 6 names check)"
+  /usr/bin/python3 -m venv .venv-qt6
+  .venv-qt6/bin/pip install -q --disable-pip-version-check "$PYQT6"
+  echo "$PYQT6" > .venv-qt6/.pyqt6
+fi
 .venv/bin/python -c "import qgis.core, rasterio, torch, segmentation_models_pytorch; print('[setup] ok: torch', torch.__version__, '| rasterio', rasterio.__version__, '| CUDA', torch.cuda.is_available())"

@@ -231,12 +231,23 @@ print(json.dumps(missing))
 """
 
 
+SETUP_PYQT6_PYTHON = PLUGIN.parent / ".venv-qt6" / "bin" / "python"  # scripts/setup.sh makes it
+
+
 def _pyqt6_python() -> str | None:
-    """An interpreter that imports PyQt6: $M3_PYQT6_PYTHON, else this one. Run apart, since PyQt5 is
-    loaded here."""
-    for python in (os.environ.get("M3_PYQT6_PYTHON"), sys.executable):
-        if python and subprocess.run([python, "-c", "import PyQt6.QtWidgets"], capture_output=True).returncode == 0:
+    """An interpreter that imports PyQt6 (run apart: PyQt5 is loaded here): $M3_PYQT6_PYTHON, else the
+    set-up's .venv-qt6, else this one. A named or set-up one that cannot import PyQt6 fails the test."""
+    named = os.environ.get("M3_PYQT6_PYTHON") or (str(SETUP_PYQT6_PYTHON) if SETUP_PYQT6_PYTHON.exists() else None)
+    for python in (named, sys.executable):
+        if not python:
+            continue
+        run = subprocess.run([python, "-c", "import PyQt6.QtWidgets"], capture_output=True, text=True,
+                             env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+        if run.returncode == 0:
             return python
+        if python == named:
+            pytest.fail(f"{python} cannot import PyQt6.QtWidgets ({run.stderr.strip()[-300:]}); "
+                        "run scripts/setup.sh again")
     return None
 
 
