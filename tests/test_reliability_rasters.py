@@ -203,3 +203,44 @@ def test_a_raster_larger_than_the_budget_is_read_around_the_grid(tmp_path, monke
         reading = rv.band_on_grid(src, 1, grid)
     assert reading.block == 10
     assert np.allclose(reading.values[valid], whole[valid], atol=1e-2)
+
+
+def test_a_raster_with_the_grids_cells_is_copied_by_its_window_as_resampling_would(tmp_path, monkeypatch):
+    """A region of a stack's own grid (the dock's case) is read as the grid's window only, copied: the
+    values and NaNs the warper gives for every resampling, also where the grid reaches past the raster,
+    with the declared nodata and the band's scale honoured; a pixel-interleaved band is not read whole."""
+    import core.data.raster_values as rv
+    from core.data.grid import Grid
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(3, 40, 50)).astype(np.float32)
+    data[1, 5:9, 7:12] = -1.0  # declared nodata
+    path = tmp_path / "stack.tif"
+    t = from_origin(X0, Y0, 1000.0, 1000.0)
+    with rasterio.open(path, "w", driver="GTiff", width=50, height=40, count=3, dtype="float32", crs="EPSG:5070",
+                       transform=t, nodata=-1.0, interleave="pixel", tiled=True, blockxsize=16, blockysize=16) as dst:
+        dst.write(data)
+        dst.scales, dst.offsets = (1.0, 2.0, 1.0), (0.0, 0.5, 0.0)
+    for c0, r0, w, h in [(5, 3, 20, 12), (-4, -6, 16, 16), (44, 30, 12, 14), (60, 0, 5, 5)]:
+        grid = Grid(rasterio.crs.CRS.from_epsg(5070), rasterio.Affine(1000.0, 0, X0 + 1000.0 * c0, 0, -1000.0,
+                                                                      Y0 - 1000.0 * r0), h, w)
+        with rasterio.open(path) as src:
+            assert rv.aligned_window(src, grid) is not None
+            for band in (1, 2, 3):
+                for resampling in (rv.Resampling.bilinear, rv.Resampling.max, rv.Resampling.nearest):
+                    copied = rv.band_on_grid(src, band, grid, resampling).values
+                    with monkeypatch.context() as m:
+                        m.setattr(rv, "aligned_window", lambda *_: None)
+                        warped = rv.band_on_grid(src, band, grid, resampling).values
+                    assert np.array_equal(np.isnan(copied), np.isnan(warped))
+                    assert np.array_equal(copied[~np.isnan(copied)], warped[~np.isnan(warped)])
+    inside = Grid(rasterio.crs.CRS.from_epsg(5070), rasterio.Affine(1000.0, 0, X0 + 7000.0, 0, -1000.0, Y0 - 5000.0), 4, 5)
+    reads, read_band = [], rv.read_band
+    monkeypatch.setattr(rv, "read_band", lambda src, band, window=None, block=1:
+                        reads.append(window) or read_band(src, band, window, block))
+    with rasterio.open(path) as src:
+        assert np.isnan(rv.band_on_grid(src, 2, inside).values).all()  # the nodata block, as no data
+    assert [(w.col_off, w.row_off, w.width, w.height) for w in reads] == [(7, 5, 5, 4)]
+    shifted = Grid(rasterio.crs.CRS.from_epsg(5070), rasterio.Affine(1000.0, 0, X0 + 500.0, 0, -1000.0, Y0), 4, 5)
+    with rasterio.open(path) as src:
+        assert rv.aligned_window(src, shifted) is None  # half a cell off: resampled

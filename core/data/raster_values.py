@@ -8,7 +8,11 @@ resampled onto a grid.
   (a mask band or alpha), NaN and infinities, and values of magnitude ≥ :data:`FILL_MAGNITUDE`
   (−3.4e38, the float32 extreme, and NetCDF's 9.97e36 are fill values nobody declared); the
   undeclared ones are counted and reported. −9999 and the like are no data only when declared.
-- The values are resampled from memory (GDAL's warper, NaN as nodata): the whole raster, or,
+- When the raster's cells are the grid's (same CRS and cell size, edges aligned: an M3 stack and a
+  region of its grid), the grid's window is read and copied, not resampled: every resampling of
+  such a grid is the identity, and a window of a pixel-interleaved stack reads in milliseconds where
+  the whole band decompresses every band.
+- Otherwise the values are resampled from memory (GDAL's warper, NaN as nodata): the whole raster, or,
   when it is larger than :data:`MIN_SOURCE_CELLS` and 4 × the grid's cells, the part around the
   grid, averaged over k × k blocks first when that is still too large.
 
@@ -74,6 +78,34 @@ def _as_float(raw: np.ndarray, src: Any, band: int, signed: bool,
         values = values * scale + offset
     values[missing] = np.nan
     return values, n_fill, example
+
+
+def aligned_window(src: Any, grid: Grid):
+    """The raster's window holding the grid's cells when the raster's cells are the grid's (same CRS
+    and cell size, north-up, cell edges aligned); None otherwise. It may reach past the raster."""
+    from rasterio.windows import Window
+
+    t, res = src.transform, grid.resolution
+    if (src.crs != grid.crs or t.b or t.d or abs(t.a - res) > 1e-6 * res or abs(t.e + res) > 1e-6 * res):
+        return None
+    dx, dy = (grid.transform.c - t.c) / res, (t.f - grid.transform.f) / res
+    if abs(dx - round(dx)) > 1e-6 or abs(dy - round(dy)) > 1e-6:
+        return None
+    return Window(round(dx), round(dy), grid.width, grid.height)
+
+
+def _copy_aligned(src: Any, band: int, grid: Grid, window) -> BandReading:
+    """The band on an aligned grid: the cells the raster holds copied, NaN elsewhere."""
+    from rasterio.windows import Window
+
+    out = np.full(grid.shape, np.nan, np.float32)
+    c0, r0 = max(0, window.col_off), max(0, window.row_off)
+    c1, r1 = min(src.width, window.col_off + grid.width), min(src.height, window.row_off + grid.height)
+    if c0 >= c1 or r0 >= r1:
+        return BandReading(out, signed_bytes=is_signed_byte(src, band))
+    values, n_fill, example = read_band(src, band, Window(c0, r0, c1 - c0, r1 - r0))
+    out[r0 - window.row_off:r1 - window.row_off, c0 - window.col_off:c1 - window.col_off] = values
+    return BandReading(out, n_fill, example, is_signed_byte(src, band))
 
 
 def _source_window(src: Any, grid: Grid, margin: int = 3):
@@ -145,6 +177,9 @@ def band_on_grid(src: Any, band: int, grid: Grid,
         raise InputError(f"{src.name} has {src.count} band(s), not band {band}.")
     from rasterio.windows import Window
 
+    aligned = aligned_window(src, grid)
+    if aligned is not None:
+        return _copy_aligned(src, band, grid, aligned)
     out = np.full(grid.shape, np.nan, np.float32)
     budget = max(MIN_SOURCE_CELLS, 4 * grid.width * grid.height)
     window = Window(0, 0, src.width, src.height)

@@ -143,16 +143,6 @@ def band_on_grid(src: RasterBand, grid: Grid, resampling: Resampling = Resamplin
     return reading.values
 
 
-def same_cells(src: RasterBand, grid: Grid) -> bool:
-    """Whether the raster's cells coincide with the grid's (same CRS and resolution, aligned)."""
-    with _open(src.path) as ds:
-        if ds.crs != grid.crs or abs(ds.transform.a - grid.resolution) > 1e-6 * grid.resolution:
-            return False
-        dx = (grid.transform.c - ds.transform.c) / grid.resolution
-        dy = (grid.transform.f - ds.transform.f) / grid.resolution
-        return abs(dx - round(dx)) < 1e-6 and abs(dy - round(dy)) < 1e-6
-
-
 def m3_stack_band(path: str, description: str) -> Optional[int]:
     """The 1-based band of an M3 stack file with this description (``presence_Au``,
     ``aux_elevation_5arcmin``, ``valid``); None when the file is not a stack or lacks it."""
@@ -186,8 +176,7 @@ def presence_on_grid(symbol: str, src: MineralSource, grid: Grid, valid: np.ndar
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # an empty band in a small region is normal here
             return presence_bands(recs, grid, valid)[0]
-    resampling = Resampling.nearest if same_cells(src, grid) else Resampling.max
-    raw = band_on_grid(src, grid, resampling)
+    raw = band_on_grid(src, grid, Resampling.max)  # a raster with the grid's cells is copied as it is
     return ((np.nan_to_num(raw, nan=0.0) > 0.5) & valid).astype(np.uint8)
 
 
