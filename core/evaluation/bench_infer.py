@@ -35,6 +35,7 @@ import copy
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -44,15 +45,47 @@ import torch
 from ..data.stack_sources import GeoTiffStackSource, open_stack_source
 from ..device import GpuUtilisation, bf16_native, exact_float32, pick_device
 from ..inference.heap import kept_heap
-from ..inference.infer import EnsembleMember, default_overlap, default_window, inference_member, infill
+from ..inference.infer import (EnsembleMember, _Infiller, default_overlap, default_window, inference_member,
+                               infill)
 from ..inference.sliding_windows import WindowLayout, round_up
 from ..masks.hiding import HideSpec
+from ..progress import SilentProgress
 from ..model.inputs import model_inputs
 from ..model.model_file import load_model
 from ..model.shared_aux import SharedAuxModel
 
 CPU_PART = (500, 400, 512, 512)  # row, col, height, width on the CONUS 1-mile stack (all land)
 EVALUATIONS = 150                # the paper's 3 seeds x 50 draws
+
+
+@dataclass
+class PartDraws:
+    """One member's mask draws over :data:`CPU_PART` as ``predict`` lays out one window there (the
+    CONUS map's workload: nothing hidden by the user, the model's own draws), for scripts that time
+    a draw's steps (``docs/results/lean_model/draw_parts.py``, ``docs/results/speed/heap_faults.py``)."""
+
+    run: _Infiller
+    presence: torch.Tensor     # (S, H, W) the part's records
+    aux: torch.Tensor          # (A, H, W)
+    valid: torch.Tensor        # (H, W)
+    user: torch.Tensor         # (S, H, W) hidden by the user: nothing
+    user_target: torch.Tensor  # the same for the model's output species
+
+    def draw(self, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``d``'s hidden cells and target."""
+        return self.run._draw(0, d, 0, self.user, self.valid, self.user_target)
+
+
+def part_draws(stack_path: str | Path, member: EnsembleMember) -> PartDraws:
+    """:class:`PartDraws` of ``member`` over the stack file's :data:`CPU_PART`, on the CPU."""
+    r, c, h, w = CPU_PART
+    stack = GeoTiffStackSource(stack_path).read_window(r, c, h, w)
+    hide = HideSpec(())
+    run = _Infiller(open_stack_source(stack), [member], hide, 50, 4, torch.device("cpu"), SilentProgress(),
+                    WindowLayout.fitted(h, w, 512, 64), 0)
+    presence, aux, valid = (torch.from_numpy(a) for a in (stack.presence, stack.aux, stack.valid))
+    user = torch.from_numpy(run.flags).view(-1, 1, 1) & torch.from_numpy(hide.cells(stack.grid, stack.valid))
+    return PartDraws(run, presence, aux, valid, user, user.index_select(0, run.out_index))
 
 
 def naive_infill(stack, model: torch.nn.Module, tile: int, with_aux: bool, device: torch.device,

@@ -28,16 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 import torch  # noqa: E402
 
-from core.data.stack_sources import GeoTiffStackSource, open_stack_source  # noqa: E402
-from core.evaluation.bench_infer import CPU_PART  # noqa: E402
+from core.evaluation.bench_infer import CPU_PART, part_draws  # noqa: E402
 from core.inference.heap import kept_heap  # noqa: E402
-from core.inference.infer import _Infiller, inference_member  # noqa: E402
-from core.inference.sliding_windows import WindowLayout  # noqa: E402
-from core.masks.hiding import HideSpec  # noqa: E402
+from core.inference.infer import inference_member  # noqa: E402
 from core.model.inputs import draw_inputs  # noqa: E402
 from core.model.model_file import load_model  # noqa: E402
 from core.model.models import build_model  # noqa: E402
-from core.progress import SilentProgress  # noqa: E402
 
 
 def cpu_name() -> str:
@@ -70,14 +66,8 @@ def main() -> None:
     member = inference_member(model, card, args.model.name)
     if member.shared is None or not member.shared.k:
         raise SystemExit("draw_parts times the lean input path: give a model with input_reduction")
-    r, c, h, w = CPU_PART
-    stack = GeoTiffStackSource(args.stack).read_window(r, c, h, w)
-    hide = HideSpec(())  # the CONUS map's workload: nothing hidden by the user, the model's own draws
-    run = _Infiller(open_stack_source(stack), [member], hide, 50, 4, cpu, SilentProgress(),
-                    WindowLayout.fitted(h, w, 512, 64), 0)
-    presence, aux, valid = (torch.from_numpy(a) for a in (stack.presence, stack.aux, stack.valid))
-    user = torch.from_numpy(run.flags).view(-1, 1, 1) & torch.from_numpy(hide.cells(stack.grid, stack.valid))
-    user_target = user.index_select(0, run.out_index)
+    part = part_draws(args.stack, member)
+    run, presence, aux, valid = part.run, part.presence, part.aux, part.valid
     shared, scale = member.shared, run._scales[id(member)]
 
     def timed(f, n=args.repeats):
@@ -89,7 +79,7 @@ def main() -> None:
 
     ms: dict[str, float] = {}
     with torch.inference_mode(), kept_heap():  # the heap policy infill runs under
-        ms["mask draw"], (hidden, target) = timed(lambda: run._draw(0, 3, 0, user, valid, user_target))
+        ms["mask draw"], (hidden, target) = timed(lambda: part.draw(3))
         aux_m = run._member_aux(member, aux)
         ms["aux share (once per window and model)"], terms = timed(lambda: run._aux_terms(member, aux_m, valid), 3)
         ms["model inputs"], x = timed(lambda: draw_inputs(presence[None], hidden[None], valid[None]))
@@ -102,7 +92,7 @@ def main() -> None:
         ms["split forward, all of it"], logits = timed(lambda: shared(x, terms))
         probs = torch.sigmoid(logits)
         ms["calibration"], _ = timed(lambda: scale.apply(probs))
-        acc = torch.zeros((3, len(run.out_species), h, w))
+        acc = torch.zeros((3, len(run.out_species)) + tuple(valid.shape))
         jobs = [(0, 0, presence, hidden, aux, valid, target)]
         ms["batch step (forward, calibration, blending)"], _ = timed(lambda: run._run_batch(member, jobs, acc, terms))
     figures = {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__, "model": args.model.name,

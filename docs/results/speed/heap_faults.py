@@ -19,14 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 import torch  # noqa: E402
 
-from core.data.stack_sources import GeoTiffStackSource, open_stack_source  # noqa: E402
-from core.evaluation.bench_infer import CPU_PART  # noqa: E402
+from core.evaluation.bench_infer import part_draws  # noqa: E402
 from core.inference.heap import kept_heap  # noqa: E402
-from core.inference.infer import _Infiller, inference_member  # noqa: E402
-from core.inference.sliding_windows import WindowLayout  # noqa: E402
-from core.masks.hiding import HideSpec  # noqa: E402
+from core.inference.infer import inference_member  # noqa: E402
 from core.model.model_file import load_model  # noqa: E402
-from core.progress import SilentProgress  # noqa: E402
 
 
 def main() -> None:
@@ -40,22 +36,16 @@ def main() -> None:
     cpu = torch.device("cpu")
     model, card = load_model(args.model, cpu)
     member = inference_member(model, card, args.model.name)
-    r, c, h, w = CPU_PART
-    stack = GeoTiffStackSource(args.stack).read_window(r, c, h, w)
-    hide = HideSpec(())
-    run = _Infiller(open_stack_source(stack), [member], hide, 50, 4, cpu, SilentProgress(),
-                    WindowLayout.fitted(h, w, 512, 64), 0)
-    presence, aux, valid = (torch.from_numpy(a) for a in (stack.presence, stack.aux, stack.valid))
-    user = torch.from_numpy(run.flags).view(-1, 1, 1) & torch.from_numpy(hide.cells(stack.grid, stack.valid))
-    user_target = user.index_select(0, run.out_index)
-    terms = run._aux_terms(member, run._member_aux(member, aux), valid)
-    acc = torch.zeros((3, len(run.out_species), h, w))
+    part = part_draws(args.stack, member)
+    run = part.run
+    terms = run._aux_terms(member, run._member_aux(member, part.aux), part.valid)
+    acc = torch.zeros((3, len(run.out_species)) + tuple(part.valid.shape))
 
     def draws(n: int) -> tuple[float, float]:
         faults, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
         for d in range(n):
-            hidden, target = run._draw(0, d, 0, user, valid, user_target)
-            run._run_batch(member, [(0, 0, presence, hidden, aux, valid, target)], acc, terms)
+            hidden, target = part.draw(d)
+            run._run_batch(member, [(0, 0, part.presence, hidden, part.aux, part.valid, target)], acc, terms)
         return ((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / n,
                 (time.perf_counter() - t0) / n * 1000)
 
